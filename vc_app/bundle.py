@@ -1,0 +1,215 @@
+"""Inference bundles: `model.safetensors` + `config.json` + `README.md` (model card).
+
+A bundle is a folder (or a Hugging Face hub repo with the same files). Weights
+load strictly: a missing, unexpected or mis-shaped tensor is an error naming
+it. `config.json` carries the full resolved config (mel recipe, model sizes,
+`format_version`, a training-data summary). Pickles are never trusted: a
+`.pt`/`.ckpt` file is read only with `torch.load(weights_only=True)`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vc_app.config import (FORMAT_VERSION, MelConfig, ModelConfig, mel_config_from_dict, model_config_from_dict,
+                           to_dict)
+from vc_app.errors import VcAppError
+from vc_app.paths import temp_path_for
+
+WEIGHTS, CONFIG, CARD = "model.safetensors", "config.json", "README.md"
+PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
+DEFAULT_BUNDLE = "adainvc-speech22"
+CHECKPOINT_ENV = "VC_APP_CHECKPOINT"
+
+
+@dataclass
+class Bundle:
+    """A loaded model with its mel recipe and the config it was saved with."""
+
+    model: Any  # vc_app.models.AdaINVC, in eval mode
+    mel: MelConfig
+    config: dict = field(default_factory=dict)
+    source: str = ""
+
+
+def checkpoints_dir() -> Path:
+    """The project's `checkpoints/` folder (next to the package, found from `__file__`)."""
+    return Path(__file__).resolve().parent.parent / "checkpoints"
+
+
+def default_checkpoint() -> str:
+    """The bundle used when none is named: $VC_APP_CHECKPOINT, else the shipped default."""
+    return os.environ.get(CHECKPOINT_ENV) or str(checkpoints_dir() / DEFAULT_BUNDLE)
+
+
+def list_local_bundles() -> list[Path]:
+    """Bundle folders under `checkpoints/` (those holding config.json and weights)."""
+    root = checkpoints_dir()
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if (p / CONFIG).is_file() and (p / WEIGHTS).is_file())
+
+
+def save_bundle(model: torch.nn.Module, mel: MelConfig, folder: str | os.PathLike, *, training: dict | None = None,
+                card: str | None = None, half: bool = False) -> Path:
+    """Write `model` as a bundle folder (replacing the files of an earlier bundle there).
+
+    Args:
+        model: an `AdaINVC` (its `cfg` is saved as the model config).
+        training: a JSON-ready summary of the data and run (stored in config.json).
+        card: the model card's Markdown; a short default is written when None.
+        half: store float16 weights (half the size; loaded back as float32).
+    """
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    config = {"format_version": FORMAT_VERSION, "architecture": "AdaINVC", "mel": to_dict(mel),
+              "model": to_dict(model.cfg), "training": training or {}}
+    _atomic(folder / WEIGHTS, lambda p: save_file(state, str(p), metadata={"format_version": str(FORMAT_VERSION)}))
+    _atomic(folder / CONFIG, lambda p: p.write_text(json.dumps(config, indent=2) + "\n"))
+    if card is not None or not (folder / CARD).exists():
+        text = card or f"# AdaIN-VC bundle\n\nWeights for vc_app (format {FORMAT_VERSION}); see config.json.\n"
+        _atomic(folder / CARD, lambda p: p.write_text(text))
+    return folder
+
+
+def _atomic(path: Path, write) -> None:
+    tmp = temp_path_for(path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def load_bundle(spec: str | os.PathLike, *, device: str | torch.device = "cpu", revision: str | None = None) -> Bundle:
+    """Load a bundle folder, a `.pt`/`.ckpt` file, or a hub repo id ("org/name").
+
+    Raises:
+        VcAppError: the bundle is missing, unsafe, of another format version, or its weights do not fit.
+    """
+    path = Path(spec)
+    if path.is_file() and path.suffix in PICKLE_SUFFIXES:
+        config, state = _read_pickle_checkpoint(path)
+    else:
+        folder = path if path.is_dir() else _download_bundle(str(spec), revision)
+        config, state = _read_folder(folder)
+    model = build_model(config, state, origin=str(spec))
+    return Bundle(model.to(device).eval(), mel_config_from_dict(config["mel"]), config, str(spec))
+
+
+def _read_folder(folder: Path) -> tuple[dict, dict]:
+    config = _read_config(folder / CONFIG)
+    weights = folder / WEIGHTS
+    if not weights.is_file():
+        pickles = [p for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES]
+        if pickles:
+            return config, _read_pickle_checkpoint(pickles[0], config)[1]
+        raise VcAppError(f"{folder} has no {WEIGHTS}.")
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return config, load_file(str(weights))
+    except (SafetensorError, OSError) as err:
+        raise VcAppError(f"{weights} is not a readable safetensors file ({err}).") from None
+
+
+def _read_config(path: Path) -> dict:
+    if not path.is_file():
+        raise VcAppError(f"{path.parent} is not a vc_app bundle: it has no {CONFIG}.")
+    try:
+        config = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise VcAppError(f"{path} is not valid JSON ({err}).") from None
+    _check_config(config, path)
+    return config
+
+
+def _check_config(config: Any, where: Path) -> None:
+    if not isinstance(config, dict) or "model" not in config or "mel" not in config:
+        raise VcAppError(f"{where} lacks the 'model' and 'mel' sections of a vc_app bundle config.")
+    version = config.get("format_version")
+    if version != FORMAT_VERSION:
+        raise VcAppError(f"{where} has format_version {version!r}; this vc_app reads format_version {FORMAT_VERSION}.")
+
+
+def _read_pickle_checkpoint(path: Path, config: dict | None = None) -> tuple[dict, dict]:
+    """Read a torch checkpoint with weights_only=True: {"config", "model"|"state_dict"} or a bare state dict."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, AttributeError, EOFError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise VcAppError(f"Refused to load {path}: it is not a plain-tensor checkpoint that loads with "
+                         f"weights_only=True ({first[:160]}).") from None
+    if not isinstance(obj, dict):
+        raise VcAppError(f"{path} does not hold a state dict.")
+    state = obj.get("model", obj.get("state_dict", obj))
+    config = obj.get("config", config)
+    if config is None:
+        config = _read_config(path.parent / CONFIG)
+    _check_config(config, path)
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise VcAppError(f"{path} does not hold a state dict of tensors.")
+    return config, state
+
+
+def build_model(config: dict, state: dict[str, torch.Tensor], origin: str = "the checkpoint"):
+    """An `AdaINVC` from a bundle config, with `state` loaded strictly (errors name the keys)."""
+    from vc_app.models import AdaINVC
+
+    try:
+        model_cfg: ModelConfig = model_config_from_dict(config["model"])
+    except (TypeError, ValueError) as err:
+        raise VcAppError(f"The model config in {origin} is invalid ({err}).") from None
+    model = AdaINVC(model_cfg)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing keys {_names(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys {_names(unexpected)}")
+        raise VcAppError(f"The weights in {origin} do not fit the model config: {'; '.join(parts)}.")
+    wrong = [k for k, v in state.items() if tuple(v.shape) != tuple(expected[k].shape)]
+    if wrong:
+        k = wrong[0]
+        raise VcAppError(f"The weights in {origin} do not fit the model config: {k} has shape "
+                         f"{tuple(state[k].shape)}, the model expects {tuple(expected[k].shape)}.")
+    model.load_state_dict(state, strict=True)
+    return model
+
+
+def _names(keys: list[str], limit: int = 5) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f" (and {len(keys) - limit} more)" if len(keys) > limit else "")
+
+
+def _download_bundle(repo_id: str, revision: str | None) -> Path:
+    """Fetch a bundle from the Hugging Face hub (or its cache when offline) into a local folder."""
+    from vc_app.hub import hub_download
+
+    if "/" not in repo_id or repo_id.count("/") > 1 or repo_id.startswith((".", "/", "~")):
+        raise VcAppError(f"Checkpoint {repo_id} was not found: give a bundle folder, a .pt file or a hub id "
+                         f"such as org/name.")
+    config_path = hub_download(repo_id, CONFIG, revision=revision, what="checkpoint")
+    hub_download(repo_id, WEIGHTS, revision=revision, what="checkpoint")
+    try:
+        hub_download(repo_id, CARD, revision=revision, what="checkpoint")
+    except VcAppError:
+        pass  # the model card is optional
+    return config_path.parent

@@ -1,0 +1,68 @@
+"""`vc-app`: the command line. Thin: each command parses arguments and calls the library.
+
+Commands live in `vc_app.commands.<name>`, each with `add_parser(subparsers)`
+and `run(args) -> int`. Heavy imports happen inside `run`, so `vc-app --help`
+is instant. A `VcAppError` is printed as one sentence with a non-zero exit;
+a traceback is shown only with `--debug`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from vc_app import __version__
+
+COMMANDS = ("convert", "batch", "vocode", "download", "train", "evaluate")
+
+
+def _command_module(name: str):
+    return importlib.import_module(f"vc_app.commands.{name}")
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vc-app",
+        description="One-shot voice conversion (AdaIN-VC): say the source clip's words in the target's voice.",
+    )
+    parser.add_argument("--version", action="version", version=f"vc-app {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = _command_module(name)
+        except ModuleNotFoundError as err:
+            if err.name == f"vc_app.commands.{name}":
+                continue
+            raise
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = get_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    from vc_app.errors import VcAppError
+
+    try:
+        return int(args.run(args) or 0)
+    except VcAppError as err:
+        print(f"vc-app: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("vc-app: interrupted.", file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 - the last line of defence against tracebacks
+        if args.debug:
+            raise
+        print(f"vc-app: internal error: {type(err).__name__}: {err} (re-run with --debug for details).",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""Configuration dataclasses: the one place where default sizes live.
+
+`MelConfig` is DESIGN.md's "recipe J" (the jik876 HiFi-GAN / NVIDIA BigVGAN
+mel dialect); `ModelConfig` holds the AdaIN-VC sizes of the official config,
+with our 80 mel bands. Everything else (CLI, training, bundles) reads its
+defaults from here, so a default is never declared twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class MelConfig:
+    """The one mel recipe (DESIGN.md "recipe J")."""
+
+    sample_rate: int = 22050
+    n_fft: int = 1024
+    win_length: int = 1024
+    hop_length: int = 256
+    n_mels: int = 80
+    f_min: float = 0.0
+    f_max: float = 8000.0
+    log_floor: float = 1e-5
+
+
+@dataclass(frozen=True)
+class VQConfig:
+    """Vector-quantised bottleneck on the content code (VQ-VAE style)."""
+
+    codebook_size: int = 256
+    ema_decay: float = 0.99
+    ema: bool = True
+    dead_code_threshold: float = 1e-3
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """AdaIN-VC sizes (official config, 80 bands).
+
+    `bottleneck` chooses what sits on the content code: ``"vae"`` (mean and
+    log-variance, sampled in training, as the official model), ``"vq"`` (a
+    `VectorQuantizer`) or ``"none"`` (the mean alone).
+    """
+
+    n_mels: int = 80
+    c_h: int = 128
+    c_content: int = 128
+    c_speaker: int = 128
+    kernel_size: int = 5
+    bank_size: int = 8
+    bank_scale: int = 1
+    c_bank: int = 128
+    n_conv_blocks: int = 6
+    n_dense_blocks: int = 6
+    subsample: tuple[int, ...] = (1, 2, 1, 2, 1, 2)
+    upsample: tuple[int, ...] = (2, 1, 2, 1, 2, 1)
+    activation: str = "relu"
+    dropout: float = 0.0
+    bottleneck: str = "vae"
+    vq: VQConfig = field(default_factory=VQConfig)
+
+    def __post_init__(self) -> None:
+        if self.bottleneck not in ("vae", "vq", "none"):
+            raise ValueError(f"bottleneck must be 'vae', 'vq' or 'none', not {self.bottleneck!r}")
+        if len(self.subsample) != self.n_conv_blocks or len(self.upsample) != self.n_conv_blocks:
+            raise ValueError("subsample and upsample need one entry per conv block")
+        down, up = _product(self.subsample), _product(self.upsample)
+        if down != up:
+            raise ValueError(f"total subsample ({down}) must equal total upsample ({up})")
+
+    @property
+    def frames_per_code(self) -> int:
+        """Mel frames per content-code step (the product of `subsample`)."""
+        return _product(self.subsample)
+
+
+def _product(values: tuple[int, ...]) -> int:
+    out = 1
+    for v in values:
+        out *= v
+    return out
+
+
+def to_dict(cfg: Any) -> dict:
+    """A JSON-ready dict of a (nested) config dataclass."""
+    return dataclasses.asdict(cfg)
+
+
+def mel_config_from_dict(d: dict) -> MelConfig:
+    return MelConfig(**_known(MelConfig, d))
+
+
+def model_config_from_dict(d: dict) -> ModelConfig:
+    d = dict(_known(ModelConfig, d))
+    for key in ("subsample", "upsample"):
+        if key in d:
+            d[key] = tuple(d[key])
+    if isinstance(d.get("vq"), dict):
+        d["vq"] = VQConfig(**_known(VQConfig, d["vq"]))
+    return ModelConfig(**d)
+
+
+def _known(cls: type, d: dict) -> dict:
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(d) - names
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} field(s): {', '.join(sorted(unknown))}")
+    return d

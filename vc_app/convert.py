@@ -1,0 +1,169 @@
+"""Voice conversion: source clip + target clip(s) -> the source's words in the target's voice.
+
+`VoiceConverter` is built once (bundle + vocoder) and reused: by the CLI, the
+batch command and the web UI. Long sources are converted in overlapping
+chunks joined with a raised-cosine cross-fade, so memory stays flat however
+long the source is. The output keeps the source's loudness: its active-speech
+RMS is matched to the source's, limited to a peak of 0.99.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from vc_app.audio import active_rms, check_clip, load_audio, match_loudness, prepare_clip, write_audio
+from vc_app.bundle import Bundle, default_checkpoint, load_bundle
+from vc_app.errors import VcAppError
+from vc_app.mel import mel_spectrogram
+from vc_app.vocoders import DEFAULT_VOCODER, Vocoder, load_vocoder
+
+CHUNK_SECONDS = 20.0
+OVERLAP_SECONDS = 1.0
+TARGET_PIECE_SECONDS = 30.0
+
+
+def resolve_device(device: str) -> torch.device:
+    """'auto' -> cuda when available, else cpu; 'cuda' without a GPU is an error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise VcAppError("--device cuda was asked for, but PyTorch sees no CUDA GPU here.")
+    if device not in ("cpu",) and not device.startswith("cuda"):
+        raise VcAppError(f"Unknown device {device!r}: use cpu, cuda or auto.")
+    return torch.device(device)
+
+
+class VoiceConverter:
+    """A loaded model + vocoder that converts clips.
+
+    Args:
+        bundle: a loaded inference bundle.
+        vocoder: a vocoder for the bundle's mel recipe.
+        device: where the acoustic model runs.
+        chunk_seconds / overlap_seconds: how long sources are split.
+    """
+
+    def __init__(self, bundle: Bundle, vocoder: Vocoder, *, device: torch.device | str = "cpu",
+                 chunk_seconds: float = CHUNK_SECONDS, overlap_seconds: float = OVERLAP_SECONDS):
+        self.bundle, self.vocoder = bundle, vocoder
+        self.mel_cfg = bundle.mel
+        self.device = torch.device(device)
+        self.model = bundle.model.to(self.device).eval()
+        self.sample_rate = self.mel_cfg.sample_rate
+        hop = self.mel_cfg.hop_length
+        self.chunk = max(int(chunk_seconds * self.sample_rate) // hop, 64) * hop
+        self.overlap = min(max(int(overlap_seconds * self.sample_rate) // hop, 8) * hop, self.chunk // 2)
+        if vocoder.sample_rate != self.sample_rate or vocoder.hop_length != hop or vocoder.n_mels != self.mel_cfg.n_mels:
+            raise VcAppError(f"The vocoder {vocoder.name} ({vocoder.sample_rate} Hz, hop {vocoder.hop_length}, "
+                             f"{vocoder.n_mels} mels) does not match the model's mel recipe ({self.sample_rate} Hz, "
+                             f"hop {hop}, {self.mel_cfg.n_mels} mels).")
+
+    @classmethod
+    def from_specs(cls, checkpoint: str | None = None, vocoder: str | None = None, *, device: str = "auto",
+                   **kwargs) -> VoiceConverter:
+        """Load the bundle (default: the shipped one) and the vocoder named by a spec string."""
+        dev = resolve_device(device)
+        spec = checkpoint or default_checkpoint()
+        if checkpoint is None and not Path(spec).exists():
+            raise VcAppError(f"The default checkpoint {spec} is missing; pass --checkpoint with a bundle "
+                             f"folder or hub id.")
+        bundle = load_bundle(spec, device=dev)
+        return cls(bundle, load_vocoder(vocoder or DEFAULT_VOCODER, bundle.mel, device=str(dev)), device=dev,
+                   **kwargs)
+
+    # -- speaker -----------------------------------------------------------------
+    def _target_wav(self, target, index: int) -> torch.Tensor:
+        if isinstance(target, torch.Tensor):
+            return check_clip(target.float().flatten(), self.sample_rate, f"target clip {index + 1}", trim=True)
+        return prepare_clip(target, self.sample_rate, "target", trim=True)
+
+    @torch.inference_mode()
+    def speaker_vector(self, targets: Sequence) -> torch.Tensor:
+        """Mean speaker vector of target clips (paths or (N,) waveforms at the model's rate) -> (c_speaker,).
+
+        Clips longer than 30 s are analysed in 30 s pieces.
+        """
+        if isinstance(targets, (str, os.PathLike, torch.Tensor)):
+            targets = [targets]
+        if not targets:
+            raise VcAppError("At least one target clip is needed.")
+        piece = int(TARGET_PIECE_SECONDS * self.sample_rate)
+        mels = []
+        for i, target in enumerate(targets):
+            wav = self._target_wav(target, i)
+            for start in range(0, wav.numel(), piece):
+                part = wav[start:start + piece]
+                if part.numel() >= self.mel_cfg.n_fft or start == 0:
+                    mels.append(mel_spectrogram(part.to(self.device), self.mel_cfg))
+        return self.model.speaker_from_clips(mels)
+
+    # -- conversion ----------------------------------------------------------------
+    @torch.inference_mode()
+    def convert(self, source, targets=None, *, speaker: torch.Tensor | None = None) -> torch.Tensor:
+        """Convert one source.
+
+        Args:
+            source: a path, or a (N,) waveform at the model's rate.
+            targets: path(s) or waveform(s) of the target voice; or pass `speaker`.
+            speaker: a precomputed (c_speaker,) vector from `speaker_vector`.
+        Returns:
+            wav: (N,) float32 at `self.sample_rate`, as long as the source, at the source's loudness.
+        """
+        if speaker is None:
+            if targets is None:
+                raise VcAppError("Give target clips or a speaker vector.")
+            speaker = self.speaker_vector(targets)
+        if isinstance(source, torch.Tensor):
+            raw = source.float().flatten()
+            wav = check_clip(raw, self.sample_rate, "source clip", trim=False)
+        else:
+            raw = load_audio(source, self.sample_rate)
+            wav = check_clip(raw, self.sample_rate, f"source clip {Path(source).name}", trim=False)
+        level = active_rms(raw)
+        out = self._convert_chunks(wav, speaker.to(self.device))
+        return match_loudness(out, level)
+
+    def _convert_chunks(self, wav: torch.Tensor, speaker: torch.Tensor) -> torch.Tensor:
+        """wav: (N,) peak-normalised -> (N,) converted; chunked with cross-faded overlaps."""
+        n = wav.numel()
+        if n <= self.chunk:
+            return self._convert_piece(wav, speaker)
+        step = self.chunk - self.overlap
+        out = torch.zeros(n)
+        fade_in = 0.5 - 0.5 * torch.cos(torch.linspace(0, math.pi, self.overlap))
+        for start in range(0, n, step):
+            piece = self._convert_piece(wav[start:start + self.chunk], speaker)
+            if start > 0:
+                head = min(self.overlap, piece.numel())
+                piece[:head] *= fade_in[:head]
+                out[start:start + head] *= 1 - fade_in[:head]
+            out[start:start + piece.numel()] += piece
+            if start + self.chunk >= n:
+                break
+        return out
+
+    def _convert_piece(self, wav: torch.Tensor, speaker: torch.Tensor) -> torch.Tensor:
+        """wav: (M,) -> converted (M,): mel -> content -> AdaIN decoder -> vocoder."""
+        hop = self.mel_cfg.hop_length
+        m = wav.numel()
+        padded = torch.nn.functional.pad(wav, (0, (-m) % hop + (hop if m < self.mel_cfg.n_fft else 0)))
+        mel = mel_spectrogram(padded.to(self.device), self.mel_cfg).unsqueeze(0)
+        converted = self.model.convert(mel, speaker.unsqueeze(0))
+        return self.vocoder(converted)[0, :m].float().cpu()
+
+    def convert_file(self, source: str | os.PathLike, targets: Sequence[str | os.PathLike], output: str | os.PathLike,
+                     *, overwrite: bool = False) -> Path:
+        """Convert `source` to the voice of `targets` and write `output` atomically (never over an input)."""
+        output = Path(output)
+        inputs = [Path(source)] + [Path(t) for t in targets]
+        if any(output.resolve() == p.resolve() for p in inputs):
+            raise VcAppError(f"The output {output} is one of the inputs; choose another output path.")
+        if output.exists() and not overwrite:
+            raise VcAppError(f"{output} already exists; pass --overwrite to replace it.")
+        wav = self.convert(source, targets)
+        return write_audio(output, wav, self.sample_rate, overwrite=overwrite)

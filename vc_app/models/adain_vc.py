@@ -1,0 +1,217 @@
+"""AdaIN-VC (Chou, Yeh & Lee 2019): content encoder, speaker encoder, AdaIN decoder.
+
+    source mel -> ContentEncoder (conv bank, InstanceNorm) -> [VAE sample | VQ] -> content (C x T/8)
+    target mel -> SpeakerEncoder (conv bank, time average, dense) -> speaker vector
+    content + speaker -> Decoder (AdaIN blocks, upsample x8) -> mel
+
+The model works on log-mels from `vc_app.mel.mel_spectrogram`; it scales them
+internally with per-band statistics of its training data (`mel_mean`,
+`mel_std`, saved with the weights) and returns log-mels in the same units.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vc_app.config import ModelConfig
+from vc_app.models.blocks import (AdaIN, ConvBank, ConvBlock, DenseBlock, InstanceNorm, SameConv1d,
+                                  activation, pixel_shuffle_1d)
+from vc_app.models.vq import VectorQuantizer, VQOutput
+
+
+class ContentEncoder(nn.Module):
+    """Mel -> content code; instance normalisation strips utterance-level statistics.
+
+    The input itself is instance-normalised per band first, so a per-band
+    constant offset of the log-mel (a fixed spectral tilt or envelope) cannot
+    reach the content code at all.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.input_norm = InstanceNorm(cfg.n_mels)
+        self.bank = ConvBank(cfg.n_mels, cfg.c_bank, cfg.bank_size, cfg.bank_scale, cfg.activation)
+        self.in_conv = SameConv1d(self.bank.out_channels, cfg.c_h, kernel_size=1)
+        self.norm = InstanceNorm(cfg.c_h)
+        self.act = activation(cfg.activation)
+        self.blocks = nn.ModuleList(
+            ConvBlock(cfg.c_h, cfg.kernel_size, stride, cfg.activation, cfg.dropout, norm=True)
+            for stride in cfg.subsample
+        )
+        self.mean = SameConv1d(cfg.c_h, cfg.c_content, kernel_size=1)
+        self.log_var = SameConv1d(cfg.c_h, cfg.c_content, kernel_size=1) if cfg.bottleneck == "vae" else None
+
+    def forward(self, mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """mel: (B, n_mels, T) scaled -> (mean, log_var or None), each (B, c_content, ceil(T / 8))."""
+        h = self.act(self.norm(self.in_conv(self.bank(self.input_norm(mel)))))
+        for block in self.blocks:
+            h = block(h)
+        return self.mean(h), (self.log_var(h) if self.log_var is not None else None)
+
+
+class SpeakerEncoder(nn.Module):
+    """Mel -> one speaker vector: conv bank, conv blocks, average over time, dense blocks."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.bank = ConvBank(cfg.n_mels, cfg.c_bank, cfg.bank_size, cfg.bank_scale, cfg.activation)
+        self.in_conv = SameConv1d(self.bank.out_channels, cfg.c_h, kernel_size=1)
+        self.act = activation(cfg.activation)
+        self.conv_blocks = nn.ModuleList(
+            ConvBlock(cfg.c_h, cfg.kernel_size, stride, cfg.activation, cfg.dropout, norm=False)
+            for stride in cfg.subsample
+        )
+        self.dense_blocks = nn.ModuleList(DenseBlock(cfg.c_h, cfg.activation, cfg.dropout)
+                                          for _ in range(cfg.n_dense_blocks))
+        self.out = nn.Linear(cfg.c_h, cfg.c_speaker)
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        """mel: (B, n_mels, T) scaled -> (B, c_speaker)."""
+        h = self.act(self.in_conv(self.bank(mel)))
+        for block in self.conv_blocks:
+            h = block(h)
+        h = h.mean(dim=-1)
+        for block in self.dense_blocks:
+            h = block(h)
+        return self.out(h)
+
+
+class DecoderBlock(nn.Module):
+    """conv -> AdaIN -> act -> conv (x upsample channels) -> pixel shuffle -> AdaIN -> act, residual."""
+
+    def __init__(self, c_h: int, c_cond: int, kernel_size: int, upsample: int, act: str, dropout: float):
+        super().__init__()
+        self.conv1 = SameConv1d(c_h, c_h, kernel_size)
+        self.adain1 = AdaIN(c_h, c_cond)
+        self.conv2 = SameConv1d(c_h, c_h * upsample, kernel_size)
+        self.adain2 = AdaIN(c_h, c_cond)
+        self.act = activation(act)
+        self.dropout = nn.Dropout(dropout)
+        self.upsample = upsample
+
+    def forward(self, x: torch.Tensor, speaker: torch.Tensor) -> torch.Tensor:
+        """x: (B, c_h, T), speaker: (B, c_cond) -> (B, c_h, T * upsample)."""
+        y = self.dropout(self.act(self.adain1(self.conv1(x), speaker)))
+        y = self.conv2(y)
+        if self.upsample > 1:
+            y = pixel_shuffle_1d(y, self.upsample)
+            x = F.interpolate(x, scale_factor=self.upsample, mode="nearest")
+        y = self.dropout(self.act(self.adain2(y, speaker)))
+        return x + y
+
+
+class Decoder(nn.Module):
+    """Content code + speaker vector -> mel, every block conditioned through `AdaIN`."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.in_conv = SameConv1d(cfg.c_content, cfg.c_h, kernel_size=1)
+        self.norm = InstanceNorm(cfg.c_h)
+        self.act = activation(cfg.activation)
+        self.blocks = nn.ModuleList(
+            DecoderBlock(cfg.c_h, cfg.c_speaker, cfg.kernel_size, up, cfg.activation, cfg.dropout)
+            for up in cfg.upsample
+        )
+        self.out_conv = SameConv1d(cfg.c_h, cfg.n_mels, kernel_size=1)
+
+    def forward(self, content: torch.Tensor, speaker: torch.Tensor) -> torch.Tensor:
+        """content: (B, c_content, T'), speaker: (B, c_speaker) -> (B, n_mels, T' * 8) scaled."""
+        h = self.act(self.norm(self.in_conv(content)))
+        for block in self.blocks:
+            h = block(h, speaker)
+        return self.out_conv(h)
+
+
+@dataclass
+class AdaINVCOutput:
+    """One training forward pass. recon: (B, n_mels, T) scaled; mean/log_var/content: (B, C, T/8);
+    speaker: (B, c_speaker); vq: the quantiser's report when the VQ bottleneck is on."""
+
+    recon: torch.Tensor
+    mean: torch.Tensor
+    log_var: torch.Tensor | None
+    content: torch.Tensor
+    speaker: torch.Tensor
+    vq: VQOutput | None
+
+
+class AdaINVC(nn.Module):
+    """The whole voice-conversion model. Public methods take and return raw log-mels."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.content_encoder = ContentEncoder(cfg)
+        self.speaker_encoder = SpeakerEncoder(cfg)
+        self.decoder = Decoder(cfg)
+        self.quantizer = (VectorQuantizer(cfg.vq.codebook_size, cfg.c_content, ema=cfg.vq.ema,
+                                          decay=cfg.vq.ema_decay, dead_code_threshold=cfg.vq.dead_code_threshold)
+                          if cfg.bottleneck == "vq" else None)
+        self.register_buffer("mel_mean", torch.zeros(cfg.n_mels))
+        self.register_buffer("mel_std", torch.ones(cfg.n_mels))
+
+    # -- scaling ---------------------------------------------------------------
+    def set_mel_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Store per-band statistics of the training data, each (n_mels,)."""
+        self.mel_mean.copy_(mean)
+        self.mel_std.copy_(std.clamp(min=1e-3))
+
+    def scale(self, mel: torch.Tensor) -> torch.Tensor:
+        """Raw log-mel (B, n_mels, T) -> standardised."""
+        return (mel - self.mel_mean[:, None]) / self.mel_std[:, None]
+
+    def unscale(self, mel: torch.Tensor) -> torch.Tensor:
+        """Standardised (B, n_mels, T) -> raw log-mel."""
+        return mel * self.mel_std[:, None] + self.mel_mean[:, None]
+
+    # -- the three arrows ----------------------------------------------------
+    def _pad(self, mel: torch.Tensor) -> torch.Tensor:
+        """Pad (B, n_mels, T) at the end to a whole number (at least 2) of content steps."""
+        step = self.cfg.frames_per_code
+        extra = max(-(-mel.shape[-1] // step), 2) * step - mel.shape[-1]
+        return F.pad(mel, (0, extra), mode="replicate") if extra else mel
+
+    def content(self, mel: torch.Tensor) -> torch.Tensor:
+        """Deterministic content code. mel: (B, n_mels, T) raw -> (B, c_content, ceil(T / 8))."""
+        mean, _ = self.content_encoder(self.scale(self._pad(mel)))
+        return self.quantizer(mean).quantized if self.quantizer is not None else mean
+
+    def speaker(self, mel: torch.Tensor) -> torch.Tensor:
+        """Speaker vector. mel: (B, n_mels, T) raw -> (B, c_speaker)."""
+        return self.speaker_encoder(self.scale(mel))
+
+    def speaker_from_clips(self, mels: list[torch.Tensor]) -> torch.Tensor:
+        """Mean speaker vector of several clips of one speaker. mels: each (n_mels, T_i) -> (c_speaker,)."""
+        if not mels:
+            raise ValueError("at least one target clip is needed")
+        return torch.stack([self.speaker(m.unsqueeze(0))[0] for m in mels]).mean(dim=0)
+
+    def decode(self, content: torch.Tensor, speaker: torch.Tensor, n_frames: int) -> torch.Tensor:
+        """content: (B, c_content, T'), speaker: (B, c_speaker) -> raw log-mel (B, n_mels, n_frames)."""
+        return self.unscale(self.decoder(content, speaker))[..., :n_frames]
+
+    def convert(self, source: torch.Tensor, speaker: torch.Tensor) -> torch.Tensor:
+        """source: (B, n_mels, T) raw, speaker: (B, c_speaker) -> converted raw log-mel (B, n_mels, T)."""
+        return self.decode(self.content(source), speaker, source.shape[-1])
+
+    # -- training ----------------------------------------------------------------
+    def forward(self, mel: torch.Tensor) -> AdaINVCOutput:
+        """Self-reconstruction for training. mel: (B, n_mels, T) raw; recon is in scaled units."""
+        n_frames = mel.shape[-1]
+        scaled = self.scale(self._pad(mel))
+        mean, log_var = self.content_encoder(scaled)
+        speaker = self.speaker_encoder(self.scale(mel))
+        vq = None
+        if self.quantizer is not None:
+            vq = self.quantizer(mean)
+            content = vq.quantized
+        elif log_var is not None and self.training:
+            content = mean + torch.exp(0.5 * log_var) * torch.randn_like(mean)
+        else:
+            content = mean
+        recon = self.decoder(content, speaker)[..., :n_frames]
+        return AdaINVCOutput(recon, mean, log_var, content, speaker, vq)

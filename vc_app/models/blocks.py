@@ -1,0 +1,134 @@
+"""Building blocks shared by the AdaIN-VC encoders and decoder.
+
+Each block is written once: the conv bank and the residual conv block serve
+both encoders; `AdaIN` is the decoder's conditioning mechanism, named after
+the paper (Huang & Belongie 2017; Chou et al. 2019).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def activation(name: str) -> nn.Module:
+    """'relu' or 'lrelu' (slope 0.2)."""
+    if name == "relu":
+        return nn.ReLU()
+    if name == "lrelu":
+        return nn.LeakyReLU(0.2)
+    raise ValueError(f"unknown activation {name!r}")
+
+
+class SameConv1d(nn.Conv1d):
+    """A 1-D convolution that pads its input so the output keeps ceil(T / stride) steps.
+
+    Padding is reflective (no artificial edges in spectra); inputs too short to
+    reflect fall back to edge replication.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (B, C_in, T) -> (B, C_out, ceil(T/stride))
+        k = self.kernel_size[0]
+        left, right = k // 2, (k - 1) // 2
+        if left or right:
+            mode = "reflect" if x.shape[-1] > max(left, right) else "replicate"
+            x = F.pad(x, (left, right), mode=mode)
+        return super().forward(x)
+
+
+class InstanceNorm(nn.InstanceNorm1d):
+    """Instance normalisation over time, no affine: zero mean, unit variance per channel.
+
+    This is what strips utterance-level (speaker) statistics from the content path.
+    """
+
+    def __init__(self, channels: int):
+        super().__init__(channels, affine=False, track_running_stats=False)
+
+
+class AdaIN(nn.Module):
+    """Adaptive instance normalisation: AdaIN(x, s) = gamma(s) * IN(x) + beta(s).
+
+    The speaker vector can only set each channel's mean (beta) and standard
+    deviation (gamma) over time; it cannot add time-varying content.
+    """
+
+    def __init__(self, channels: int, c_cond: int):
+        super().__init__()
+        self.norm = InstanceNorm(channels)
+        self.affine = nn.Linear(c_cond, 2 * channels)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """x: (B, C, T), cond: (B, c_cond) -> (B, C, T)."""
+        gamma, beta = self.style(cond)
+        return gamma.unsqueeze(-1) * self.norm(x) + beta.unsqueeze(-1)
+
+    def style(self, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The per-channel (gamma, beta), each (B, C), predicted from cond (B, c_cond)."""
+        beta, gamma = self.affine(cond).chunk(2, dim=-1)
+        return gamma, beta
+
+
+class ConvBank(nn.Module):
+    """Convolutions of widths bank_scale..bank_size in parallel, concatenated with the input."""
+
+    def __init__(self, c_in: int, c_bank: int, bank_size: int, bank_scale: int, act: str):
+        super().__init__()
+        self.convs = nn.ModuleList(
+            SameConv1d(c_in, c_bank, kernel_size=k) for k in range(bank_scale, bank_size + 1, bank_scale)
+        )
+        self.act = activation(act)
+        self.out_channels = c_bank * len(self.convs) + c_in
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, c_in, T) -> (B, out_channels, T)."""
+        return torch.cat([self.act(conv(x)) for conv in self.convs] + [x], dim=1)
+
+
+class ConvBlock(nn.Module):
+    """Two convolutions with a residual path; the second may subsample by `stride`.
+
+    With `norm` the block instance-normalises after each convolution (content
+    encoder); without it the statistics are kept (speaker encoder).
+    """
+
+    def __init__(self, channels: int, kernel_size: int, stride: int, act: str, dropout: float, norm: bool):
+        super().__init__()
+        self.conv1 = SameConv1d(channels, channels, kernel_size)
+        self.conv2 = SameConv1d(channels, channels, kernel_size, stride=stride)
+        self.norm = InstanceNorm(channels) if norm else nn.Identity()
+        self.act = activation(act)
+        self.dropout = nn.Dropout(dropout)
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, C, T) -> (B, C, ceil(T / stride))."""
+        y = self.dropout(self.act(self.norm(self.conv1(x))))
+        y = self.dropout(self.act(self.norm(self.conv2(y))))
+        if self.stride > 1:
+            x = F.avg_pool1d(x, kernel_size=self.stride, ceil_mode=True)
+        return x + y
+
+
+class DenseBlock(nn.Module):
+    """Two linear layers with a residual path."""
+
+    def __init__(self, channels: int, act: str, dropout: float):
+        super().__init__()
+        self.linear1 = nn.Linear(channels, channels)
+        self.linear2 = nn.Linear(channels, channels)
+        self.act = activation(act)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, C) -> (B, C)."""
+        y = self.dropout(self.act(self.linear1(x)))
+        y = self.dropout(self.act(self.linear2(y)))
+        return x + y
+
+
+def pixel_shuffle_1d(x: torch.Tensor, factor: int) -> torch.Tensor:
+    """(B, C * factor, T) -> (B, C, T * factor): channels become time steps."""
+    b, c, t = x.shape
+    return x.reshape(b, c // factor, factor, t).permute(0, 1, 3, 2).reshape(b, c // factor, t * factor)
