@@ -8,12 +8,14 @@ sentence that names the file.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import torch
+import torch.nn.functional as F
 
 from vc_app.errors import VcAppError
 from vc_app.paths import temp_path_for
@@ -25,30 +27,55 @@ MIN_RATE, MAX_RATE = 8000, 192000
 OUTPUT_FORMATS = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}
 
 
-def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
-    """Read a file as float32 with its own rate and channels.
-
-    Returns:
-        (samples (N, C) float32 in [-1, 1], sample rate).
-    """
-    path = Path(path)
+def _check_path(path: Path) -> None:
     if not path.exists():
         raise VcAppError(f"{path} does not exist.")
     if path.is_dir():
         raise VcAppError(f"{path} is a folder, not an audio file.")
     if path.stat().st_size == 0:
         raise VcAppError(f"{path} is empty (0 bytes).")
-    try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except sf.LibsndfileError as err:
+
+
+def _unreadable(path: Path, err: Exception) -> VcAppError:
+    if isinstance(err, sf.LibsndfileError):
         reason = str(err).split(":")[-1].strip().rstrip(".") or "unreadable"
-        raise VcAppError(f"{path} is not an audio file that can be read ({reason}).") from None
-    except (RuntimeError, ValueError, TypeError, EOFError) as err:
-        raise VcAppError(f"{path} is corrupt or not audio ({err}).") from None
-    if data.shape[0] == 0:
+        return VcAppError(f"{path} is not an audio file that can be read ({reason}).")
+    return VcAppError(f"{path} is corrupt or not audio ({err}).")
+
+
+READ_ERRORS = (sf.LibsndfileError, RuntimeError, ValueError, TypeError, EOFError)
+
+
+def audio_info(path: str | os.PathLike) -> sf._SoundFileInfo:
+    """Check that `path` is a readable audio file with a supported rate and at least one sample."""
+    path = Path(path)
+    _check_path(path)
+    try:
+        info = sf.info(str(path))
+    except READ_ERRORS as err:
+        raise _unreadable(path, err) from None
+    if info.frames == 0:
         raise VcAppError(f"{path} holds no audio samples.")
-    if not MIN_RATE <= rate <= MAX_RATE:
-        raise VcAppError(f"{path} has a sample rate of {rate} Hz; supported rates are {MIN_RATE}-{MAX_RATE} Hz.")
+    if not MIN_RATE <= info.samplerate <= MAX_RATE:
+        raise VcAppError(f"{path} has a sample rate of {info.samplerate} Hz; supported rates are "
+                         f"{MIN_RATE}-{MAX_RATE} Hz.")
+    return info
+
+
+def read_audio(path: str | os.PathLike, start: int = 0, stop: int | None = None) -> tuple[np.ndarray, int]:
+    """Read a file (or frames [start, stop) of it) as float32 with its own rate and channels.
+
+    Returns:
+        (samples (N, C) float32 in [-1, 1], sample rate).
+    """
+    path = Path(path)
+    audio_info(path)
+    try:
+        data, rate = sf.read(str(path), start=start, stop=stop, dtype="float32", always_2d=True)
+    except READ_ERRORS as err:
+        raise _unreadable(path, err) from None
+    if data.shape[0] == 0 and start == 0:
+        raise VcAppError(f"{path} holds no audio samples.")
     if not np.isfinite(data).all():
         raise VcAppError(f"{path} contains NaN or infinite samples.")
     return data, int(rate)
@@ -116,6 +143,50 @@ def check_clip(wav: torch.Tensor, sample_rate: int, name: str, *, trim: bool) ->
             f"The {name} has {speech.numel() / sample_rate:.2f} s of sound; at least {MIN_SECONDS} s is needed."
         )
     return peak_normalize(speech if trim else wav)
+
+
+class AudioStream:
+    """Block-wise access to a (long) file as mono float32 at `sample_rate`, so memory stays flat.
+
+    Blocks are read with a margin on a grid aligned to the resampler's period, so a block equals the
+    same stretch of a whole-file resampling.
+    """
+
+    MARGIN = 512  # output samples read beyond each side of a block
+
+    def __init__(self, path: str | os.PathLike, sample_rate: int):
+        self.path, self.sample_rate = Path(path), sample_rate
+        info = audio_info(self.path)
+        self.orig_rate, self.frames = info.samplerate, info.frames
+        g = math.gcd(self.orig_rate, sample_rate)
+        self.period_in, self.period_out = self.orig_rate // g, sample_rate // g
+        self.num_samples = -(-self.frames * sample_rate // self.orig_rate)
+
+    def read(self, start: int, length: int) -> torch.Tensor:
+        """Samples [start, start + length) at the model rate, (length,), zero-padded past the end."""
+        m0 = max(0, (start - self.MARGIN) // self.period_out)
+        m1 = -(-(start + length + self.MARGIN) // self.period_out)
+        data, _ = read_audio(self.path, m0 * self.period_in, min(m1 * self.period_in, self.frames))
+        wav = resample(torch.from_numpy(np.ascontiguousarray(to_mono(data))), self.orig_rate, self.sample_rate)
+        offset = start - m0 * self.period_out
+        block = wav[offset:offset + length]
+        return F.pad(block, (0, length - block.numel())) if block.numel() < length else block
+
+    def blocks(self, size: int):
+        """Yield consecutive (size,) blocks covering the whole file (the last one shorter)."""
+        for start in range(0, self.num_samples, size):
+            yield self.read(start, min(size, self.num_samples - start))
+
+    def level(self, top_db: float = SILENCE_TOP_DB, frame: int = 1024) -> tuple[float, float, float]:
+        """(peak, active RMS, seconds of sound within top_db of the loudest frame), in one pass."""
+        peak, energies = 0.0, []
+        for block in self.blocks(frame * 1024):
+            peak = max(peak, float(block.abs().max()))
+            usable = block[: block.numel() // frame * frame] if block.numel() >= frame else block
+            energies.append(usable.reshape(-1, usable.numel() if usable.numel() < frame else frame).pow(2).mean(1))
+        energy = torch.cat(energies)
+        keep = energy >= energy.max() * 10 ** (-top_db / 10)
+        return peak, float(energy[keep].mean().sqrt()), float(keep.sum()) * frame / self.sample_rate
 
 
 def active_rms(wav: torch.Tensor, top_db: float = SILENCE_TOP_DB, frame: int = 1024) -> float:

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import torch
 
-from vc_app.audio import active_rms, check_clip, load_audio, match_loudness, prepare_clip, write_audio
+from vc_app.audio import (MIN_SECONDS, SILENT_PEAK, AudioStream, active_rms, check_clip, load_audio,
+                          match_loudness, prepare_clip, write_audio)
 from vc_app.bundle import Bundle, default_checkpoint, load_bundle
 from vc_app.errors import VcAppError
 from vc_app.mel import mel_spectrogram
@@ -118,26 +119,40 @@ class VoiceConverter:
             if targets is None:
                 raise VcAppError("Give target clips or a speaker vector.")
             speaker = self.speaker_vector(targets)
-        if isinstance(source, torch.Tensor):
-            raw = source.float().flatten()
-            wav = check_clip(raw, self.sample_rate, "source clip", trim=False)
+        speaker = speaker.to(self.device)
+        if not isinstance(source, torch.Tensor):
+            stream = AudioStream(source, self.sample_rate)
+            if stream.num_samples > self.chunk:
+                return self._convert_stream(stream, speaker)
+            source = load_audio(source, self.sample_rate)
+            name = f"source clip {Path(stream.path).name}"
         else:
-            raw = load_audio(source, self.sample_rate)
-            wav = check_clip(raw, self.sample_rate, f"source clip {Path(source).name}", trim=False)
-        level = active_rms(raw)
-        out = self._convert_chunks(wav, speaker.to(self.device))
+            name = "source clip"
+        raw = source.float().flatten()
+        wav = check_clip(raw, self.sample_rate, name, trim=False)
+        return match_loudness(self._convert_chunks(wav.numel(), lambda a, b: wav[a:b], speaker), active_rms(raw))
+
+    def _convert_stream(self, stream: AudioStream, speaker: torch.Tensor) -> torch.Tensor:
+        """A long file, read a chunk at a time: two passes (level, then conversion), flat memory."""
+        name = f"source clip {stream.path.name}"
+        peak, level, sounding = stream.level()
+        if peak < SILENT_PEAK:
+            raise VcAppError(f"The {name} is silent.")
+        if sounding < MIN_SECONDS:
+            raise VcAppError(f"The {name} has {sounding:.2f} s of sound; at least {MIN_SECONDS} s is needed.")
+        gain = 0.95 / peak
+        out = self._convert_chunks(stream.num_samples, lambda a, b: stream.read(a, b - a) * gain, speaker)
         return match_loudness(out, level)
 
-    def _convert_chunks(self, wav: torch.Tensor, speaker: torch.Tensor) -> torch.Tensor:
-        """wav: (N,) peak-normalised -> (N,) converted; chunked with cross-faded overlaps."""
-        n = wav.numel()
+    def _convert_chunks(self, n: int, read, speaker: torch.Tensor) -> torch.Tensor:
+        """Convert n samples, `read(a, b)` giving samples [a, b); chunked with cross-faded overlaps."""
         if n <= self.chunk:
-            return self._convert_piece(wav, speaker)
+            return self._convert_piece(read(0, n), speaker)
         step = self.chunk - self.overlap
         out = torch.zeros(n)
         fade_in = 0.5 - 0.5 * torch.cos(torch.linspace(0, math.pi, self.overlap))
         for start in range(0, n, step):
-            piece = self._convert_piece(wav[start:start + self.chunk], speaker)
+            piece = self._convert_piece(read(start, min(start + self.chunk, n)), speaker)
             if start > 0:
                 head = min(self.overlap, piece.numel())
                 piece[:head] *= fade_in[:head]

@@ -1,0 +1,119 @@
+"""Shared fixtures: tiny random bundles and speech-like audio made on the spot (no downloads)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_SPEECH = REPO.parent / "shared" / "data" / "speech"
+
+
+def tiny_model_config(**overrides):
+    """A small AdaIN-VC config (same mechanisms, a few thousand times fewer weights)."""
+    from vc_app.config import ModelConfig
+
+    base = dict(c_h=16, c_content=8, c_speaker=8, c_bank=4, bank_size=4, n_conv_blocks=3, n_dense_blocks=2,
+                subsample=(2, 2, 2), upsample=(2, 2, 2))
+    base.update(overrides)
+    return ModelConfig(**base)
+
+
+def make_bundle(folder: Path, seed: int = 0, **overrides) -> Path:
+    import torch
+
+    from vc_app.bundle import save_bundle
+    from vc_app.config import MelConfig
+    from vc_app.models import AdaINVC
+
+    torch.manual_seed(seed)
+    model = AdaINVC(tiny_model_config(**overrides))
+    return save_bundle(model, MelConfig(), folder)
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory) -> Path:
+    """A randomly initialised tiny bundle folder."""
+    return make_bundle(tmp_path_factory.mktemp("bundle") / "tiny")
+
+
+def synthetic_speech(seconds: float, rate: int, f0: float = 120.0, seed: int = 0) -> np.ndarray:
+    """Speech-like audio without a TTS: a glottal-pulse train through moving formant resonators,
+    with syllable-rate amplitude modulation and short pauses. (N,) float32, peak 0.5."""
+    from scipy.signal import lfilter
+
+    rng = np.random.default_rng(seed)
+    n = int(seconds * rate)
+    t = np.arange(n) / rate
+    f0_track = f0 * (1 + 0.08 * np.sin(2 * np.pi * 0.7 * t + rng.uniform(0, 6)))
+    phase = np.cumsum(f0_track / rate)
+    source = (np.diff(np.floor(phase), prepend=0) > 0).astype(np.float64) + 0.02 * rng.standard_normal(n)
+    out = np.zeros(n)
+    block = int(0.05 * rate)
+    formants = [(500, 1500, 2500), (700, 1200, 2600), (300, 2200, 3000), (600, 900, 2400)]
+    for start in range(0, n, block):
+        seg = source[start:start + block]
+        f1, f2, f3 = formants[(start // block // 4 + seed) % len(formants)]
+        y = seg
+        for f in (f1, f2, f3):
+            r = np.exp(-np.pi * 90 / rate)
+            a = [1, -2 * r * np.cos(2 * np.pi * f / rate), r * r]
+            y = lfilter([1 - r], a, y)
+        out[start:start + block] = y
+    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 4 * t) ** 2
+    envelope[(t % 1.7) > 1.5] = 0.0
+    out *= envelope
+    return (0.5 * out / (np.abs(out).max() + 1e-9)).astype(np.float32)
+
+
+def tts(text: str, path: Path, voice: str = "en", rate: int = 22050) -> Path:
+    """Speak `text` into `path` with espeak-ng (flite voices as 'flite:slt'); synthetic speech if neither exists."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    raw = path.with_suffix(".raw.wav")
+    made = False
+    if voice.startswith("flite:") and shutil.which("flite"):
+        made = subprocess.run(["flite", "-voice", voice.split(":", 1)[1], "-t", text, "-o", str(raw)],
+                              capture_output=True).returncode == 0
+    elif shutil.which("espeak-ng"):
+        made = subprocess.run(["espeak-ng", "-v", voice, "-w", str(raw), text], capture_output=True).returncode == 0
+    if made:
+        data, sr = sf.read(str(raw), dtype="float32")
+        raw.unlink()
+        if sr != rate:
+            import torch
+            import torchaudio.functional as AF
+
+            data = AF.resample(torch.from_numpy(data), sr, rate).numpy()
+    else:
+        data = synthetic_speech(max(1.5, 0.07 * len(text)), rate, f0=110 + 5 * (zlib.crc32(voice.encode()) % 20),
+                                seed=zlib.crc32(text.encode()) % 1000)
+    sf.write(str(path), data, rate)
+    return path
+
+
+@pytest.fixture(scope="session")
+def speech_clips(tmp_path_factory) -> dict[str, Path]:
+    """A source and two target voices, each a few seconds of speech."""
+    root = tmp_path_factory.mktemp("speech")
+    return {
+        "source": tts("The quick brown fox jumps over the lazy dog near the river bank.", root / "source.wav"),
+        "target": tts("She sells sea shells by the sea shore every single summer.", root / "target.wav",
+                      voice="en+f3"),
+        "target2": tts("Please call Stella and ask her to bring these things.", root / "target2.wav",
+                       voice="en+f3"),
+    }
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run `python -m vc_app ARGS` from this checkout."""
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    return subprocess.run([sys.executable, "-m", "vc_app", *args], capture_output=True, text=True, env=full_env,
+                          timeout=timeout, cwd=str(REPO))

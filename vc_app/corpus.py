@@ -1,0 +1,161 @@
+"""Corpora -> manifests: which clip belongs to which speaker, and the train/valid/unseen split.
+
+Readers for VCTK 0.80 (`wav48/pXXX/pXXX_NNN.wav` + `txt/`), VCTK 0.92
+(`wav48_silence_trimmed/pXXX/pXXX_NNN_mic1.flac`) and any folder-per-speaker
+tree (`.../speaker/clip.ext`). A manifest is a plain CSV with the columns
+`utt_id,speaker,path,text`.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import random
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from vc_app.errors import VcAppError
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".au")
+VCTK_URL = "https://datashare.ed.ac.uk/handle/10283/3443"
+
+
+@dataclass(frozen=True)
+class Utterance:
+    utt_id: str
+    speaker: str
+    path: str
+    text: str = ""
+
+
+def scan_folder(root: str | os.PathLike, extensions: tuple[str, ...] = AUDIO_EXTENSIONS) -> list[Utterance]:
+    """Every audio file under `root`; its speaker is the name of the folder that holds it."""
+    root = Path(root)
+    if not root.is_dir():
+        raise VcAppError(f"Corpus folder {root} does not exist.")
+    utts = []
+    for path in sorted(root.rglob("*")):
+        if path.suffix.lower() in extensions and path.is_file() and not path.name.startswith("."):
+            speaker = path.parent.name
+            utts.append(Utterance(f"{speaker}_{path.stem}", speaker, str(path.resolve())))
+    if not utts:
+        raise VcAppError(f"No audio files ({', '.join(extensions)}) under {root}.")
+    return _unique_ids(utts)
+
+
+def _unique_ids(utts: list[Utterance]) -> list[Utterance]:
+    seen: dict[str, int] = {}
+    out = []
+    for u in utts:
+        n = seen.get(u.utt_id, 0)
+        seen[u.utt_id] = n + 1
+        out.append(u if n == 0 else Utterance(f"{u.utt_id}-{n}", u.speaker, u.path, u.text))
+    return out
+
+
+def detect_vctk_release(root: str | os.PathLike) -> str:
+    """'0.92' (wav48_silence_trimmed/*.flac) or '0.80' (wav48/*.wav); VcAppError with the layouts otherwise."""
+    root = Path(root)
+    if (root / "wav48_silence_trimmed").is_dir():
+        return "0.92"
+    if (root / "wav48").is_dir():
+        return "0.80"
+    raise VcAppError(
+        f"{root} is not a VCTK folder. Download VCTK from {VCTK_URL} and pass the folder that holds either "
+        "wav48/pXXX/pXXX_NNN.wav (release 0.80) or wav48_silence_trimmed/pXXX/pXXX_NNN_mic1.flac (release 0.92)."
+    )
+
+
+def scan_vctk(root: str | os.PathLike, mic: int = 1) -> list[Utterance]:
+    """VCTK 0.80 or 0.92 (microphone `mic`, 1 or 2), with transcripts from txt/ when present."""
+    root = Path(root)
+    release = detect_vctk_release(root)
+    if release == "0.92":
+        if mic not in (1, 2):
+            raise VcAppError(f"VCTK 0.92 has microphones 1 and 2, not {mic}.")
+        pattern, audio_dir = f"*_mic{mic}.flac", root / "wav48_silence_trimmed"
+    else:
+        pattern, audio_dir = "*.wav", root / "wav48"
+    utts = []
+    for path in sorted(audio_dir.glob(f"*/{pattern}")):
+        speaker = path.parent.name
+        base = path.stem.removesuffix(f"_mic{mic}") if release == "0.92" else path.stem
+        text_file = root / "txt" / speaker / f"{base}.txt"
+        text = text_file.read_text(errors="replace").strip() if text_file.is_file() else ""
+        utts.append(Utterance(base, speaker, str(path.resolve()), text))
+    if not utts:
+        raise VcAppError(f"No VCTK {release} audio matching {pattern} under {audio_dir}.")
+    return utts
+
+
+def read_speaker_info(root: str | os.PathLike) -> dict[str, dict[str, str]]:
+    """VCTK speaker-info.txt -> {speaker: {"age", "gender", "accent"}}; empty when absent."""
+    path = Path(root) / "speaker-info.txt"
+    if not path.is_file():
+        return {}
+    info = {}
+    for line in path.read_text(errors="replace").splitlines()[1:]:
+        parts = line.split()
+        if len(parts) >= 3:
+            speaker = parts[0] if parts[0].startswith(("p", "s")) else f"p{parts[0]}"
+            info[speaker] = {"age": parts[1], "gender": parts[2], "accent": parts[3] if len(parts) > 3 else ""}
+    return info
+
+
+@dataclass(frozen=True)
+class Split:
+    train: list[Utterance]
+    valid: list[Utterance]
+    unseen: list[Utterance]
+
+
+def split_corpus(utts: list[Utterance], *, n_unseen: int = 20, unseen: list[str] | None = None,
+                 valid_fraction: float = 0.05, seed: int = 0) -> Split:
+    """Hold out whole speakers (`unseen`, or `n_unseen` chosen by seed), then a validation share per speaker.
+
+    Deterministic for a given seed and utterance list.
+    """
+    speakers = sorted({u.speaker for u in utts})
+    rng = random.Random(seed)
+    if unseen is None:
+        if n_unseen >= len(speakers):
+            raise VcAppError(f"Cannot hold out {n_unseen} of {len(speakers)} speakers and still train.")
+        held = set(rng.sample(speakers, n_unseen))
+    else:
+        missing = sorted(set(unseen) - set(speakers))
+        if missing:
+            raise VcAppError(f"Held-out speaker(s) not in the corpus: {', '.join(missing)}.")
+        held = set(unseen)
+    train, valid, test = [], [], []
+    for speaker in speakers:
+        own = [u for u in utts if u.speaker == speaker]
+        if speaker in held:
+            test += own
+            continue
+        order = list(range(len(own)))
+        rng.shuffle(order)
+        n_valid = max(1, round(valid_fraction * len(own))) if len(own) > 2 else 0
+        chosen = set(order[:n_valid])
+        valid += [u for i, u in enumerate(own) if i in chosen]
+        train += [u for i, u in enumerate(own) if i not in chosen]
+    return Split(train, valid, test)
+
+
+def write_manifest(path: str | os.PathLike, utts: list[Utterance]) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=[f.name for f in fields(Utterance)])
+        writer.writeheader()
+        writer.writerows(asdict(u) for u in utts)
+
+
+def read_manifest(path: str | os.PathLike) -> list[Utterance]:
+    path = Path(path)
+    if not path.is_file():
+        raise VcAppError(f"Manifest {path} does not exist.")
+    with open(path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        if not reader.fieldnames or not {"utt_id", "speaker", "path"} <= set(reader.fieldnames):
+            raise VcAppError(f"Manifest {path} needs the columns utt_id, speaker, path.")
+        return [Utterance(r["utt_id"], r["speaker"], r["path"], r.get("text") or "") for r in reader]

@@ -1,0 +1,163 @@
+"""Feature cache: mels computed once (THE mel function), packed so training only slices arrays.
+
+Layout of a cache folder:
+    utts/<utt_id>.npy     one (n_mels, T) float32 array per utterance (written atomically; re-runs skip them)
+    mels.npy              all utterances concatenated along time, (n_mels, total_T), memory-mapped by the loader
+    index.csv             utt_id, speaker, offset, frames
+    stats.json            per-band mean and std over the packed frames, and the mel config
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from vc_app.config import MelConfig, mel_config_from_dict, to_dict
+from vc_app.corpus import Utterance
+from vc_app.errors import VcAppError
+from vc_app.paths import temp_path_for
+
+
+def utterance_mel(path: str, mel_cfg: MelConfig) -> np.ndarray:
+    """The training feature of one clip: load, mono, resample, peak-normalise, trim silence, mel.
+
+    Returns:
+        (n_mels, T) float32 log-mel.
+    """
+    import torch
+
+    from vc_app.audio import prepare_clip
+    from vc_app.mel import mel_spectrogram
+
+    with torch.inference_mode():
+        wav = prepare_clip(path, mel_cfg.sample_rate, "training", trim=True)
+        return mel_spectrogram(wav, mel_cfg).numpy().astype(np.float32)
+
+
+def _extract_one(job: tuple[str, str, dict]) -> tuple[str, str]:
+    """Worker: (utt_id, audio path, mel config dict) -> (utt_id, error or '')."""
+    import torch
+
+    torch.set_num_threads(1)
+    utt_id, path, mel_dict = job
+    out = Path(mel_dict.pop("_out"))
+    try:
+        mel = utterance_mel(path, mel_config_from_dict(mel_dict))
+    except VcAppError as err:
+        return utt_id, str(err)
+    tmp = temp_path_for(out)
+    with open(tmp, "wb") as handle:
+        np.save(handle, mel)
+    os.replace(tmp, out)
+    return utt_id, ""
+
+
+def extract_features(utts: list[Utterance], cache: str | os.PathLike, mel_cfg: MelConfig, *, workers: int = 2,
+                     progress: bool = True) -> dict[str, str]:
+    """Compute each utterance's mel into `cache/utts/` in worker processes; skip those already there.
+
+    Returns:
+        {utt_id: reason} for clips that could not be used (silent, too short, unreadable).
+    """
+    folder = Path(cache) / "utts"
+    folder.mkdir(parents=True, exist_ok=True)
+    jobs = [(u.utt_id, u.path, {**to_dict(mel_cfg), "_out": str(folder / f"{u.utt_id}.npy")})
+            for u in utts if not (folder / f"{u.utt_id}.npy").is_file()]
+    failures: dict[str, str] = {}
+    if not jobs:
+        return failures
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(jobs), desc="features", unit="clip", disable=not progress)
+    if workers <= 1:
+        results = map(_extract_one, jobs)
+        for utt_id, err in results:
+            _record(failures, utt_id, err, bar)
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            for utt_id, err in pool.map(_extract_one, jobs, chunksize=4):
+                _record(failures, utt_id, err, bar)
+    bar.close()
+    return failures
+
+
+def _record(failures: dict[str, str], utt_id: str, err: str, bar) -> None:
+    if err:
+        failures[utt_id] = err
+    bar.update(1)
+
+
+def pack_features(utts: list[Utterance], cache: str | os.PathLike, mel_cfg: MelConfig, *,
+                  min_frames: int = 1) -> Path:
+    """Concatenate the per-utterance mels of `utts` into cache/mels.npy + index.csv + stats.json."""
+    cache = Path(cache)
+    rows, arrays, offset = [], [], 0
+    for u in utts:
+        path = cache / "utts" / f"{u.utt_id}.npy"
+        if not path.is_file():
+            continue
+        mel = np.load(path)
+        if mel.shape[1] < min_frames:
+            continue
+        rows.append((u.utt_id, u.speaker, offset, mel.shape[1]))
+        arrays.append(mel)
+        offset += mel.shape[1]
+    if not arrays:
+        raise VcAppError(f"No usable features in {cache} (every clip was missing, silent or too short).")
+    packed = np.concatenate(arrays, axis=1).astype(np.float32)
+    _save_npy(cache / "mels.npy", packed)
+    stats = {"mean": packed.mean(axis=1).tolist(), "std": packed.std(axis=1).tolist(), "frames": int(offset),
+             "utterances": len(rows), "speakers": len({r[1] for r in rows}), "mel": to_dict(mel_cfg)}
+    tmp = temp_path_for(cache / "index.csv")
+    with open(tmp, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["utt_id", "speaker", "offset", "frames"])
+        writer.writerows(rows)
+    os.replace(tmp, cache / "index.csv")
+    tmp = temp_path_for(cache / "stats.json")
+    tmp.write_text(json.dumps(stats, indent=1))
+    os.replace(tmp, cache / "stats.json")
+    return cache
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    tmp = temp_path_for(path)
+    with open(tmp, "wb") as handle:
+        np.save(handle, array)
+    os.replace(tmp, path)
+
+
+@dataclass
+class FeatureCache:
+    """A packed cache opened for reading: mels (n_mels, total_T) memory-mapped, and its index."""
+
+    mels: np.ndarray
+    utt_ids: list[str]
+    speakers: list[str]
+    offsets: np.ndarray
+    frames: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+
+    @classmethod
+    def open(cls, cache: str | os.PathLike) -> FeatureCache:
+        cache = Path(cache)
+        if not (cache / "mels.npy").is_file() or not (cache / "index.csv").is_file():
+            raise VcAppError(f"{cache} is not a packed feature cache (run the features stage first).")
+        with open(cache / "index.csv", newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        stats = json.loads((cache / "stats.json").read_text())
+        return cls(np.load(cache / "mels.npy", mmap_mode="r"), [r["utt_id"] for r in rows],
+                   [r["speaker"] for r in rows], np.array([int(r["offset"]) for r in rows]),
+                   np.array([int(r["frames"]) for r in rows]), np.asarray(stats["mean"], np.float32),
+                   np.asarray(stats["std"], np.float32))
+
+    def utterance(self, i: int) -> np.ndarray:
+        """(n_mels, frames_i) view of utterance i."""
+        return self.mels[:, self.offsets[i]:self.offsets[i] + self.frames[i]]

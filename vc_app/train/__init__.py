@@ -1,0 +1,1 @@
+"""Training: config, cached-feature data, the engine (single process or torchrun + DDP)."""

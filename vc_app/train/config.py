@@ -1,0 +1,139 @@
+"""Training configuration: dataclasses with the defaults, read from YAML (safe loader) plus overrides.
+
+Loss terms are named once here (`LossConfig.weights`); the same names appear
+in the logs, TensorBoard and checkpoints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vc_app.config import MelConfig, ModelConfig, mel_config_from_dict, model_config_from_dict, to_dict
+from vc_app.errors import VcAppError
+
+
+@dataclass
+class DataConfig:
+    train_features: str = ""       # packed feature cache of the training split
+    valid_features: str = ""       # packed feature cache of the validation split ("" = none)
+    segment_frames: int = 128
+    batch_size: int = 32
+    num_workers: int = 0
+    warp_range: tuple[float, float] = (1.0, 1.0)  # random frequency warp factor (1, 1 = off)
+    gain_db: float = 0.0                           # random gain, +/- dB (0 = off)
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 5e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    amsgrad: bool = True
+    weight_decay: float = 1e-4
+    grad_clip: float = 5.0
+
+
+@dataclass
+class LossConfig:
+    weights: dict[str, float] = field(default_factory=lambda: {"rec": 10.0, "kl": 1.0})
+    kl_anneal_steps: int = 20000     # kl weight ramps linearly from 0 to weights["kl"]
+    adv_ramp_steps: int = 10000      # adv weight ramps linearly from 0 to weights["adv"]
+
+
+@dataclass
+class AdversaryConfig:
+    enabled: bool = False
+    c_h: int = 256
+    n_layers: int = 3
+    lr: float = 5e-4
+
+
+@dataclass
+class RunConfig:
+    max_steps: int = 100000
+    log_every: int = 50
+    valid_every: int = 1000
+    save_every: int = 1000
+    keep_last: int = 3
+    sample_every: int = 2000
+    amp: str = "none"  # none | bf16 | fp16 (GPU only)
+    threads: int = 0   # torch CPU threads (0 = torch default)
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 1234
+    mel: MelConfig = field(default_factory=MelConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    adversary: AdversaryConfig = field(default_factory=AdversaryConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+
+SECTIONS = {"data": DataConfig, "optim": OptimConfig, "loss": LossConfig, "adversary": AdversaryConfig,
+            "run": RunConfig}
+
+
+def config_to_dict(cfg: TrainConfig) -> dict:
+    return to_dict(cfg)
+
+
+def config_from_dict(d: dict) -> TrainConfig:
+    """A TrainConfig from a (partial) nested dict; unknown keys are an error naming them."""
+    unknown = set(d) - {f.name for f in dataclasses.fields(TrainConfig)}
+    if unknown:
+        raise VcAppError(f"Unknown config section(s): {', '.join(sorted(unknown))}.")
+    kwargs: dict[str, Any] = {}
+    try:
+        if "seed" in d:
+            kwargs["seed"] = int(d["seed"])
+        if "mel" in d:
+            kwargs["mel"] = mel_config_from_dict(d["mel"])
+        if "model" in d:
+            kwargs["model"] = model_config_from_dict(d["model"])
+        for name, cls in SECTIONS.items():
+            if name in d:
+                kwargs[name] = _section(cls, d[name] or {}, name)
+        return TrainConfig(**kwargs)
+    except (TypeError, ValueError) as err:
+        raise VcAppError(f"Invalid training config: {err}.") from None
+
+
+def _section(cls: type, values: dict, name: str):
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(values) - set(names)
+    if unknown:
+        raise VcAppError(f"Unknown key(s) in config section {name!r}: {', '.join(sorted(unknown))}.")
+    values = {k: tuple(v) if isinstance(v, list) and "tuple" in str(names[k].type) else v for k, v in values.items()}
+    if name == "loss" and "weights" in values:
+        values["weights"] = {str(k): float(v) for k, v in values["weights"].items()}
+    return cls(**values)
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:
+    """Read a YAML config (or the defaults when `path` is None) and apply `section.key=value` overrides."""
+    data: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise VcAppError(f"Config file {path} does not exist.")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise VcAppError(f"{path} is not valid YAML ({str(err).splitlines()[0]}).") from None
+    for item in overrides or []:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise VcAppError(f"Override {item!r} must look like section.key=value.")
+        node = data
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = yaml.safe_load(raw)
+    return config_from_dict(data)
