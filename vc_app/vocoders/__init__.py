@@ -39,4 +39,9 @@ def load_vocoder(spec: str, mel: MelConfig, *, device: str = "cpu") -> Vocoder:
     raise VcAppError(f"Unknown vocoder {spec!r}: use 'griffinlim' or 'griffinlim:N'.")
 
 
-__all__ = ["DEFAULT_VOCODER", "Vocoder", "load_vocoder", "parse_spec"]
+def vocoder_choices() -> list[tuple[str, bool, str]]:
+    """The vocoder specs a UI can offer: (spec, usable now, why not when unusable)."""
+    return [("griffinlim", True, "")]
+
+
+__all__ = ["DEFAULT_VOCODER", "Vocoder", "load_vocoder", "parse_spec", "vocoder_choices"]
