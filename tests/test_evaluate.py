@@ -1,0 +1,187 @@
+"""`vc-app evaluate`: every metric in a sane range, every output file, the metrics' own definitions, bad input.
+
+The tiny set: four espeak-ng voices as "speakers", each saying the same two sentences (a parallel
+corpus with transcripts), converted by a tiny random bundle with Griffin-Lim (2 iterations).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+
+from conftest import REPO, run_cli, tts
+
+pytest.importorskip("resemblyzer", reason="the eval extra is not installed")
+
+VOICES = {"en": "en", "f3": "en+f3", "m3": "en+m3", "us": "en-us"}
+SENTENCES = {"s1": "Please call Stella.", "s2": "The birch canoe slid on the smooth planks."}
+# one thread: Resemblyzer's LSTM crawls when PyTorch threads compete with other work for few cores
+COMMON = ("--vocoder", "griffinlim:2", "--device", "cpu", "--threads", "1")
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """speaker/sentence.wav with speaker/sentence.txt beside it."""
+    root = tmp_path_factory.mktemp("voices")
+    for speaker, voice in VOICES.items():
+        for name, text in SENTENCES.items():
+            tts(text, root / speaker / f"{name}.wav", voice=voice)
+            (root / speaker / f"{name}.txt").write_text(text + "\n")
+    return root
+
+
+def write_csv(path, rows, columns=("source", "target", "reference", "text")):
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(columns)
+        writer.writerows(rows)
+    return path
+
+
+def check_summary(summary: dict, n_pairs: int, n_references: int) -> None:
+    sim = summary["speaker_similarity"]
+    assert sim["n"] == n_pairs and summary["pairs"] == {"n": n_pairs, "failed": 0}
+    for key in ("mean_sim_to_target", "mean_sim_to_source", "mean_sim_source_to_target"):
+        assert -1.0 <= sim[key] <= 1.0
+    assert 0.0 <= sim["share_closer_to_target"] <= 1.0
+    assert math.isclose(sim["margin"], sim["mean_sim_to_target"] - sim["mean_sim_to_source"], abs_tol=1e-9)
+    wer = summary["intelligibility"]
+    assert wer["n"] == n_pairs and wer["words"] > 0
+    assert wer["wer_converted"] >= 0 and wer["wer_source"] >= 0
+    mcd = summary["mcd"]
+    assert mcd["n"] == n_references and 0 <= mcd["mean_db"] < 100 and 0 <= mcd["mean_db_source"] < 100
+    dis = summary["disentanglement"]
+    assert dis["measured"]
+    for probe in ("content_probe", "speaker_probe"):
+        assert 0.0 <= dis[probe]["accuracy"] <= 1.0
+    assert 0.0 < dis["chance"] <= 0.5
+    assert 0 < summary["speed"]["rtf"] < 10
+    assert [b["status"] in ("met", "not met") for b in summary["bars"]] == [True] * 4
+
+
+@pytest.mark.slow
+def test_evaluate_csv_end_to_end(tiny_bundle, corpus, tmp_path):
+    pairs = write_csv(corpus / "pairs.csv", [
+        ("en/s1.wav", "f3/s2.wav", "f3/s1.wav", SENTENCES["s1"]),
+        ("f3/s2.wav", "m3/s1.wav;m3/s2.wav", "", SENTENCES["s2"]),  # two target clips, no reference
+        ("m3/s1.wav", "us/s2.wav", "us/s1.wav", SENTENCES["s1"]),
+        ("us/s2.wav", "en/s1.wav", "en/s2.wav", SENTENCES["s2"]),
+    ])
+    out = tmp_path / "eval"
+    done = run_cli("evaluate", "--pairs", str(pairs), "--checkpoint", str(tiny_bundle), "--out", str(out),
+                   "--keep-audio", *COMMON)
+    assert done.returncode == 0, done.stderr
+    for name in ("per_pair.csv", "summary.json", "report.md", "similarity.png", "speaker_vectors.png"):
+        assert (out / name).stat().st_size > 0, name
+    assert len(list((out / "audio").glob("*.wav"))) == 4
+    summary = json.loads((out / "summary.json").read_text())
+    check_summary(summary, 4, n_references=3)  # the pair without a reference has no MCD
+    assert "chance" in done.stdout and "bars:" in done.stdout
+    report = (out / "report.md").read_text()
+    assert "## Bars" in report and "similarity.png" in report and "speaker_vectors.png" in report
+
+    from vc_app.evaluate.pairs import read_pairs
+
+    again = read_pairs(out / "per_pair.csv")  # the per-pair CSV is itself a valid pairs file
+    assert [len(p.targets) for p in again] == [1, 2, 1, 1] and again[0].text == SENTENCES["s1"]
+
+    rerun = run_cli("evaluate", "--pairs", str(pairs), "--checkpoint", str(tiny_bundle), "--out", str(out), *COMMON)
+    assert rerun.returncode != 0 and "--overwrite" in rerun.stderr
+
+
+@pytest.mark.slow
+def test_evaluate_pairs_from_corpus(tiny_bundle, corpus, tmp_path):
+    out = tmp_path / "eval"
+    done = run_cli("evaluate", "--pairs-from-corpus", str(corpus), "--speakers", "en,m3", "--pairs-per-speaker", "1",
+                   "--checkpoint", str(tiny_bundle), "--out", str(out), *COMMON)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    check_summary(summary, 2, n_references=2)
+    assert summary["disentanglement"]["speaker_probe"]["n_speakers"] == 2
+
+
+def test_pairs_from_parallel_corpus_use_the_same_sentence_as_reference_never_as_target(corpus):
+    from vc_app.evaluate.pairs import pairs_from_corpus
+
+    pairs = pairs_from_corpus(corpus, ["en", "f3", "m3"], pairs_per_speaker=2, seed=3)
+    assert len(pairs) == 3 * 2 * 2
+    assert pairs == pairs_from_corpus(corpus, ["en", "f3", "m3"], pairs_per_speaker=2, seed=3)
+    for pair in pairs:
+        source_name = os.path.basename(pair.source)
+        assert pair.source_speaker != pair.target_speaker
+        assert os.path.basename(pair.reference) == source_name
+        assert os.path.basename(os.path.dirname(pair.reference)) == pair.target_speaker
+        assert all(os.path.basename(t) != source_name for t in pair.targets)
+        assert pair.text == SENTENCES[source_name.removesuffix(".wav")]
+
+
+@pytest.mark.slow
+def test_mcd_is_zero_for_a_clip_against_itself_and_ignores_loudness(corpus):
+    from vc_app.audio import load_audio
+    from vc_app.config import MelConfig
+    from vc_app.evaluate.mcd import mel_cepstral_distortion
+
+    cfg = MelConfig()
+    clip = load_audio(corpus / "en" / "s2.wav", cfg.sample_rate)
+    assert mel_cepstral_distortion(clip, clip, cfg) < 0.5
+    assert mel_cepstral_distortion(clip, 0.3 * clip, cfg) < 0.5  # c0 (level) is excluded
+    other_voice = load_audio(corpus / "f3" / "s2.wav", cfg.sample_rate)
+    assert mel_cepstral_distortion(clip, other_voice, cfg) > 1.0
+
+
+def test_probe_scores_perfect_identity_vectors_near_one_and_random_vectors_near_chance():
+    from vc_app.evaluate.probe import speaker_probe
+
+    rng = np.random.default_rng(0)
+    labels = [f"spk{i}" for i in range(4) for _ in range(20)]
+    identity = np.stack([np.eye(16)[int(label[3:])] for label in labels]) + 0.05 * rng.standard_normal((80, 16))
+    perfect = speaker_probe(identity, labels)
+    assert perfect.accuracy >= 0.99 and perfect.chance == pytest.approx(0.25)
+    assert (perfect.n_train, perfect.n_test, perfect.n_speakers) == (40, 40, 4)
+    random = speaker_probe(rng.standard_normal((80, 16)), labels)
+    assert random.accuracy < 0.5
+
+
+def test_wer_normalises_case_and_punctuation():
+    from vc_app.evaluate.intelligibility import word_errors
+
+    assert word_errors("Please call Stella -- don't wait!", "please call stella don't wait").errors == 0
+    assert word_errors("well-known facts", "well known facts").wer == 0
+    assert word_errors("one two three four", "one too three").wer == pytest.approx(0.5)
+    assert word_errors("one two", "").wer == 1.0
+
+
+@pytest.mark.parametrize("case,message", [
+    ("missing", "does not exist"),
+    ("columns", "needs a header with the columns source and target"),
+    ("audio", "Pair 1: "),
+])
+def test_bad_input_gives_one_sentence(tiny_bundle, corpus, tmp_path, case, message):
+    pairs = tmp_path / "pairs.csv"
+    if case == "columns":
+        write_csv(pairs, [("en/s1.wav", "f3/s1.wav")], columns=("clip", "voice"))
+    elif case == "audio":
+        write_csv(pairs, [(str(corpus / "en" / "s1.wav"), str(tmp_path / "nowhere.wav"), "", "")])
+    done = run_cli("evaluate", "--pairs", str(pairs), "--checkpoint", str(tiny_bundle), "--out", str(tmp_path / "o"),
+                   *COMMON)
+    assert done.returncode != 0
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "o" / "summary.json").exists()
+
+
+def test_missing_eval_extra_names_the_package(tiny_bundle, corpus, tmp_path):
+    fake = tmp_path / "site"
+    fake.mkdir()
+    (fake / "jiwer.py").write_text("raise ImportError(\"No module named 'jiwer'\", name='jiwer')\n")
+    pairs = write_csv(tmp_path / "pairs.csv", [(str(corpus / "en" / "s1.wav"), str(corpus / "f3" / "s2.wav"), "", "")])
+    done = run_cli("evaluate", "--pairs", str(pairs), "--checkpoint", str(tiny_bundle), "--out", str(tmp_path / "o"),
+                   *COMMON, env={"PYTHONPATH": f"{fake}{os.pathsep}{REPO}"})
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "'jiwer'" in done.stderr and "pip install" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1

@@ -1,0 +1,157 @@
+"""Evaluation pairs: read them from a CSV, or build unseen-speaker pairs from a folder-per-speaker corpus.
+
+A pair is one conversion to measure: a `source` clip (what is said), one or
+more `target` clips of one speaker (who should say it), optionally a parallel
+`reference` (the target speaker saying the source's sentence, for MCD) and the
+source's `text` (for WER). The per-pair CSV that `vc-app evaluate` writes has
+the same columns, so it can be read back as input to repeat a run.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from vc_app.corpus import Utterance, scan_folder
+from vc_app.errors import VcAppError
+
+TARGET_SEPARATOR = ";"
+REQUIRED_COLUMNS = ("source", "target")
+PAIR_COLUMNS = ("source", "target", "reference", "text", "source_speaker", "target_speaker")
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One conversion to measure. Paths are absolute; `reference`/`text` are "" when absent."""
+
+    source: str
+    targets: tuple[str, ...]
+    reference: str = ""
+    text: str = ""
+    source_speaker: str = ""
+    target_speaker: str = ""
+
+
+def _resolve(value: str, base: Path) -> str:
+    path = Path(value.strip()).expanduser()
+    return str(path if path.is_absolute() else (base / path).resolve())
+
+
+def read_pairs(path: str | os.PathLike) -> list[Pair]:
+    """Read `source,target[,reference][,text][,source_speaker][,target_speaker]` rows (with a header).
+
+    `target` may hold several clips separated by ';'. Relative paths are relative to the CSV's folder.
+    A missing speaker column defaults to the name of the folder holding the clip.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise VcAppError(f"Pairs file {path} does not exist.")
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            columns = [c.strip() for c in reader.fieldnames or []]
+            missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+            if missing:
+                raise VcAppError(f"Pairs file {path} needs a header with the columns source and target "
+                                 f"(missing: {', '.join(missing)}; found: {', '.join(columns) or 'nothing'}).")
+            rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
+    except UnicodeDecodeError:
+        raise VcAppError(f"Pairs file {path} is not a UTF-8 text CSV.") from None
+    base = path.resolve().parent
+    pairs = [_pair_from_row(row, base, path, n) for n, row in enumerate(rows, start=2) if any(row.values())]
+    if not pairs:
+        raise VcAppError(f"Pairs file {path} has a header but no pairs.")
+    return pairs
+
+
+def _pair_from_row(row: dict[str, str], base: Path, path: Path, line: int) -> Pair:
+    if not row.get("source") or not row.get("target"):
+        raise VcAppError(f"Line {line} of {path.name} has an empty source or target.")
+    source = _resolve(row["source"], base)
+    targets = tuple(_resolve(t, base) for t in row["target"].split(TARGET_SEPARATOR) if t.strip())
+    reference = _resolve(row["reference"], base) if row.get("reference") else ""
+    return Pair(source, targets, reference, row.get("text", ""),
+                row.get("source_speaker") or Path(source).parent.name,
+                row.get("target_speaker") or Path(targets[0]).parent.name)
+
+
+def check_pair_audio(pairs: list[Pair]) -> None:
+    """Fail early, with one sentence naming the pair, on any clip that is missing or not audio."""
+    from vc_app.audio import audio_info
+
+    for n, pair in enumerate(pairs, start=1):
+        for clip in (pair.source, *pair.targets, *([pair.reference] if pair.reference else [])):
+            try:
+                audio_info(clip)
+            except VcAppError as err:
+                raise VcAppError(f"Pair {n}: {str(err).rstrip('.')}.") from None
+
+
+def sentence_key(utt: Utterance) -> str:
+    """What identifies the sentence across speakers in a parallel corpus: the file name without the
+    extension and without a leading '<speaker>_' (VCC '30001', ARCTIC 'arctic_a0001', VCTK 'p225_001' -> '001')."""
+    stem = Path(utt.path).stem
+    return stem.removeprefix(f"{utt.speaker}_")
+
+
+def sidecar_text(audio_path: str) -> str:
+    """The transcript in `<clip>.txt` next to the clip, or "" when there is none."""
+    text_file = Path(audio_path).with_suffix(".txt")
+    return text_file.read_text(errors="replace").strip() if text_file.is_file() else ""
+
+
+def corpus_utterances(root: str | os.PathLike, speakers: list[str] | None) -> dict[str, list[Utterance]]:
+    """{speaker: utterances sorted by file name} for the chosen speakers (default: every speaker folder)."""
+    by_speaker: dict[str, list[Utterance]] = {}
+    for utt in scan_folder(root):
+        by_speaker.setdefault(utt.speaker, []).append(utt)
+    if speakers:
+        unknown = [s for s in speakers if s not in by_speaker]
+        if unknown:
+            raise VcAppError(f"Speaker(s) {', '.join(unknown)} not found in {root} "
+                             f"(it has: {', '.join(sorted(by_speaker))}).")
+        by_speaker = {s: by_speaker[s] for s in speakers}
+    if len(by_speaker) < 2:
+        raise VcAppError(f"At least two speakers are needed to build pairs; {root} gives {len(by_speaker)}.")
+    return {s: sorted(utts, key=lambda u: u.path) for s, utts in by_speaker.items()}
+
+
+def pairs_from_corpus(root: str | os.PathLike, speakers: list[str] | None = None, *, pairs_per_speaker: int = 5,
+                      target_clips: int = 1, seed: int = 0) -> list[Pair]:
+    """Unseen-speaker pairs: every ordered pair (A, B) of distinct speakers, `pairs_per_speaker` each.
+
+    For each (A, B), `pairs_per_speaker` source utterances of A are drawn (seeded, without replacement);
+    the target is `target_clips` utterances of B saying *other* sentences. When B has the source's
+    sentence (a parallel corpus: the same file name), that clip is the `reference` for MCD and is never
+    used as a target clip. `text` comes from a `<clip>.txt` beside the source when present.
+    """
+    if pairs_per_speaker < 1 or target_clips < 1:
+        raise VcAppError("--pairs-per-speaker and --target-clips must be at least 1.")
+    by_speaker = corpus_utterances(root, speakers)
+    pairs = []
+    for a, sources in by_speaker.items():
+        for b, candidates in by_speaker.items():
+            if a == b:
+                continue
+            rng = random.Random(f"{seed}/{a}/{b}")
+            by_key = {sentence_key(u): u for u in candidates}
+            for src in rng.sample(sources, min(pairs_per_speaker, len(sources))):
+                key = sentence_key(src)
+                others = [u for u in candidates if sentence_key(u) != key]
+                if not others:
+                    continue
+                targets = rng.sample(others, min(target_clips, len(others)))
+                reference = by_key[key].path if key in by_key else ""
+                pairs.append(Pair(src.path, tuple(t.path for t in targets), reference, sidecar_text(src.path), a, b))
+    if not pairs:
+        raise VcAppError(f"No pairs could be built from {root}: each target speaker needs a clip of another sentence.")
+    return pairs
+
+
+def pair_row(pair: Pair) -> dict[str, str]:
+    """The pair as the first columns of a per-pair CSV row (readable again by `read_pairs`)."""
+    return {"source": pair.source, "target": TARGET_SEPARATOR.join(pair.targets), "reference": pair.reference,
+            "text": pair.text, "source_speaker": pair.source_speaker, "target_speaker": pair.target_speaker}

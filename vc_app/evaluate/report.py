@@ -1,0 +1,197 @@
+"""Evaluation outputs: per_pair.csv, summary.json, report.md and its PNG plots (matplotlib, Agg canvas).
+
+Every file is written to a temp name and renamed, so an interrupted run never leaves half a report.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from vc_app.evaluate.pairs import PAIR_COLUMNS, pair_row
+from vc_app.paths import temp_path_for
+
+RESULT_COLUMNS = ("seconds", "convert_seconds", "rtf", "sim_to_target", "sim_to_source", "sim_source_to_target",
+                  "closer_to_target", "words", "wer_converted", "wer_source", "transcript_converted",
+                  "transcript_source", "mcd", "mcd_source", "audio", "error")
+SIMILARITY_PLOT, PROJECTION_PLOT = "similarity.png", "speaker_vectors.png"
+
+
+def _atomic_write(path: Path, write) -> None:
+    tmp = temp_path_for(path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _fmt(value, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return ""
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def _pct(value) -> str:
+    return "" if value is None else f"{100 * value:.0f}%"
+
+
+def result_row(r) -> dict[str, str]:
+    """One per-pair CSV row: the pair's own columns, then its measurements ('' where not applicable)."""
+    conv, src = r.errors_converted, r.errors_source
+    row = pair_row(r.pair)
+    row.update({
+        "seconds": _fmt(r.seconds), "convert_seconds": _fmt(r.convert_seconds),
+        "rtf": _fmt(r.convert_seconds / r.seconds if r.seconds else float("nan"), 4),
+        "sim_to_target": _fmt(r.sim_to_target, 4), "sim_to_source": _fmt(r.sim_to_source, 4),
+        "sim_source_to_target": _fmt(r.sim_source_to_target, 4),
+        "closer_to_target": "" if r.error else str(int(r.closer_to_target)),
+        "words": str(conv.words) if conv else "", "wer_converted": _fmt(conv.wer if conv else None, 4),
+        "wer_source": _fmt(src.wer if src else None, 4), "transcript_converted": r.transcript_converted,
+        "transcript_source": r.transcript_source, "mcd": _fmt(r.mcd), "mcd_source": _fmt(r.mcd_source),
+        "audio": r.audio, "error": r.error,
+    })
+    return row
+
+
+def write_pairs_csv(path: Path, results) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=[*PAIR_COLUMNS, *RESULT_COLUMNS], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(result_row(r) for r in results)
+    _atomic_write(path, lambda p: p.write_text(buffer.getvalue()))
+
+
+def _figure(width: float, height: float):
+    """A matplotlib Figure on its own Agg canvas (no pyplot, no global backend switch)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig, path: Path) -> None:
+    fig.tight_layout()
+    _atomic_write(path, lambda p: fig.savefig(p, format="png"))
+
+
+def plot_similarity(path: Path, results) -> None:
+    """Scatter of similarity to source (x) against similarity to target (y): above the diagonal = closer to target."""
+    ok = [r for r in results if not r.error]
+    fig = _figure(5, 5)
+    ax = fig.add_subplot()
+    x, y = [r.sim_to_source for r in ok], [r.sim_to_target for r in ok]
+    ax.scatter(x, y, s=18, alpha=0.7)
+    lo, hi = min([*x, *y, 0.0]) - 0.05, max([*x, *y, 1.0]) + 0.02
+    ax.plot([lo, hi], [lo, hi], color="gray", lw=1, ls="--")
+    above = np.mean([a < b for a, b in zip(x, y)]) if ok else 0.0
+    ax.set(xlim=(lo, hi), ylim=(lo, hi), xlabel="cosine(converted, source)", ylabel="cosine(converted, target)",
+           title=f"Resemblyzer similarity, {len(ok)} pairs\n{above:.0%} above the diagonal (closer to the target)")
+    _save(fig, path)
+
+
+def _pca_2d(vectors: np.ndarray) -> np.ndarray:
+    from sklearn.decomposition import PCA
+
+    if len(vectors) < 2:
+        return np.zeros((len(vectors), 2))
+    return PCA(n_components=2, random_state=0).fit_transform(vectors)
+
+
+def plot_projection(path: Path, probes) -> None:
+    """2-D PCA of speaker vectors and of time-averaged content codes, one colour per speaker."""
+    fig = _figure(10, 4.6)
+    speakers = sorted(set(probes.labels))
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab20" if len(speakers) > 10 else "tab10"]
+    colours = {s: cmap(i % cmap.N) for i, s in enumerate(speakers)}
+    for col, (vectors, title) in enumerate([(probes.speaker_vectors, "speaker vectors"),
+                                            (probes.content_vectors, "time-averaged content codes")]):
+        ax = fig.add_subplot(1, 2, col + 1)
+        points = _pca_2d(vectors)
+        for s in speakers:
+            idx = [i for i, label in enumerate(probes.labels) if label == s]
+            ax.scatter(points[idx, 0], points[idx, 1], s=16, color=colours[s], label=s)
+        ax.set(title=f"PCA of {title}", xlabel="PC 1", ylabel="PC 2")
+    fig.axes[0].legend(fontsize=7, loc="best", markerscale=1.2)
+    _save(fig, path)
+
+
+def bars_table(summary: dict) -> list[str]:
+    lines = ["| bar | measured | required | status |", "|---|---|---|---|"]
+    for bar in summary["bars"]:
+        lines.append(f"| {bar['name']} | {_fmt(bar['measured'])} | {bar['required']} | **{bar['status']}** |")
+    return lines
+
+
+def metrics_lines(summary: dict) -> list[str]:
+    """The headline numbers as Markdown bullet lines (also printed on the console, without the bullets)."""
+    sim, wer, mcd = summary["speaker_similarity"], summary["intelligibility"], summary["mcd"]
+    dis, speed = summary["disentanglement"], summary["speed"]
+    lines = [
+        f"speaker similarity ({sim['n']} pairs): to target {_fmt(sim['mean_sim_to_target'])}, to source "
+        f"{_fmt(sim['mean_sim_to_source'])}, margin {_fmt(sim['margin'])}; closer to target in "
+        f"{_pct(sim['share_closer_to_target'])} of pairs (unconverted source vs target: "
+        f"{_fmt(sim['mean_sim_source_to_target'])})",
+        (f"WER ({wer['n']} pairs, {wer['words']} words): converted {_fmt(wer['wer_converted'])}, unconverted source "
+         f"{_fmt(wer['wer_source'])}, ratio {_fmt(wer['ratio'])}") if wer["n"] else "WER: not measured (no text)",
+        (f"MCD ({mcd['n']} pairs): converted vs reference {_fmt(mcd['mean_db'], 2)} dB, unconverted source vs "
+         f"reference {_fmt(mcd['mean_db_source'], 2)} dB") if mcd["n"] else "MCD: not measured (no reference)",
+    ]
+    if dis["measured"]:
+        c, s = dis["content_probe"], dis["speaker_probe"]
+        lines.append(f"speaker probe accuracy ({s['n_speakers']} speakers, {s['n_train']} train / {s['n_test']} test "
+                     f"clips): content codes {_fmt(c['accuracy'])} (lower is better), speaker vectors "
+                     f"{_fmt(s['accuracy'])} (higher is better), chance {_fmt(dis['chance'])}")
+    else:
+        lines.append(f"speaker probes: not measured ({dis['reason']})")
+    lines.append(f"speed: real-time factor {_fmt(speed['rtf'], 4)} ({_fmt(speed['times_real_time'], 1)}x real time, "
+                 f"{_fmt(speed['audio_seconds'], 1)} s of audio, device {summary['run'].get('device', '?')})")
+    return lines
+
+
+def console_text(summary: dict) -> str:
+    """What `vc-app evaluate` prints at the end."""
+    lines = [*metrics_lines(summary), "bars:"]
+    lines += [f"  {bar['status']:>12}: {bar['name']} = {_fmt(bar['measured'])} (required {bar['required']})"
+              for bar in summary["bars"]]
+    return "\n".join(lines)
+
+
+def report_markdown(summary: dict, results, *, projection: bool) -> str:
+    run = summary["run"]
+    failed = [r for r in results if r.error]
+    lines = ["# Voice-conversion evaluation", "",
+             f"- checkpoint: `{run.get('checkpoint', '?')}`", f"- vocoder: `{run.get('vocoder', '?')}`",
+             f"- pairs: {summary['pairs']['n']} ({summary['pairs']['failed']} failed); device {run.get('device')}, "
+             f"{run.get('torch_threads')} torch threads, seed {run.get('seed')}",
+             f"- command: `{run.get('command', '')}`", "",
+             "Protocol: see the README section *Evaluation*. Per-pair numbers: `per_pair.csv`; all aggregates: "
+             "`summary.json`.", "", "## Bars", "", *bars_table(summary), "", "## Metrics", "",
+             *[f"- {line}" for line in metrics_lines(summary)], "",
+             "## Speaker similarity", "", f"![similarity]({SIMILARITY_PLOT})", ""]
+    if projection:
+        lines += ["## Disentanglement", "", f"![speaker vectors and content codes]({PROJECTION_PLOT})", ""]
+    if failed:
+        lines += ["## Failed pairs", ""] + [f"- `{Path(r.pair.source).name}`: {r.error}" for r in failed] + [""]
+    return "\n".join(lines)
+
+
+def write_outputs(out: Path, results, probes, summary: dict) -> None:
+    """Write per_pair.csv, summary.json, the plots and report.md into `out`."""
+    write_pairs_csv(out / "per_pair.csv", results)
+    _atomic_write(out / "summary.json", lambda p: p.write_text(json.dumps(summary, indent=2) + "\n"))
+    plot_similarity(out / SIMILARITY_PLOT, results)
+    projection = probes is not None and len(probes.labels) >= 2
+    if projection:
+        plot_projection(out / PROJECTION_PLOT, probes)
+    _atomic_write(out / "report.md", lambda p: p.write_text(report_markdown(summary, results, projection=projection)))

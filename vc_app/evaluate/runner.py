@@ -1,0 +1,181 @@
+"""The evaluation run: convert every pair once, measure it, probe the model, write the results.
+
+`evaluate()` is what `vc-app evaluate` calls. The converter, the Resemblyzer encoder and the
+PocketSphinx decoder are each built once and passed around.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vc_app.audio import load_audio, write_audio
+from vc_app.errors import VcAppError
+from vc_app.evaluate.intelligibility import RECOGNISER_RATE, Recognizer, WordErrors, word_errors
+from vc_app.evaluate.mcd import mel_cepstral_distortion
+from vc_app.evaluate.pairs import Pair
+from vc_app.evaluate.probe import speaker_probe, utterance_codes
+from vc_app.evaluate.similarity import SpeakerSimilarity, cosine
+
+NAN = float("nan")
+
+
+@dataclass
+class PairResult:
+    """The measurements of one pair (NaN where a metric does not apply, `error` when it failed)."""
+
+    pair: Pair
+    seconds: float = NAN
+    convert_seconds: float = NAN
+    sim_to_target: float = NAN
+    sim_to_source: float = NAN
+    sim_source_to_target: float = NAN
+    transcript_converted: str = ""
+    transcript_source: str = ""
+    errors_converted: WordErrors | None = None
+    errors_source: WordErrors | None = None
+    mcd: float = NAN
+    mcd_source: float = NAN
+    audio: str = ""
+    error: str = ""
+
+    @property
+    def closer_to_target(self) -> bool:
+        return self.sim_to_target > self.sim_to_source
+
+
+@dataclass
+class Probes:
+    """Disentanglement: the two probes and the vectors behind them (for the projection plot)."""
+
+    content: object  # ProbeResult | None
+    speaker: object  # ProbeResult | None
+    speaker_vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    content_vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    labels: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Tools:
+    """The measuring instruments, built once per run."""
+
+    similarity: SpeakerSimilarity
+    recognizer: Recognizer | None
+    transcripts: dict[str, str] = field(default_factory=dict)  # source path -> recognised words
+
+
+def measure_pair(converter, tools: Tools, pair: Pair, audio_path: Path | None) -> PairResult:
+    """Convert one pair (timed) and measure similarity, WER and MCD."""
+    result = PairResult(pair)
+    rate = converter.sample_rate
+    start = time.perf_counter()
+    converted = converter.convert(pair.source, list(pair.targets))
+    result.convert_seconds = time.perf_counter() - start
+    result.seconds = converted.numel() / rate
+    if audio_path is not None:
+        write_audio(audio_path, converted, rate, overwrite=True)
+        result.audio = f"{audio_path.parent.name}/{audio_path.name}"  # relative to the output folder
+
+    sim = tools.similarity
+    target_embedding = sim.embed_speaker(pair.targets)
+    converted_embedding = sim.embed(converted, rate)
+    result.sim_to_target = cosine(converted_embedding, target_embedding)
+    result.sim_to_source = cosine(converted_embedding, sim.embed_file(pair.source))
+    result.sim_source_to_target = cosine(sim.embed_file(pair.source), target_embedding)
+
+    if pair.text and tools.recognizer is not None:
+        result.transcript_converted = tools.recognizer.transcribe(converted, rate)
+        if pair.source not in tools.transcripts:
+            tools.transcripts[pair.source] = tools.recognizer.transcribe(
+                load_audio(pair.source, RECOGNISER_RATE), RECOGNISER_RATE)
+        result.transcript_source = tools.transcripts[pair.source]
+        result.errors_converted = word_errors(pair.text, result.transcript_converted)
+        result.errors_source = word_errors(pair.text, result.transcript_source)
+
+    if pair.reference:
+        reference = load_audio(pair.reference, rate)
+        result.mcd = mel_cepstral_distortion(reference, converted, converter.mel_cfg)
+        result.mcd_source = mel_cepstral_distortion(reference, load_audio(pair.source, rate), converter.mel_cfg)
+    return result
+
+
+def audio_name(n: int, pair: Pair) -> str:
+    """File name of a kept converted clip: 0001_<source speaker>_to_<target speaker>_<source stem>.wav."""
+    safe = lambda s: "".join(c if c.isalnum() or c in "-." else "-" for c in s) or "x"  # noqa: E731
+    return f"{n:04d}_{safe(pair.source_speaker)}_to_{safe(pair.target_speaker)}_{safe(Path(pair.source).stem)}.wav"
+
+
+def convert_and_measure(converter, tools: Tools, pairs: list[Pair], out: Path, *, keep_audio: bool,
+                        progress: bool) -> list[PairResult]:
+    """Measure every pair; a pair that fails (e.g. a silent clip) is recorded with its error and skipped."""
+    from tqdm import tqdm
+
+    converter.convert(pairs[0].source, list(pairs[0].targets))  # warm-up, so the first timing is fair
+    audio_dir = out / "audio"
+    if keep_audio:
+        audio_dir.mkdir(parents=True, exist_ok=True)
+    results = []
+    for n, pair in enumerate(tqdm(pairs, desc="pairs", unit="pair", disable=not progress, file=sys.stderr), 1):
+        try:
+            results.append(measure_pair(converter, tools, pair, audio_dir / audio_name(n, pair) if keep_audio
+                                        else None))
+        except VcAppError as err:
+            results.append(PairResult(pair, error=str(err)))
+    if all(r.error for r in results):
+        raise VcAppError(f"Every pair failed; the first: {results[0].error}")
+    return results
+
+
+def run_probes(converter, clips: list[tuple[str, str]], *, seed: int) -> Probes | None:
+    """Probe time-averaged content codes and speaker vectors of (path, speaker) clips; None if too few."""
+    if not clips:
+        return None
+    paths, labels = [p for p, _ in clips], [s for _, s in clips]
+    content, speaker = utterance_codes(converter.model, converter.mel_cfg, paths, converter.device)
+    return Probes(speaker_probe(content, labels, seed=seed), speaker_probe(speaker, labels, seed=seed),
+                  speaker, content, labels)
+
+
+def pair_clips(pairs: list[Pair]) -> list[tuple[str, str]]:
+    """Every distinct clip of a pair set with its speaker: sources, targets and references."""
+    seen: dict[str, str] = {}
+    for pair in pairs:
+        seen.setdefault(pair.source, pair.source_speaker)
+        for clip in (*pair.targets, *([pair.reference] if pair.reference else [])):
+            seen.setdefault(clip, pair.target_speaker)
+    return sorted(seen.items(), key=lambda item: (item[1], item[0]))
+
+
+def evaluate(pairs: list[Pair], converter, out: str | Path, *, probe_clips: list[tuple[str, str]] | None = None,
+             keep_audio: bool = False, seed: int = 0, similarity_device: str = "cpu",
+             progress: bool = True, run_info: dict | None = None) -> dict:
+    """Run the whole protocol and write per_pair.csv, summary.json, report.md and plots into `out`.
+
+    Args:
+        pairs: what to convert and measure.
+        converter: a `vc_app.convert.VoiceConverter` (built once by the caller).
+        probe_clips: (path, speaker) clips for the disentanglement probes; default: every clip of `pairs`.
+        keep_audio: also write the converted clips to `out/audio/`.
+        run_info: what produced the run (checkpoint, vocoder, command), stored in the summary.
+    Returns:
+        The summary (the content of summary.json).
+    """
+    from vc_app.evaluate.report import write_outputs
+    from vc_app.evaluate.summary import summarize
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tools = Tools(SpeakerSimilarity(similarity_device), Recognizer() if any(p.text for p in pairs) else None)
+    results = convert_and_measure(converter, tools, pairs, out, keep_audio=keep_audio, progress=progress)
+    probes = run_probes(converter, probe_clips if probe_clips is not None else pair_clips(pairs), seed=seed)
+    info = {**(run_info or {}), "device": str(converter.device), "torch_threads": torch.get_num_threads(),
+            "seed": seed}
+    summary = summarize(results, probes, info)
+    write_outputs(out, results, probes, summary)
+    return summary
+

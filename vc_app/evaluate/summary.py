@@ -1,0 +1,128 @@
+"""Per-pair results -> the summary (summary.json) and the issue's bars, each met / not met / not measured."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from vc_app.evaluate.intelligibility import corpus_wer
+
+# The bars a default model must meet (on held-out speakers, Griffin-Lim vocoder).
+MIN_SHARE_CLOSER_TO_TARGET = 0.80
+MIN_SIMILARITY_MARGIN = 0.10
+MAX_WER_RATIO = 2.0
+MAX_CONTENT_TO_SPEAKER_PROBE = 0.5
+
+
+def finite_or_none(value) -> float | None:
+    """JSON has no NaN: NaN and infinities become null."""
+    return float(value) if value is not None and math.isfinite(value) else None
+
+
+def _mean(values) -> float:
+    values = [v for v in values if math.isfinite(v)]
+    return float(np.mean(values)) if values else float("nan")
+
+
+@dataclass(frozen=True)
+class Bar:
+    name: str
+    measured: float | None
+    required: str
+    met: bool | None  # None: not measured
+
+    @property
+    def status(self) -> str:
+        return "not measured" if self.met is None else ("met" if self.met else "not met")
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "measured": finite_or_none(self.measured), "required": self.required,
+                "status": self.status}
+
+
+def similarity_summary(ok) -> dict:
+    to_target, to_source = _mean(r.sim_to_target for r in ok), _mean(r.sim_to_source for r in ok)
+    return {"n": len(ok), "mean_sim_to_target": to_target, "mean_sim_to_source": to_source,
+            "margin": to_target - to_source,
+            "share_closer_to_target": float(np.mean([r.closer_to_target for r in ok])) if ok else float("nan"),
+            "mean_sim_source_to_target": _mean(r.sim_source_to_target for r in ok)}
+
+
+def intelligibility_summary(ok) -> dict:
+    scored = [r for r in ok if r.errors_converted is not None and r.errors_converted.words]
+    converted = corpus_wer([r.errors_converted for r in scored])
+    source = corpus_wer([r.errors_source for r in scored])
+    if not scored:
+        ratio = float("nan")
+    elif source > 0:
+        ratio = converted / source
+    else:
+        ratio = 1.0 if converted == 0 else float("inf")
+    return {"n": len(scored), "words": sum(r.errors_converted.words for r in scored),
+            "wer_converted": converted, "wer_source": source, "ratio": ratio}
+
+
+def speed_summary(ok) -> dict:
+    audio = sum(r.seconds for r in ok)
+    compute = sum(r.convert_seconds for r in ok)
+    rtf = compute / audio if audio else float("nan")
+    return {"audio_seconds": audio, "compute_seconds": compute, "rtf": rtf,
+            "times_real_time": 1 / rtf if rtf > 0 else float("nan")}
+
+
+def disentanglement_summary(probes) -> dict:
+    if probes is None or probes.content is None or probes.speaker is None:
+        return {"measured": False, "reason": "needs at least two speakers with at least two clips each"}
+    return {"measured": True, "content_probe": probes.content.to_dict(), "speaker_probe": probes.speaker.to_dict(),
+            "chance": probes.speaker.chance}
+
+
+def evaluate_bars(summary: dict) -> list[Bar]:
+    """The issue's four bars, judged on the summary's numbers."""
+    sim, wer, dis = summary["speaker_similarity"], summary["intelligibility"], summary["disentanglement"]
+    share, margin = sim["share_closer_to_target"], sim["margin"]
+    bars = [
+        Bar("share of conversions closer to the target than to the source", share,
+            f">= {MIN_SHARE_CLOSER_TO_TARGET:.2f}", share >= MIN_SHARE_CLOSER_TO_TARGET if sim["n"] else None),
+        Bar("mean similarity to target minus to source", margin, f">= {MIN_SIMILARITY_MARGIN:.2f}",
+            margin >= MIN_SIMILARITY_MARGIN if sim["n"] else None),
+    ]
+    wer_met = wer["wer_converted"] <= MAX_WER_RATIO * wer["wer_source"] if wer["n"] else None
+    bars.append(Bar("WER converted / WER source", wer["ratio"], f"<= {MAX_WER_RATIO:g}", wer_met))
+    if dis["measured"]:
+        content, speaker = dis["content_probe"]["accuracy"], dis["speaker_probe"]["accuracy"]
+        ratio = content / speaker if speaker > 0 else float("inf")
+        bars.append(Bar("content-probe accuracy / speaker-probe accuracy", ratio,
+                        f"<= {MAX_CONTENT_TO_SPEAKER_PROBE:g}", content <= MAX_CONTENT_TO_SPEAKER_PROBE * speaker))
+    else:
+        bars.append(Bar("content-probe accuracy / speaker-probe accuracy", None,
+                        f"<= {MAX_CONTENT_TO_SPEAKER_PROBE:g}", None))
+    return bars
+
+
+def _clean(obj):
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, float):
+        return finite_or_none(obj)
+    return obj
+
+
+def summarize(results, probes, info: dict) -> dict:
+    """The run's summary: every aggregate metric, the bars, and what produced it (JSON-ready)."""
+    ok = [r for r in results if not r.error]
+    mcd = [r for r in ok if math.isfinite(r.mcd)]
+    summary = {
+        "run": info,
+        "pairs": {"n": len(results), "failed": len(results) - len(ok)},
+        "speaker_similarity": similarity_summary(ok),
+        "intelligibility": intelligibility_summary(ok),
+        "mcd": {"n": len(mcd), "mean_db": _mean(r.mcd for r in mcd),
+                "mean_db_source": _mean(r.mcd_source for r in mcd)},
+        "disentanglement": disentanglement_summary(probes),
+        "speed": speed_summary(ok),
+    }
+    summary["bars"] = [bar.to_dict() for bar in evaluate_bars(summary)]
+    return _clean(summary)
