@@ -13,6 +13,7 @@ import os
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from conftest import REPO, run_cli, tts
 
@@ -43,9 +44,9 @@ def write_csv(path, rows, columns=("source", "target", "reference", "text")):
     return path
 
 
-def check_summary(summary: dict, n_pairs: int, n_references: int) -> None:
+def check_summary(summary: dict, n_pairs: int, n_references: int, failed: int = 0) -> None:
     sim = summary["speaker_similarity"]
-    assert sim["n"] == n_pairs and summary["pairs"] == {"n": n_pairs, "failed": 0}
+    assert sim["n"] == n_pairs and summary["pairs"] == {"n": n_pairs + failed, "failed": failed}
     for key in ("mean_sim_to_target", "mean_sim_to_source", "mean_sim_source_to_target"):
         assert -1.0 <= sim[key] <= 1.0
     assert 0.0 <= sim["share_closer_to_target"] <= 1.0
@@ -66,11 +67,13 @@ def check_summary(summary: dict, n_pairs: int, n_references: int) -> None:
 
 @pytest.mark.slow
 def test_evaluate_csv_end_to_end(tiny_bundle, corpus, tmp_path):
+    sf.write(str(tmp_path / "silent.wav"), np.zeros(22050, np.float32), 22050)
     pairs = write_csv(corpus / "pairs.csv", [
         ("en/s1.wav", "f3/s2.wav", "f3/s1.wav", SENTENCES["s1"]),
         ("f3/s2.wav", "m3/s1.wav;m3/s2.wav", "", SENTENCES["s2"]),  # two target clips, no reference
         ("m3/s1.wav", "us/s2.wav", "us/s1.wav", SENTENCES["s1"]),
         ("us/s2.wav", "en/s1.wav", "en/s2.wav", SENTENCES["s2"]),
+        ("us/s1.wav", str(tmp_path / "silent.wav"), "", ""),  # fails, is listed, and the run goes on
     ])
     out = tmp_path / "eval"
     done = run_cli("evaluate", "--pairs", str(pairs), "--checkpoint", str(tiny_bundle), "--out", str(out),
@@ -80,15 +83,16 @@ def test_evaluate_csv_end_to_end(tiny_bundle, corpus, tmp_path):
         assert (out / name).stat().st_size > 0, name
     assert len(list((out / "audio").glob("*.wav"))) == 4
     summary = json.loads((out / "summary.json").read_text())
-    check_summary(summary, 4, n_references=3)  # the pair without a reference has no MCD
+    check_summary(summary, 4, n_references=3, failed=1)  # the pair without a reference has no MCD
     assert "chance" in done.stdout and "bars:" in done.stdout
     report = (out / "report.md").read_text()
     assert "## Bars" in report and "similarity.png" in report and "speaker_vectors.png" in report
+    assert "## Failed pairs" in report and "silent.wav is silent" in report
 
     from vc_app.evaluate.pairs import read_pairs
 
     again = read_pairs(out / "per_pair.csv")  # the per-pair CSV is itself a valid pairs file
-    assert [len(p.targets) for p in again] == [1, 2, 1, 1] and again[0].text == SENTENCES["s1"]
+    assert [len(p.targets) for p in again] == [1, 2, 1, 1, 1] and again[0].text == SENTENCES["s1"]
 
     rerun = run_cli("evaluate", "--pairs", str(pairs), "--checkpoint", str(tiny_bundle), "--out", str(out), *COMMON)
     assert rerun.returncode != 0 and "--overwrite" in rerun.stderr

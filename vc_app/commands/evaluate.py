@@ -66,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
     from vc_app.errors import VcAppError
     from vc_app.evaluate.extras import require_eval_extra
 
+    if args.threads is not None and args.threads < 1:
+        raise VcAppError("--threads must be at least 1.")
     out = Path(args.out)
     if (out / "summary.json").exists() and not args.overwrite:
         raise VcAppError(f"{out} already holds an evaluation; pass --overwrite to replace it.")
@@ -77,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     from vc_app.evaluate.report import console_text
     from vc_app.evaluate.runner import evaluate
 
-    if args.threads:
+    if args.threads is not None:
         torch.set_num_threads(args.threads)
     converter = VoiceConverter.from_specs(args.checkpoint, args.vocoder, device=args.device)
     info = {"checkpoint": converter.bundle.source or args.checkpoint, "vocoder": converter.vocoder.name,

@@ -115,7 +115,7 @@ def corpus_utterances(root: str | os.PathLike, speakers: list[str] | None) -> di
                              f"(it has: {', '.join(sorted(by_speaker))}).")
         by_speaker = {s: by_speaker[s] for s in speakers}
     if len(by_speaker) < 2:
-        raise VcAppError(f"At least two speakers are needed to build pairs; {root} gives {len(by_speaker)}.")
+        raise VcAppError(f"At least two speakers are needed; {root} gives {len(by_speaker)}.")
     return {s: sorted(utts, key=lambda u: u.path) for s, utts in by_speaker.items()}
 
 

@@ -82,20 +82,18 @@ def speaker_probe(features: np.ndarray, labels: list[str], *, seed: int = 0) -> 
 
 
 @torch.inference_mode()
-def utterance_codes(model, mel_cfg, paths: list[str], device: torch.device | str = "cpu"
-                    ) -> tuple[np.ndarray, np.ndarray]:
-    """Time-averaged content code and speaker vector of each clip.
+def utterance_codes(model, mel_cfg, path: str, device: torch.device | str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    """Time-averaged content code and speaker vector of one clip.
 
     Args:
         model: an `AdaINVC` in eval mode.
-        paths: audio files; each is loaded, peak-normalised and silence-trimmed like a target clip.
+        path: an audio file; it is loaded, peak-normalised and silence-trimmed like a target clip.
     Returns:
-        (content (N, c_content), speaker (N, c_speaker)) float32 arrays.
+        (content (c_content,), speaker (c_speaker,)) float32 arrays.
+    Raises:
+        VcAppError: the clip is unreadable, silent or too short.
     """
-    contents, speakers = [], []
-    for path in paths:
-        wav = prepare_clip(path, mel_cfg.sample_rate, "probe", trim=True)
-        mel = mel_spectrogram(wav.to(device), mel_cfg).unsqueeze(0)  # (1, n_mels, T)
-        contents.append(model.content(mel).mean(dim=-1)[0].float().cpu().numpy())
-        speakers.append(model.speaker(mel)[0].float().cpu().numpy())
-    return np.stack(contents), np.stack(speakers)
+    wav = prepare_clip(path, mel_cfg.sample_rate, "probe", trim=True)
+    mel = mel_spectrogram(wav.to(device), mel_cfg).unsqueeze(0)  # (1, n_mels, T)
+    content = model.content(mel).mean(dim=-1)[0]  # (c_content, T') -> (c_content,)
+    return content.float().cpu().numpy(), model.speaker(mel)[0].float().cpu().numpy()

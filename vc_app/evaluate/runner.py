@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vc_app.audio import load_audio, write_audio
+from vc_app.audio import load_audio, prepare_clip, write_audio
 from vc_app.errors import VcAppError
 from vc_app.evaluate.intelligibility import RECOGNISER_RATE, Recognizer, WordErrors, word_errors
 from vc_app.evaluate.mcd import mel_cepstral_distortion
@@ -58,6 +58,7 @@ class Probes:
     speaker_vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     content_vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     labels: list[str] = field(default_factory=list)
+    skipped: int = 0  # clips that could not be analysed (silent, too short)
 
 
 @dataclass
@@ -98,16 +99,20 @@ def measure_pair(converter, tools: Tools, pair: Pair, audio_path: Path | None) -
         result.errors_source = word_errors(pair.text, result.transcript_source)
 
     if pair.reference:
-        reference = load_audio(pair.reference, rate)
+        reference = prepare_clip(pair.reference, rate, "reference", trim=False)  # refuses silent clips
         result.mcd = mel_cepstral_distortion(reference, converted, converter.mel_cfg)
         result.mcd_source = mel_cepstral_distortion(reference, load_audio(pair.source, rate), converter.mel_cfg)
     return result
 
 
+def _file_safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-." else "-" for c in name) or "x"
+
+
 def audio_name(n: int, pair: Pair) -> str:
     """File name of a kept converted clip: 0001_<source speaker>_to_<target speaker>_<source stem>.wav."""
-    safe = lambda s: "".join(c if c.isalnum() or c in "-." else "-" for c in s) or "x"  # noqa: E731
-    return f"{n:04d}_{safe(pair.source_speaker)}_to_{safe(pair.target_speaker)}_{safe(Path(pair.source).stem)}.wav"
+    parts = (pair.source_speaker, "to", pair.target_speaker, Path(pair.source).stem)
+    return f"{n:04d}_" + "_".join(_file_safe(p) for p in parts) + ".wav"
 
 
 def convert_and_measure(converter, tools: Tools, pairs: list[Pair], out: Path, *, keep_audio: bool,
@@ -115,7 +120,10 @@ def convert_and_measure(converter, tools: Tools, pairs: list[Pair], out: Path, *
     """Measure every pair; a pair that fails (e.g. a silent clip) is recorded with its error and skipped."""
     from tqdm import tqdm
 
-    converter.convert(pairs[0].source, list(pairs[0].targets))  # warm-up, so the first timing is fair
+    try:  # warm-up, so that the first pair's timing is fair
+        converter.convert(pairs[0].source, list(pairs[0].targets))
+    except VcAppError:
+        pass  # the pair itself will report it
     audio_dir = out / "audio"
     if keep_audio:
         audio_dir.mkdir(parents=True, exist_ok=True)
@@ -132,13 +140,25 @@ def convert_and_measure(converter, tools: Tools, pairs: list[Pair], out: Path, *
 
 
 def run_probes(converter, clips: list[tuple[str, str]], *, seed: int) -> Probes | None:
-    """Probe time-averaged content codes and speaker vectors of (path, speaker) clips; None if too few."""
-    if not clips:
+    """Probe time-averaged content codes and speaker vectors of (path, speaker) clips; None if there are none.
+
+    Clips that cannot be analysed (silent, too short) are skipped and counted.
+    """
+    contents, speakers, labels, skipped = [], [], [], 0
+    for path, speaker in clips:
+        try:
+            content, vector = utterance_codes(converter.model, converter.mel_cfg, path, converter.device)
+        except VcAppError:
+            skipped += 1
+            continue
+        contents.append(content)
+        speakers.append(vector)
+        labels.append(speaker)
+    if not labels:
         return None
-    paths, labels = [p for p, _ in clips], [s for _, s in clips]
-    content, speaker = utterance_codes(converter.model, converter.mel_cfg, paths, converter.device)
+    content, speaker = np.stack(contents), np.stack(speakers)
     return Probes(speaker_probe(content, labels, seed=seed), speaker_probe(speaker, labels, seed=seed),
-                  speaker, content, labels)
+                  speaker, content, labels, skipped)
 
 
 def pair_clips(pairs: list[Pair]) -> list[tuple[str, str]]:

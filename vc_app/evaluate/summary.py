@@ -76,7 +76,7 @@ def disentanglement_summary(probes) -> dict:
     if probes is None or probes.content is None or probes.speaker is None:
         return {"measured": False, "reason": "needs at least two speakers with at least two clips each"}
     return {"measured": True, "content_probe": probes.content.to_dict(), "speaker_probe": probes.speaker.to_dict(),
-            "chance": probes.speaker.chance}
+            "chance": probes.speaker.chance, "skipped_clips": probes.skipped}
 
 
 def evaluate_bars(summary: dict) -> list[Bar]:
