@@ -93,7 +93,7 @@ class StepLoader:
         self.dataset = dataset
         self.sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed,
                                           drop_last=True)
-        self.batch_size, self.num_workers, self.pin_memory = batch_size, num_workers, pin_memory
+        self.batch_size, self.num_workers, self.pin_memory, self.seed = batch_size, num_workers, pin_memory, seed
         self.steps_per_epoch = max(1, len(self.sampler) // batch_size)
         if len(self.sampler) < batch_size:
             raise VcAppError(f"Only {len(self.sampler)} training segments per process; lower data.batch_size "
@@ -106,8 +106,11 @@ class StepLoader:
             self.sampler.set_epoch(epoch)
             self.dataset.set_epoch(epoch)
             indices = list(self.sampler)[skip * self.batch_size:self.steps_per_epoch * self.batch_size]
+            # Its own generator: a DataLoader otherwise draws its worker seed from the global RNG, so a
+            # run resumed mid-epoch would draw at a different step than an uninterrupted one.
             loader = DataLoader(torch.utils.data.Subset(self.dataset, indices), batch_size=self.batch_size,
                                 shuffle=False, drop_last=True, num_workers=self.num_workers,
-                                pin_memory=self.pin_memory)
+                                pin_memory=self.pin_memory, persistent_workers=False,
+                                generator=torch.Generator().manual_seed(self.seed + epoch))
             yield from loader
             epoch, skip = epoch + 1, 0
