@@ -150,8 +150,8 @@ def tiny_train_overrides(**values) -> list[str]:
     Keys use "__" for ".": tiny_train_overrides(run__max_steps=30) -> [..., "run.max_steps=30"].
     """
     base = {"model.c_h": 16, "model.c_content": 8, "model.c_speaker": 8, "model.c_bank": 4, "model.bank_size": 4,
-            "model.n_conv_blocks": 3, "model.n_dense_blocks": 2, "model.subsample": "[2, 2, 2]",
-            "model.upsample": "[2, 2, 2]", "data.segment_frames": 32, "data.batch_size": 4, "data.num_workers": 0,
+            "model.n_conv_blocks": 3, "model.n_dense_blocks": 2, "model.subsample": "[2,2,2]",
+            "model.upsample": "[2,2,2]", "data.segment_frames": 32, "data.batch_size": 4, "data.num_workers": 0,
             "optim.lr": 0.003, "run.log_every": 1, "run.valid_every": 10, "run.save_every": 10,
             "run.sample_every": 0, "run.threads": 1, "adversary.c_h": 16, "adversary.n_layers": 2}
     base.update({k.replace("__", "."): v for k, v in values.items()})
