@@ -108,7 +108,8 @@ def test_folder_recipe_holds_out_the_named_speakers(voice_corpus, tmp_path):
     assert {r["speaker"] for r in read_csv(data / "train.csv")} == {"p225", "p227", "p229", "p230"}
     for name in ("train.csv", "valid.csv", "unseen.csv"):  # deterministic
         assert (data / name).read_text() == (tmp_path / "b" / "data" / name).read_text()
-    done = run_recipe(FOLDER_RUN, "--stage", "1", "--stop-stage", "1", "--unseen", "p999", *recipe_folders(tmp_path / "a"))
+    done = run_recipe(FOLDER_RUN, "--stage", "1", "--stop-stage", "1", "--unseen", "p999",
+                      *recipe_folders(tmp_path / "a"))
     assert done.returncode == 1 and "error: Held-out speaker(s) not in the corpus: p999." in done.stderr
 
 
@@ -215,3 +216,12 @@ def test_folder_recipe_on_shared_speech(tmp_path):
     rows = train_rows(tmp_path / "exp" / "adain")
     assert len(rows) == 10 and all(r["rec"] == r["rec"] for r in rows)
     assert (tmp_path / "exp" / "adain" / "checkpoints" / "step-00000010" / "model.safetensors").is_file()
+
+
+@pytest.mark.skipif(not SHARED_SPEECH.is_dir(), reason="../shared/data/speech is not present")
+def test_vctk_reader_on_real_vctk_080_files(tmp_path):
+    done = run_recipe(VCTK_RUN, "--vctk-root", SHARED_SPEECH / "vctk_sample", "--stop-stage", "1", "--unseen", "p227",
+                      *recipe_folders(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert "VCTK 0.80: 40 clips of 4 speakers" in done.stdout
+    assert {r["speaker"] for r in read_csv(tmp_path / "data" / "train.csv")} == {"p225", "p226", "p228"}

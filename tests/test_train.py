@@ -111,13 +111,12 @@ def test_poisoned_batch_stops_the_cli_with_one_sentence(tiny_features, tmp_path)
     shutil.copytree(tiny_features["train"], poisoned, symlinks=True)
     mels = np.load(poisoned / "mels.npy")
     np.save(poisoned / "mels.npy", np.full_like(mels, np.nan))
+    from vc_app.train.engine import train
+
     out = tmp_path / "exp"
-    common = tiny_train_overrides(data__valid_features="", run__save_every=2)
-    done = run_cli("train", "--out", str(out), *[a for s in common for a in ("--set", s)],
-                   "--set", f"data.train_features={tiny_features['train']}", "--set", "run.max_steps=2")
-    assert done.returncode == 0, done.stderr
-    done = run_cli("train", "--out", str(out), "--resume", *[a for s in common for a in ("--set", s)],
-                   "--set", f"data.train_features={poisoned}", "--set", "run.max_steps=6")
+    train(config(tiny_features, run__max_steps=2, run__save_every=2), out, log=quiet)
+    overrides = tiny_train_overrides(data__train_features=poisoned, data__valid_features="", run__max_steps=6)
+    done = run_cli("train", "--out", str(out), "--resume", *[a for s in overrides for a in ("--set", s)])
     assert done.returncode == 1
     error = done.stderr.strip().splitlines()[-1]
     assert error.startswith("vc-app: error: The loss term 'rec' became nan at step 3.")
@@ -188,7 +187,8 @@ result = train(load_config(None, sys.argv[2:]), sys.argv[1], log=print)
 state = result.state
 tensors = {f"model.{k}": v for k, v in state.core.state_dict().items()}
 tensors.update({f"classifier.{k}": v for k, v in unwrap(state.classifier).state_dict().items()})
-save_file({k: v.contiguous() for k, v in tensors.items()}, os.path.join(sys.argv[1], f"rank{os.environ['RANK']}.safetensors"))
+rank = os.environ["RANK"]
+save_file({k: v.contiguous() for k, v in tensors.items()}, os.path.join(sys.argv[1], f"rank{rank}.safetensors"))
 """
 
 

@@ -34,7 +34,8 @@ def stage_prepare(args: argparse.Namespace) -> None:
     from vc_app.corpus import detect_vctk_release, read_speaker_info, scan_folder, scan_vctk, write_manifest
 
     if args.corpus_type == "vctk":
-        release, utts, info = detect_vctk_release(args.root), scan_vctk(args.root, mic=args.mic), read_speaker_info(args.root)
+        release = detect_vctk_release(args.root)
+        utts, info = scan_vctk(args.root, mic=args.mic), read_speaker_info(args.root)
     else:
         release, utts, info = "folder", scan_folder(args.root), {}
     out = Path(args.out)
@@ -85,7 +86,8 @@ def stage_features(args: argparse.Namespace) -> None:
 
     mel = MelConfig()
     manifests, out = Path(args.manifests), Path(args.out)
-    splits = {name: read_manifest(manifests / f"{name}.csv") for name in SPLITS if (manifests / f"{name}.csv").is_file()}
+    splits = {name: read_manifest(manifests / f"{name}.csv") for name in SPLITS
+              if (manifests / f"{name}.csv").is_file()}
     if not splits:
         raise VcAppError(f"{manifests} has no train/valid/unseen manifests (run the manifests stage first).")
     failures = extract_features([u for utts in splits.values() for u in utts], out / "all", mel,
@@ -200,16 +202,19 @@ def model_card(config: dict, name: str, metrics: dict | None) -> str:
     """A Markdown model card from a bundle config's training summary and optional held-out metrics."""
     training = config.get("training", {})
     cfg = training.get("config", {})
-    model = config.get("model", {})
+    model, data = config.get("model", {}), cfg.get("data", {})
+    mel = config.get("mel", {})
+    hours = training.get("train_frames", 0) * mel.get("hop_length", 0) / mel.get("sample_rate", 1) / 3600
     lines = [f"# {name}: AdaIN-VC for vc_app", "",
              "One-shot voice conversion (Chou, Yeh & Lee 2019) trained with the vc_app recipes.", "",
              f"- steps: {training.get('steps', '?')}",
              f"- training data: {training.get('train_utterances', '?')} utterances of "
-             f"{training.get('train_speakers', '?')} speakers ({training.get('train_frames', 0) * 256 / 22050 / 3600:.2f} h)",
+             f"{training.get('train_speakers', '?')} speakers ({hours:.2f} h)",
              f"- bottleneck: {model.get('bottleneck', '?')}; adversary: "
              f"{'on' if cfg.get('adversary', {}).get('enabled') else 'off'}; c_h {model.get('c_h')}, "
-             f"segment {cfg.get('data', {}).get('segment_frames', '?')} frames, batch {cfg.get('data', {}).get('batch_size', '?')}",
-             "- mel: 22 050 Hz, 80 bands, hop 256 (HiFi-GAN / BigVGAN dialect)", ""]
+             f"segment {data.get('segment_frames', '?')} frames, batch {data.get('batch_size', '?')}",
+             f"- mel: {mel.get('sample_rate')} Hz, {mel.get('n_mels')} bands, hop {mel.get('hop_length')} "
+             "(the HiFi-GAN / BigVGAN dialect)", ""]
     if metrics:
         lines += ["## Held-out speakers (recipe stage 4)", "",
                   f"{metrics.get('pairs')} conversion pairs among {metrics.get('speakers')} unseen speakers.", "",

@@ -343,7 +343,8 @@ def load_checkpoint(state: TrainState, ckpt: Path, rank: int = 0) -> None:
     extra = torch.load(ckpt / STATE_FILE, map_location="cpu", weights_only=True)
     state.optimizer.load_state_dict(extra["optimizer"])
     _set_lr(state.optimizer, state.cfg.optim.lr)
-    rngs = extra.get("rng") or [{"cpu": extra["rng_cpu"], **({"cuda": extra["rng_cuda"]} if "rng_cuda" in extra else {})}]
+    legacy = {"cpu": extra.get("rng_cpu"), "cuda": extra.get("rng_cuda")}  # checkpoints from before per-rank RNG
+    rngs = extra.get("rng") or [{k: v for k, v in legacy.items() if v is not None}]
     own = rngs[rank] if rank < len(rngs) else rngs[0]
     torch.set_rng_state(own["cpu"])
     if "cuda" in own and torch.cuda.is_available():
