@@ -341,6 +341,9 @@ def load_checkpoint(state: TrainState, ckpt: Path, rank: int = 0) -> None:
         raise VcAppError(f"{ckpt} does not fit the configured model ({str(err).splitlines()[0]}); "
                          "resume with the config it was trained with.") from None
     extra = torch.load(ckpt / STATE_FILE, map_location="cpu", weights_only=True)
+    if extra.get("speakers", state.speakers) != state.speakers:
+        raise VcAppError(f"{ckpt} was trained on another set of speakers than data.train_features holds; "
+                         "resume with the features it was trained on.")
     state.optimizer.load_state_dict(extra["optimizer"])
     _set_lr(state.optimizer, state.cfg.optim.lr)
     legacy = {"cpu": extra.get("rng_cpu"), "cuda": extra.get("rng_cuda")}  # checkpoints from before per-rank RNG
