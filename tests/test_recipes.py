@@ -168,7 +168,7 @@ def test_vctk_092_recipe_end_to_end_with_torchrun(vctk_092):
     bundle = load_bundle(expdir / "bundle")
     assert bundle.config["training"]["steps"] == 30
     card = (expdir / "bundle" / "README.md").read_text()
-    assert "# adain: AdaIN-VC" in card and "| rec_oneshot |" in card
+    assert "# adain: AdaIN-VC" in card and "| rec_oneshot |" in card and "CSTR VCTK Corpus" in card
 
 
 @pytest.mark.slow

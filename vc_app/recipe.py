@@ -185,8 +185,10 @@ def stage_export(args: argparse.Namespace) -> None:
     checkpoint = resolve_checkpoint(args.checkpoint)
     bundle = load_bundle(checkpoint)
     metrics = json.loads(Path(args.metrics).read_text()) if args.metrics and Path(args.metrics).is_file() else None
+    report = Path(args.report).read_text() if args.report and Path(args.report).is_file() else None
     out = Path(args.out)
-    card = Path(args.card).read_text() if args.card else model_card(bundle.config, args.name or out.name, metrics)
+    card = Path(args.card).read_text() if args.card else model_card(bundle.config, args.name or out.name, metrics,
+                                                                     report, args.note)
     save_bundle(bundle.model, bundle.mel, out, training=bundle.config.get("training"), card=card, half=args.half)
     print(f"exported {checkpoint} -> {out}")
     if args.push_to_hub:
@@ -198,8 +200,9 @@ def stage_export(args: argparse.Namespace) -> None:
         print(f"pushed to https://huggingface.co/{args.push_to_hub}")
 
 
-def model_card(config: dict, name: str, metrics: dict | None) -> str:
-    """A Markdown model card from a bundle config's training summary and optional held-out metrics."""
+def model_card(config: dict, name: str, metrics: dict | None, report: str | None = None, note: str = "") -> str:
+    """A Markdown model card from a bundle config's training summary, the held-out losses (stage 4) and
+    the `vc-app evaluate` report (its text; headings moved one level down, plots left out)."""
     training = config.get("training", {})
     cfg = training.get("config", {})
     model, data = config.get("model", {}), cfg.get("data", {})
@@ -207,6 +210,7 @@ def model_card(config: dict, name: str, metrics: dict | None) -> str:
     hours = training.get("train_frames", 0) * mel.get("hop_length", 0) / mel.get("sample_rate", 1) / 3600
     lines = [f"# {name}: AdaIN-VC for vc_app", "",
              "One-shot voice conversion (Chou, Yeh & Lee 2019) trained with the vc_app recipes.", "",
+             *([note, ""] if note else []),
              f"- steps: {training.get('steps', '?')}",
              f"- training data: {training.get('train_utterances', '?')} utterances of "
              f"{training.get('train_speakers', '?')} speakers ({hours:.2f} h)",
@@ -221,7 +225,20 @@ def model_card(config: dict, name: str, metrics: dict | None) -> str:
                   "| measure | value |", "|---|---|"]
         lines += [f"| {k} | {v:.4f} |" for k, v in metrics.items() if isinstance(v, float)]
         lines.append("")
+    if report:
+        lines += ["## Evaluation (`vc-app evaluate`)", *_without_plots(report.splitlines()[1:])]
     return "\n".join(lines)
+
+
+def _without_plots(lines: list[str]) -> list[str]:
+    """Markdown `lines` one heading level down, without images and without the headings left empty."""
+    kept = [f"#{line}" if line.startswith("#") else line for line in lines if not line.startswith("![")]
+    out: list[str] = []
+    for i, line in enumerate(kept):
+        rest = next((later for later in kept[i + 1:] if later.strip()), "#")
+        if not (line.startswith("#") and rest.startswith("#")):
+            out.append(line)
+    return out
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -271,6 +288,8 @@ def get_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", required=True)
     e.add_argument("--name", help="model name for the card (default: the folder name)")
     e.add_argument("--metrics", help="held-out metrics JSON (stage 4) for the model card")
+    e.add_argument("--note", default="", help="a paragraph for the model card, e.g. the data and its credits")
+    e.add_argument("--report", help="vc-app evaluate's report.md (stage 4) for the model card")
     e.add_argument("--card", help="Markdown model card to use instead of the generated one")
     e.add_argument("--half", action="store_true", help="store float16 weights")
     e.add_argument("--push-to-hub", metavar="REPO", help="upload the bundle to this hub repo")

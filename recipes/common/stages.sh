@@ -2,7 +2,7 @@
 # these variables set (run.sh declares them with their defaults and documents them in --help):
 #   stage stop_stage data feats exp config tag seed n_unseen unseen valid_fraction nj
 #   nproc nnodes node_rank master_addr master_port resume train_args
-#   eval_tool n_pairs evaluate_args bundle half push_to_hub     and PYTHON (path.sh)
+#   eval_tool n_pairs evaluate_args bundle half push_to_hub card_note     and PYTHON (path.sh)
 
 in_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
 log() { echo "$(date '+%H:%M:%S') [$(basename "$recipe_dir")] $*"; }
@@ -56,16 +56,18 @@ if in_stage 4; then
       --n-pairs "$n_pairs" --seed "$seed"
     for ckpt in "$expdir"/checkpoints/step-*; do :; done  # the newest (names are zero-padded)
     # shellcheck disable=SC2086
-    $PYTHON -m vc_app evaluate --pairs "$expdir/eval/pairs.csv" --checkpoint "$ckpt" \
-      --out "$expdir/eval/vc-app" $evaluate_args
+    $PYTHON -m vc_app evaluate --pairs "$expdir/eval/pairs.csv" --checkpoint "$ckpt" --seed "$seed" \
+      --out "$expdir/eval/vc-app" --overwrite $evaluate_args
   else
     log "vc-app evaluate not used (eval_tool=$eval_tool): held-out losses only"
   fi
 fi
 
 if in_stage 5; then
-  export_args=(--checkpoint "$expdir" --out "${bundle:-$expdir/bundle}" --name "$(basename "$expdir")")
+  export_args=(--checkpoint "$expdir" --out "${bundle:-$expdir/bundle}" --name "$(basename "$expdir")"
+               --note "$card_note")
   [ -f "$expdir/eval/heldout.json" ] && export_args+=(--metrics "$expdir/eval/heldout.json")
+  [ -f "$expdir/eval/vc-app/report.md" ] && export_args+=(--report "$expdir/eval/vc-app/report.md")
   [ "$half" = true ] && export_args+=(--half)
   [ -n "$push_to_hub" ] && export_args+=(--push-to-hub "$push_to_hub")
   log "stage 5: export the newest checkpoint of $expdir -> ${bundle:-$expdir/bundle}"

@@ -39,6 +39,7 @@ evaluate_args=""        # extra arguments for vc-app evaluate
 bundle=""               # export folder (default: EXP/TAG/bundle)
 half=false              # export float16 weights
 push_to_hub=""          # Hugging Face repo id to upload the bundle to
+card_note=""            # a paragraph for the model card: the data, its licence and credits
 
 help_message="Usage: $0 CORPUS_DIR [--unseen A,B,...] [--stage N] [--stop-stage M] [--config conf/X.yaml]
           [--nproc N] [--nnodes M --node-rank R --master-addr HOST] [--resume] [--push-to-hub REPO] ...

@@ -41,6 +41,7 @@ evaluate_args=""        # extra arguments for vc-app evaluate
 bundle=""               # export folder (default: EXP/TAG/bundle)
 half=false              # export float16 weights
 push_to_hub=""          # Hugging Face repo id to upload the bundle to
+card_note="Trained on the CSTR VCTK Corpus (Yamagishi, Veaux & MacDonald, University of Edinburgh; CC BY 4.0)."
 
 help_message="Usage: $0 [--vctk-root DIR] [--mic 1|2] [--stage N] [--stop-stage M] [--config conf/X.yaml]
           [--nproc N] [--nnodes M --node-rank R --master-addr HOST] [--resume] [--push-to-hub REPO] ...
