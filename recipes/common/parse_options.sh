@@ -2,8 +2,8 @@
 #
 # `--some-option VALUE` or `--some-option=VALUE` sets the shell variable `some_option`, which run.sh
 # must have declared with its default first; an unknown option is an error. A variable whose
-# default is true or false also takes a bare `--flag` (meaning true). Other arguments are kept, in
-# order, as the positional parameters. `--help` prints $help_message.
+# default is true or false takes `--flag` (true) or `--flag true|false`. Other arguments are kept,
+# in order, as the positional parameters. `--help` prints $help_message.
 
 _positional=()
 while [ $# -gt 0 ]; do
@@ -16,7 +16,7 @@ while [ $# -gt 0 ]; do
     --*)
       _name=$1; shift
       _var=${_name#--}; _var=${_var//-/_}
-      if [[ "${!_var-}" =~ ^(true|false)$ ]] && { [ $# -eq 0 ] || [[ "$1" == --* ]]; }; then
+      if [[ "${!_var-}" =~ ^(true|false)$ ]] && ! [[ "${1-}" =~ ^(true|false)$ ]]; then
         _value=true
       elif [ $# -eq 0 ]; then
         echo "$0: option $_name needs a value" >&2; exit 1
