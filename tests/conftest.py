@@ -117,3 +117,42 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 300) -> subpro
     full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
     return subprocess.run([sys.executable, "-m", "vc_app", *args], capture_output=True, text=True, env=full_env,
                           timeout=timeout, cwd=str(REPO))
+
+
+VOICES = {  # speaker -> (voice, gender): six clearly different synthetic voices
+    "p225": ("flite:slt", "F"), "p226": ("flite:awb", "M"), "p227": ("flite:rms", "M"),
+    "p228": ("en+f3", "F"), "p229": ("flite:kal", "M"), "p230": ("en-us+f4", "F"),
+}
+SENTENCES = (
+    "Please call Stella and ask her to bring these things with her from the store.",
+    "The birch canoe slid on the smooth planks.",
+    "Glue the sheet to the dark blue background.",
+    "It is easy to tell the depth of a well.",
+    "These days a chicken leg is a rare dish.",
+)
+
+
+@pytest.fixture(scope="session")
+def voice_corpus(tmp_path_factory) -> dict[str, list[tuple[Path, str]]]:
+    """Six synthetic speakers (3 F, 3 M) x five sentences at 48 kHz: {speaker: [(wav, text), ...]}.
+
+    Speaker names follow VCTK (p225...); `VOICES` gives each one's voice and gender.
+    """
+    root = tmp_path_factory.mktemp("voices")
+    return {speaker: [(tts(text, root / speaker / f"{speaker}_{i + 1:03d}.wav", voice=voice, rate=48000), text)
+                      for i, text in enumerate(SENTENCES)]
+            for speaker, (voice, _) in VOICES.items()}
+
+
+def tiny_train_overrides(**values) -> list[str]:
+    """`--set` overrides for a tiny, fast training run (the sizes of `tiny_model_config`), plus `values`.
+
+    Keys use "__" for ".": tiny_train_overrides(run__max_steps=30) -> [..., "run.max_steps=30"].
+    """
+    base = {"model.c_h": 16, "model.c_content": 8, "model.c_speaker": 8, "model.c_bank": 4, "model.bank_size": 4,
+            "model.n_conv_blocks": 3, "model.n_dense_blocks": 2, "model.subsample": "[2,2,2]",
+            "model.upsample": "[2,2,2]", "data.segment_frames": 32, "data.batch_size": 4, "data.num_workers": 0,
+            "optim.lr": 0.003, "run.log_every": 1, "run.valid_every": 10, "run.save_every": 10,
+            "run.sample_every": 0, "run.threads": 1, "adversary.c_h": 16, "adversary.n_layers": 2}
+    base.update({k.replace("__", "."): v for k, v in values.items()})
+    return [f"{k}={v}" for k, v in base.items()]

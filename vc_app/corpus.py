@@ -110,17 +110,19 @@ class Split:
 
 
 def split_corpus(utts: list[Utterance], *, n_unseen: int = 20, unseen: list[str] | None = None,
-                 valid_fraction: float = 0.05, seed: int = 0) -> Split:
+                 valid_fraction: float = 0.05, seed: int = 0, genders: dict[str, str] | None = None) -> Split:
     """Hold out whole speakers (`unseen`, or `n_unseen` chosen by seed), then a validation share per speaker.
 
-    Deterministic for a given seed and utterance list.
+    With `genders` ({speaker: "F"|"M"}, e.g. from VCTK's speaker-info.txt) the speakers chosen by
+    seed alternate between the genders, so the unseen set is balanced. Deterministic for a given
+    seed and utterance list.
     """
     speakers = sorted({u.speaker for u in utts})
     rng = random.Random(seed)
     if unseen is None:
         if n_unseen >= len(speakers):
             raise VcAppError(f"Cannot hold out {n_unseen} of {len(speakers)} speakers and still train.")
-        held = set(rng.sample(speakers, n_unseen))
+        held = set(_choose_speakers(speakers, n_unseen, rng, genders or {}))
     else:
         missing = sorted(set(unseen) - set(speakers))
         if missing:
@@ -139,6 +141,19 @@ def split_corpus(utts: list[Utterance], *, n_unseen: int = 20, unseen: list[str]
         valid += [u for i, u in enumerate(own) if i in chosen]
         train += [u for i, u in enumerate(own) if i not in chosen]
     return Split(train, valid, test)
+
+
+def _choose_speakers(speakers: list[str], n: int, rng: random.Random, genders: dict[str, str]) -> list[str]:
+    """`n` speakers drawn by `rng`, taken in turn from each gender group (a plain sample without genders)."""
+    if not genders:
+        return rng.sample(speakers, n)
+    groups: dict[str, list[str]] = {}
+    for speaker in speakers:
+        groups.setdefault(genders.get(speaker, "?").upper()[:1], []).append(speaker)
+    for name in sorted(groups):
+        rng.shuffle(groups[name])
+    order = [g[i] for i in range(max(map(len, groups.values()))) for _, g in sorted(groups.items()) if i < len(g)]
+    return order[:n]
 
 
 def write_manifest(path: str | os.PathLike, utts: list[Utterance]) -> None:

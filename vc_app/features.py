@@ -80,11 +80,23 @@ def extract_features(utts: list[Utterance], cache: str | os.PathLike, mel_cfg: M
         for utt_id, err in results:
             _record(failures, utt_id, err, bar)
     else:
+        _preload_front_end()
         with ProcessPoolExecutor(max_workers=workers) as pool:
             for utt_id, err in pool.map(_extract_one, jobs, chunksize=4):
                 _record(failures, utt_id, err, bar)
     bar.close()
     return failures
+
+
+def _preload_front_end() -> None:
+    """Import the front end's heavy modules once in the parent: forked workers inherit them (seconds each)."""
+    import librosa.effects
+    import torchaudio.functional  # noqa: F401
+
+    librosa.effects.trim(np.zeros(4096, np.float32))  # librosa loads most of itself lazily, on first use
+
+    import vc_app.audio  # noqa: F401
+    import vc_app.mel  # noqa: F401
 
 
 def _record(failures: dict[str, str], utt_id: str, err: str, bar) -> None:
@@ -95,35 +107,60 @@ def _record(failures: dict[str, str], utt_id: str, err: str, bar) -> None:
 
 def pack_features(utts: list[Utterance], cache: str | os.PathLike, mel_cfg: MelConfig, *,
                   min_frames: int = 1) -> Path:
-    """Concatenate the per-utterance mels of `utts` into cache/mels.npy + index.csv + stats.json."""
+    """Concatenate the per-utterance mels of `utts` into cache/mels.npy + index.csv + stats.json.
+
+    Streams: one utterance in memory at a time (VCTK packs to several GB). When the cache already
+    holds exactly these utterances, nothing is rewritten.
+    """
     cache = Path(cache)
-    rows, arrays, offset = [], [], 0
+    rows, offset = [], 0
     for u in utts:
         path = cache / "utts" / f"{u.utt_id}.npy"
         if not path.is_file():
             continue
-        mel = np.load(path)
-        if mel.shape[1] < min_frames:
+        n_mels, frames = np.load(path, mmap_mode="r").shape
+        if frames < min_frames:
             continue
-        rows.append((u.utt_id, u.speaker, offset, mel.shape[1]))
-        arrays.append(mel)
-        offset += mel.shape[1]
-    if not arrays:
+        rows.append((u.utt_id, u.speaker, offset, frames))
+        offset += frames
+    if not rows:
         raise VcAppError(f"No usable features in {cache} (every clip was missing, silent or too short).")
-    packed = np.concatenate(arrays, axis=1).astype(np.float32)
-    _save_npy(cache / "mels.npy", packed)
-    stats = {"mean": packed.mean(axis=1).tolist(), "std": packed.std(axis=1).tolist(), "frames": int(offset),
-             "utterances": len(rows), "speakers": len({r[1] for r in rows}), "mel": to_dict(mel_cfg)}
-    tmp = temp_path_for(cache / "index.csv")
+    if _packed_rows(cache) == rows:
+        return cache
+    total, sq = np.zeros(n_mels), np.zeros(n_mels)
+    tmp = temp_path_for(cache / "mels.npy")
+    packed = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n_mels, offset))
+    for utt_id, _, start, frames in rows:
+        mel = np.load(cache / "utts" / f"{utt_id}.npy").astype(np.float64)
+        packed[:, start:start + frames] = mel
+        total += mel.sum(axis=1)
+        sq += (mel ** 2).sum(axis=1)
+    packed.flush()
+    del packed
+    (cache / "index.csv").unlink(missing_ok=True)  # an interrupted pack is never taken for a finished one
+    os.replace(tmp, cache / "mels.npy")
+    mean = total / offset
+    stats = {"mean": mean.tolist(), "std": np.sqrt(np.maximum(sq / offset - mean ** 2, 0)).tolist(),
+             "frames": int(offset), "utterances": len(rows), "speakers": len({r[1] for r in rows}),
+             "mel": to_dict(mel_cfg)}
+    tmp = temp_path_for(cache / "stats.json")
+    tmp.write_text(json.dumps(stats, indent=1))
+    os.replace(tmp, cache / "stats.json")
+    tmp = temp_path_for(cache / "index.csv")  # last: its presence marks a finished pack
     with open(tmp, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["utt_id", "speaker", "offset", "frames"])
         writer.writerows(rows)
     os.replace(tmp, cache / "index.csv")
-    tmp = temp_path_for(cache / "stats.json")
-    tmp.write_text(json.dumps(stats, indent=1))
-    os.replace(tmp, cache / "stats.json")
     return cache
+
+
+def _packed_rows(cache: Path) -> list[tuple[str, str, int, int]] | None:
+    """The index of an existing pack in `cache` (None when there is none)."""
+    if not all((cache / name).is_file() for name in ("mels.npy", "index.csv", "stats.json")):
+        return None
+    with open(cache / "index.csv", newline="") as handle:
+        return [(r["utt_id"], r["speaker"], int(r["offset"]), int(r["frames"])) for r in csv.DictReader(handle)]
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:

@@ -1,59 +1,110 @@
 """Recipe stages as library calls, shared by recipes/vctk/run.sh and recipes/folder/run.sh.
 
-    python -m vc_app.recipe manifests --corpus-type folder|vctk --root DIR --out data/ [--unseen a,b] ...
-    python -m vc_app.recipe features --manifests data/ --out feats/ [--workers N]
-    python -m vc_app.recipe export --checkpoint exp/checkpoints/step-N --out checkpoints/NAME [--half]
+    python -m vc_app.recipe prepare   --corpus-type folder|vctk --root DIR --out data/ [--mic 1|2]
+    python -m vc_app.recipe manifests --corpus data/corpus.csv --out data/ [--unseen a,b | --n-unseen N] [--seed S]
+    python -m vc_app.recipe features  --manifests data/ --out feats/ [--workers N]
+    python -m vc_app.recipe evaluate  --checkpoint exp/adain --features feats/unseen --out heldout.json
+    python -m vc_app.recipe pairs     --manifest data/unseen.csv --out pairs.csv [--n-pairs N]
+    python -m vc_app.recipe export    --checkpoint exp/adain --out bundle/ [--metrics heldout.json]
+                                      [--half] [--push-to-hub REPO]
+
+A --checkpoint may be an experiment folder (its newest checkpoint is used) or one step-N folder.
+Every stage can be re-run: manifests are rewritten from the same seed, features skip clips already
+extracted and packs already up to date.
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
+import json
+import random
 import sys
 from pathlib import Path
 
 from vc_app.errors import VcAppError
 
 SPLITS = ("train", "valid", "unseen")
+CORPUS, SPEAKERS = "corpus.csv", "speakers.json"
+
+
+def stage_prepare(args: argparse.Namespace) -> None:
+    """Stage 0: scan the corpus into data/corpus.csv, and data/speakers.json (VCTK speaker-info when present)."""
+    from collections import Counter
+
+    from vc_app.corpus import detect_vctk_release, read_speaker_info, scan_folder, scan_vctk, write_manifest
+
+    if args.corpus_type == "vctk":
+        release = detect_vctk_release(args.root)
+        utts, info = scan_vctk(args.root, mic=args.mic), read_speaker_info(args.root)
+    else:
+        release, utts, info = "folder", scan_folder(args.root), {}
+    out = Path(args.out)
+    write_manifest(out / CORPUS, utts)
+    counts = Counter(u.speaker for u in utts)
+    speakers = {s: {"utterances": n, **info.get(s, {})} for s, n in sorted(counts.items())}
+    summary = {"corpus_type": args.corpus_type, "release": release, "root": str(Path(args.root).resolve()),
+               "mic": args.mic if release == "0.92" else None, "speakers": speakers}
+    (out / SPEAKERS).write_text(json.dumps(summary, indent=1) + "\n")
+    described = f"VCTK {release}" + (f", mic {args.mic}" if release == "0.92" else "") if args.corpus_type == "vctk" \
+        else "folder corpus"
+    print(f"{described}: {len(utts)} clips of {len(counts)} speakers"
+          + (f" (speaker-info.txt for {len(set(info) & set(counts))})" if info else "") + f" -> {out / CORPUS}")
 
 
 def stage_manifests(args: argparse.Namespace) -> None:
-    from vc_app.corpus import read_speaker_info, scan_folder, scan_vctk, split_corpus, write_manifest
+    """Stage 1: train / valid / unseen split (by seed, or the named unseen speakers)."""
+    from vc_app.corpus import read_manifest, scan_folder, scan_vctk, split_corpus, write_manifest
 
-    utts = scan_vctk(args.root, mic=args.mic) if args.corpus_type == "vctk" else scan_folder(args.root)
-    unseen = [s for s in args.unseen.split(",") if s] if args.unseen else None
+    if args.corpus:
+        utts = read_manifest(args.corpus)
+        info_path = Path(args.corpus).parent / SPEAKERS
+    elif args.root:
+        utts = scan_vctk(args.root, mic=args.mic) if args.corpus_type == "vctk" else scan_folder(args.root)
+        info_path = None
+    else:
+        raise VcAppError("Give --corpus data/corpus.csv (from the prepare stage) or --root CORPUS_DIR.")
+    info = json.loads(info_path.read_text())["speakers"] if info_path and info_path.is_file() else {}
+    genders = {s: v["gender"] for s, v in info.items() if v.get("gender")}
+    unseen = [s.strip() for s in args.unseen.split(",") if s.strip()] if args.unseen else None
     split = split_corpus(utts, n_unseen=args.n_unseen, unseen=unseen, valid_fraction=args.valid_fraction,
-                         seed=args.seed)
+                         seed=args.seed, genders=genders)
     out = Path(args.out)
     for name in SPLITS:
         write_manifest(out / f"{name}.csv", getattr(split, name))
-    info = read_speaker_info(args.root) if args.corpus_type == "vctk" else {}
-    held = sorted({u.speaker for u in split.unseen})
-    genders = ", ".join(f"{s} ({info[s]['gender']})" if s in info else s for s in held)
+    speakers = {name: sorted({u.speaker for u in getattr(split, name)}) for name in SPLITS}
+    (out / "split.json").write_text(json.dumps({"seed": args.seed, **speakers}, indent=1) + "\n")
+    held = ", ".join(f"{s} ({genders[s]})" if s in genders else s for s in speakers["unseen"])
     print(f"{len(split.train)} train, {len(split.valid)} valid, {len(split.unseen)} unseen utterances; "
-          f"unseen speakers: {genders}")
+          f"unseen speakers: {held}")
 
 
 def stage_features(args: argparse.Namespace) -> None:
+    """Stage 2: mels of every split into one shared per-utterance cache (one worker pool), then a pack per split."""
     from vc_app.config import MelConfig
     from vc_app.corpus import read_manifest
     from vc_app.features import extract_features, pack_features
 
     mel = MelConfig()
-    manifests = Path(args.manifests)
-    for name in SPLITS:
-        manifest = manifests / f"{name}.csv"
-        if not manifest.is_file():
+    manifests, out = Path(args.manifests), Path(args.out)
+    splits = {name: read_manifest(manifests / f"{name}.csv") for name in SPLITS
+              if (manifests / f"{name}.csv").is_file()}
+    if not splits:
+        raise VcAppError(f"{manifests} has no train/valid/unseen manifests (run the manifests stage first).")
+    failures = extract_features([u for utts in splits.values() for u in utts], out / "all", mel,
+                                workers=args.workers, progress=not args.quiet)
+    for utt_id, reason in failures.items():
+        print(f"skipped {utt_id}: {reason}", file=sys.stderr)
+    for name, utts in splits.items():
+        if not utts:
+            print(f"{name}: empty, skipped")
             continue
-        utts = read_manifest(manifest)
-        cache = Path(args.out) / name
-        failures = extract_features(utts, Path(args.out) / "all", mel, workers=args.workers)
-        for utt_id, reason in failures.items():
-            print(f"skipped {utt_id}: {reason}", file=sys.stderr)
+        cache = out / name
         cache.mkdir(parents=True, exist_ok=True)
-        _link_utts(Path(args.out) / "all" / "utts", cache / "utts")
+        _link_utts(out / "all" / "utts", cache / "utts")
         pack_features(utts, cache, mel)
-        print(f"{name}: packed {cache}")
+        stats = json.loads((cache / "stats.json").read_text())
+        hours = stats["frames"] * mel.hop_length / mel.sample_rate / 3600
+        print(f"{name}: {stats['utterances']} clips of {stats['speakers']} speakers, {hours:.2f} h -> {cache}")
 
 
 def _link_utts(shared: Path, own: Path) -> None:
@@ -63,47 +114,183 @@ def _link_utts(shared: Path, own: Path) -> None:
     own.symlink_to(shared.resolve(), target_is_directory=True)
 
 
-def stage_export(args: argparse.Namespace) -> None:
-    from vc_app.bundle import CARD, load_bundle, save_bundle
+def stage_evaluate(args: argparse.Namespace) -> None:
+    """Stage 4: reconstruction and conversion losses on the held-out (unseen) speakers."""
+    from vc_app.bundle import load_bundle
+    from vc_app.features import FeatureCache
+    from vc_app.train.heldout import heldout_losses
 
-    source = Path(args.checkpoint)
-    bundle = load_bundle(source)
+    from vc_app.train.checkpoints import resolve_checkpoint
+
+    checkpoint = resolve_checkpoint(args.checkpoint)
+    bundle = load_bundle(checkpoint)
+    metrics = heldout_losses(bundle.model, FeatureCache.open(args.features), n_pairs=args.n_pairs,
+                             max_frames=args.max_frames, seed=args.seed)
+    metrics["checkpoint"] = str(checkpoint)
+    metrics["steps"] = bundle.config.get("training", {}).get("steps")
     out = Path(args.out)
-    card = Path(args.card).read_text() if args.card else None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(metrics, indent=1) + "\n")
+    print(" ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float)) + f" -> {out}")
+
+
+def stage_pairs(args: argparse.Namespace) -> None:
+    """Conversion pairs of unseen speakers as a CSV for `vc-app evaluate` (source,target,reference,text,...).
+
+    Targets are `--targets` other clips of the target speaker (`;`-separated). The reference is the
+    target speaker's clip of the same sentence when the corpus is parallel (same text, or same file
+    name for folder corpora such as VCC and ARCTIC).
+    """
+    import csv
+
+    from vc_app.corpus import read_manifest
+
+    utts = read_manifest(args.manifest)
+    by_speaker: dict[str, list] = {}
+    for u in utts:
+        by_speaker.setdefault(u.speaker, []).append(u)
+    if len(by_speaker) < 2:
+        raise VcAppError(f"{args.manifest} needs at least two speakers to make conversion pairs.")
+    rng = random.Random(args.seed)
+    rows = []
+    for _ in range(args.n_pairs):
+        source = rng.choice(utts)
+        speaker = rng.choice(sorted(s for s in by_speaker if s != source.speaker))
+        reference = next((u for u in by_speaker[speaker] if _same_sentence(u, source)), None)
+        pool = [u for u in by_speaker[speaker] if u is not reference]
+        targets = rng.sample(pool, min(args.targets, len(pool))) or by_speaker[speaker][:1]
+        rows.append({"source": source.path, "target": ";".join(t.path for t in targets),
+                     "reference": reference.path if reference else "", "text": source.text,
+                     "source_speaker": source.speaker, "target_speaker": speaker})
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    print(f"{len(rows)} pairs ({sum(bool(r['reference']) for r in rows)} with a parallel reference) -> {out}")
+
+
+def _same_sentence(a, b) -> bool:
+    if a.text or b.text:
+        return bool(a.text) and a.text == b.text
+    return Path(a.path).stem == Path(b.path).stem
+
+
+def stage_export(args: argparse.Namespace) -> None:
+    """Stage 5: the checkpoint as an inference bundle (with a model card), optionally pushed to the hub."""
+    from vc_app.bundle import load_bundle, save_bundle
+    from vc_app.train.checkpoints import resolve_checkpoint
+
+    checkpoint = resolve_checkpoint(args.checkpoint)
+    bundle = load_bundle(checkpoint)
+    metrics = json.loads(Path(args.metrics).read_text()) if args.metrics and Path(args.metrics).is_file() else None
+    report = Path(args.report).read_text() if args.report and Path(args.report).is_file() else None
+    out = Path(args.out)
+    card = Path(args.card).read_text() if args.card else model_card(bundle.config, args.name or out.name, metrics,
+                                                                     report, args.note)
     save_bundle(bundle.model, bundle.mel, out, training=bundle.config.get("training"), card=card, half=args.half)
-    if card is None and (source / CARD).is_file() and not (out / CARD).exists():
-        shutil.copy(source / CARD, out / CARD)
-    print(f"exported {out}")
+    print(f"exported {checkpoint} -> {out}")
     if args.push_to_hub:
         from huggingface_hub import HfApi
 
-        HfApi().upload_folder(folder_path=str(out), repo_id=args.push_to_hub, repo_type="model")
+        api = HfApi()
+        api.create_repo(args.push_to_hub, repo_type="model", exist_ok=True)
+        api.upload_folder(folder_path=str(out), repo_id=args.push_to_hub, repo_type="model")
         print(f"pushed to https://huggingface.co/{args.push_to_hub}")
+
+
+def model_card(config: dict, name: str, metrics: dict | None, report: str | None = None, note: str = "") -> str:
+    """A Markdown model card from a bundle config's training summary, the held-out losses (stage 4) and
+    the `vc-app evaluate` report (its text; headings moved one level down, plots left out)."""
+    training = config.get("training", {})
+    cfg = training.get("config", {})
+    model, data = config.get("model", {}), cfg.get("data", {})
+    mel = config.get("mel", {})
+    hours = training.get("train_frames", 0) * mel.get("hop_length", 0) / mel.get("sample_rate", 1) / 3600
+    lines = [f"# {name}: AdaIN-VC for vc_app", "",
+             "One-shot voice conversion (Chou, Yeh & Lee 2019) trained with the vc_app recipes.", "",
+             *([note, ""] if note else []),
+             f"- steps: {training.get('steps', '?')}",
+             f"- training data: {training.get('train_utterances', '?')} utterances of "
+             f"{training.get('train_speakers', '?')} speakers ({hours:.2f} h)",
+             f"- bottleneck: {model.get('bottleneck', '?')}; adversary: "
+             f"{'on' if cfg.get('adversary', {}).get('enabled') else 'off'}; c_h {model.get('c_h')}, "
+             f"segment {data.get('segment_frames', '?')} frames, batch {data.get('batch_size', '?')}",
+             f"- mel: {mel.get('sample_rate')} Hz, {mel.get('n_mels')} bands, hop {mel.get('hop_length')} "
+             "(the HiFi-GAN / BigVGAN dialect)", ""]
+    if metrics:
+        lines += ["## Held-out speakers (recipe stage 4)", "",
+                  f"{metrics.get('pairs')} conversion pairs among {metrics.get('speakers')} unseen speakers.", "",
+                  "| measure | value |", "|---|---|"]
+        lines += [f"| {k} | {v:.4f} |" for k, v in metrics.items() if isinstance(v, float)]
+        lines.append("")
+    if report:
+        lines += ["## Evaluation (`vc-app evaluate`)", *_without_plots(report.splitlines()[1:])]
+    return "\n".join(lines)
+
+
+def _without_plots(lines: list[str]) -> list[str]:
+    """Markdown `lines` one heading level down, without images and without the headings left empty."""
+    kept = [f"#{line}" if line.startswith("#") else line for line in lines if not line.startswith("![")]
+    out: list[str] = []
+    for i, line in enumerate(kept):
+        rest = next((later for later in kept[i + 1:] if later.strip()), "#")
+        if not (line.startswith("#") and rest.startswith("#")):
+            out.append(line)
+    return out
 
 
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m vc_app.recipe", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="stage", required=True)
-    m = sub.add_parser("manifests", help="scan a corpus and split it")
-    m.add_argument("--corpus-type", choices=("folder", "vctk"), default="folder")
-    m.add_argument("--root", required=True)
+    p = sub.add_parser("prepare", help="stage 0: scan a corpus into data/corpus.csv")
+    p.add_argument("--corpus-type", choices=("folder", "vctk"), default="folder")
+    p.add_argument("--root", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--mic", type=int, default=1, choices=(1, 2), help="VCTK 0.92 microphone")
+    p.set_defaults(func=stage_prepare)
+    m = sub.add_parser("manifests", help="stage 1: split into train / valid / unseen")
+    m.add_argument("--corpus", help="data/corpus.csv from the prepare stage")
+    m.add_argument("--corpus-type", choices=("folder", "vctk"), default="folder", help="with --root: scan directly")
+    m.add_argument("--root", help="scan this corpus instead of reading --corpus")
     m.add_argument("--out", required=True)
-    m.add_argument("--mic", type=int, default=1, help="VCTK 0.92 microphone (1 or 2)")
+    m.add_argument("--mic", type=int, default=1, choices=(1, 2), help="VCTK 0.92 microphone (with --root)")
     m.add_argument("--unseen", default="", help="comma-separated speakers to hold out (overrides --n-unseen)")
     m.add_argument("--n-unseen", type=int, default=20)
     m.add_argument("--valid-fraction", type=float, default=0.05)
     m.add_argument("--seed", type=int, default=0)
     m.set_defaults(func=stage_manifests)
-    f = sub.add_parser("features", help="extract and pack mels for every split")
+    f = sub.add_parser("features", help="stage 2: extract and pack mels for every split")
     f.add_argument("--manifests", required=True)
     f.add_argument("--out", required=True)
     f.add_argument("--workers", type=int, default=2)
+    f.add_argument("--quiet", action="store_true", help="no progress bar")
     f.set_defaults(func=stage_features)
-    e = sub.add_parser("export", help="write a checkpoint as an inference bundle")
+    v = sub.add_parser("evaluate", help="stage 4: held-out reconstruction and conversion losses")
+    v.add_argument("--checkpoint", required=True)
+    v.add_argument("--features", required=True, help="packed features of the unseen split")
+    v.add_argument("--out", required=True, help="JSON file for the numbers")
+    v.add_argument("--n-pairs", type=int, default=100)
+    v.add_argument("--max-frames", type=int, default=512)
+    v.add_argument("--seed", type=int, default=0)
+    v.set_defaults(func=stage_evaluate)
+    r = sub.add_parser("pairs", help="unseen-speaker conversion pairs for vc-app evaluate")
+    r.add_argument("--manifest", required=True)
+    r.add_argument("--out", required=True)
+    r.add_argument("--n-pairs", type=int, default=100)
+    r.add_argument("--targets", type=int, default=3, help="target clips per pair")
+    r.add_argument("--seed", type=int, default=0)
+    r.set_defaults(func=stage_pairs)
+    e = sub.add_parser("export", help="stage 5: write a checkpoint as an inference bundle")
     e.add_argument("--checkpoint", required=True)
     e.add_argument("--out", required=True)
-    e.add_argument("--card", help="Markdown model card to include")
+    e.add_argument("--name", help="model name for the card (default: the folder name)")
+    e.add_argument("--metrics", help="held-out metrics JSON (stage 4) for the model card")
+    e.add_argument("--note", default="", help="a paragraph for the model card, e.g. the data and its credits")
+    e.add_argument("--report", help="vc-app evaluate's report.md (stage 4) for the model card")
+    e.add_argument("--card", help="Markdown model card to use instead of the generated one")
     e.add_argument("--half", action="store_true", help="store float16 weights")
     e.add_argument("--push-to-hub", metavar="REPO", help="upload the bundle to this hub repo")
     e.set_defaults(func=stage_export)

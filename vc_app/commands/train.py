@@ -20,7 +20,7 @@ def run(args: argparse.Namespace) -> int:
     from vc_app.train.engine import train
 
     cfg = load_config(args.config, args.overrides)
-    last = train(cfg, args.out, resume=args.resume)
-    if last is not None:
-        print(f"last checkpoint: {last}")
+    result = train(cfg, args.out, resume=args.resume)
+    if result.checkpoint is not None:
+        print(f"last checkpoint: {result.checkpoint}")
     return 0

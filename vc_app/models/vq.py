@@ -5,6 +5,11 @@ nearest codebook entry; gradients pass straight through; a commitment loss
 keeps the encoder near its codes. The codebook learns either by exponential
 moving averages (EMA, the default) or by a codebook loss. Codes unused for a
 while ("dead") are reset to random encoder outputs of the current batch.
+
+Under DistributedDataParallel every process must keep the same codebook: the
+EMA statistics are summed over all processes, and codes that are (re)set from
+encoder outputs take process 0's picks. Quantisation runs in float32 even
+under autocast (nearest-neighbour distances in float16 pick wrong codes).
 """
 
 from __future__ import annotations
@@ -50,6 +55,10 @@ class VectorQuantizer(nn.Module):
 
     def forward(self, z: torch.Tensor) -> VQOutput:
         """z: (B, D, T) continuous content code -> VQOutput."""
+        with torch.autocast(z.device.type, enabled=False):
+            return self._quantize(z.float())
+
+    def _quantize(self, z: torch.Tensor) -> VQOutput:
         flat = z.permute(0, 2, 1).reshape(-1, self.dim)
         if self.training and not bool(self.initialized):
             self._init_from(flat.detach())
@@ -76,7 +85,7 @@ class VectorQuantizer(nn.Module):
 
     @torch.no_grad()
     def _init_from(self, flat: torch.Tensor) -> None:
-        picks = flat[torch.randint(0, flat.shape[0], (self.codebook_size,), device=flat.device)]
+        picks = _from_first_process(flat[torch.randint(0, flat.shape[0], (self.codebook_size,), device=flat.device)])
         self.embedding.data.copy_(picks)
         if self.ema:
             self.embedding_sum.copy_(picks)
@@ -87,13 +96,15 @@ class VectorQuantizer(nn.Module):
     def _update(self, flat: torch.Tensor, codes: torch.Tensor) -> None:
         """Track code use (both modes), move codes by EMA (EMA mode), reset dead codes."""
         onehot = F.one_hot(codes, self.codebook_size).type(flat.dtype)
-        self.cluster_size.mul_(self.decay).add_(onehot.sum(0), alpha=1 - self.decay)
+        counts = _sum_over_processes(onehot.sum(0))
+        self.cluster_size.mul_(self.decay).add_(counts, alpha=1 - self.decay)
         if self.ema:
-            self._ema_move(flat, onehot)
+            self._ema_move(_sum_over_processes(onehot.t() @ flat))
         self._reset_dead_codes(flat)
 
-    def _ema_move(self, flat: torch.Tensor, onehot: torch.Tensor) -> None:
-        self.embedding_sum.mul_(self.decay).add_(onehot.t() @ flat, alpha=1 - self.decay)
+    def _ema_move(self, sums: torch.Tensor) -> None:
+        """sums: (codebook_size, D) sum of the encoder outputs assigned to each code in this step."""
+        self.embedding_sum.mul_(self.decay).add_(sums, alpha=1 - self.decay)
         n = self.cluster_size.sum()
         smoothed = (self.cluster_size + self.eps) / (n + self.codebook_size * self.eps) * n
         self.embedding.copy_(self.embedding_sum / smoothed.unsqueeze(1))
@@ -104,8 +115,29 @@ class VectorQuantizer(nn.Module):
         n_dead = int(dead.sum())
         if n_dead == 0:
             return
-        picks = flat[torch.randint(0, flat.shape[0], (n_dead,), device=flat.device)]
+        picks = _from_first_process(flat[torch.randint(0, flat.shape[0], (n_dead,), device=flat.device)])
         self.embedding.data[dead] = picks
         if self.ema:
             self.embedding_sum[dead] = picks
         self.cluster_size[dead] = 1.0
+
+
+def _distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized() \
+        and torch.distributed.get_world_size() > 1
+
+
+def _sum_over_processes(tensor: torch.Tensor) -> torch.Tensor:
+    """`tensor` summed over every process of the job (itself when not distributed)."""
+    if _distributed():
+        tensor = tensor.contiguous()
+        torch.distributed.all_reduce(tensor)
+    return tensor
+
+
+def _from_first_process(tensor: torch.Tensor) -> torch.Tensor:
+    """Process 0's `tensor` (same shape on every process); itself when not distributed."""
+    if _distributed():
+        tensor = tensor.contiguous()
+        torch.distributed.broadcast(tensor, src=0)
+    return tensor

@@ -63,6 +63,12 @@ class RunConfig:
     amp: str = "none"  # none | bf16 | fp16 (GPU only)
     threads: int = 0   # torch CPU threads (0 = torch default)
 
+    def __post_init__(self) -> None:
+        if self.amp not in ("none", "bf16", "fp16"):
+            raise ValueError(f"run.amp must be none, bf16 or fp16, not {self.amp!r}")
+        if min(self.log_every, self.valid_every, self.save_every, self.keep_last) < 1:
+            raise ValueError("run.log_every, valid_every, save_every and keep_last must be at least 1")
+
 
 @dataclass
 class TrainConfig:
@@ -110,10 +116,24 @@ def _section(cls: type, values: dict, name: str):
     unknown = set(values) - set(names)
     if unknown:
         raise VcAppError(f"Unknown key(s) in config section {name!r}: {', '.join(sorted(unknown))}.")
-    values = {k: tuple(v) if isinstance(v, list) and "tuple" in str(names[k].type) else v for k, v in values.items()}
+    values = {k: _coerce(str(names[k].type), v, f"{name}.{k}") for k, v in values.items()}
     if name == "loss" and "weights" in values:
         values["weights"] = {str(k): float(v) for k, v in values["weights"].items()}
     return cls(**values)
+
+
+def _coerce(kind: str, value: Any, key: str) -> Any:
+    """`value` as the field type `kind` says: YAML reads 1e-4 (no dot) as a string, lists for tuples."""
+    if isinstance(value, list) and kind.startswith("tuple"):
+        return tuple(_coerce(kind[6:-1].split(",")[0].strip(), v, key) for v in value)
+    try:
+        if kind == "float" and isinstance(value, (str, int)) and not isinstance(value, bool):
+            return float(value)
+        if kind == "int" and isinstance(value, str):
+            return int(value)
+    except ValueError:
+        raise VcAppError(f"{key} must be a number, not {value!r}.") from None
+    return value
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from vc_app.config import MelConfig
 from vc_app.errors import VcAppError
@@ -41,6 +41,9 @@ def warp_mel(mel: np.ndarray, factor: float, centres: np.ndarray) -> np.ndarray:
 class SegmentDataset(Dataset):
     """Item i: a random `segment_frames` slice of utterance i (utterances shorter than that are skipped).
 
+    An item may be asked for as `i` (in the current epoch, `set_epoch`) or as `(epoch, i)`, which is
+    how `StepLoader` asks, so that loader worker processes need no shared epoch counter.
+
     Returns:
         (mel (n_mels, segment_frames) float32, speaker index).
     """
@@ -61,9 +64,10 @@ class SegmentDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
+        epoch, i = key if isinstance(key, tuple) else (self.epoch, key)
         utt = int(self.items[i])
-        rng = np.random.default_rng((self.seed, self.epoch, utt))
+        rng = np.random.default_rng((self.seed, epoch, utt))
         frames = int(self.cache.frames[utt])
         start = int(rng.integers(0, frames - self.cfg.segment_frames + 1))
         mel = np.array(self.cache.utterance(utt)[:, start:start + self.cfg.segment_frames], dtype=np.float32)
@@ -80,8 +84,27 @@ class SegmentDataset(Dataset):
         return mel
 
 
+class StepBatches(Sampler):
+    """Batches of (epoch, index) keys, forever, from a DistributedSampler's epochs, starting at a global step."""
+
+    def __init__(self, sampler: DistributedSampler, batch_size: int, steps_per_epoch: int, start_step: int):
+        self.sampler, self.batch_size, self.steps_per_epoch = sampler, batch_size, steps_per_epoch
+        self.start_step = start_step
+
+    def __iter__(self):
+        epoch, skip = divmod(self.start_step, self.steps_per_epoch)
+        while True:
+            self.sampler.set_epoch(epoch)
+            order = list(self.sampler)
+            for b in range(skip, self.steps_per_epoch):
+                yield [(epoch, i) for i in order[b * self.batch_size:(b + 1) * self.batch_size]]
+            epoch, skip = epoch + 1, 0
+
+
 class StepLoader:
     """Endless batches from a DistributedSampler, resumable at any global step.
+
+    One DataLoader serves the whole run, so worker processes (num_workers > 0) start once.
 
     Args:
         world, rank: this process's place in the job (1, 0 when not distributed).
@@ -93,7 +116,7 @@ class StepLoader:
         self.dataset = dataset
         self.sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed,
                                           drop_last=True)
-        self.batch_size, self.num_workers, self.pin_memory = batch_size, num_workers, pin_memory
+        self.batch_size, self.num_workers, self.pin_memory, self.seed = batch_size, num_workers, pin_memory, seed
         self.steps_per_epoch = max(1, len(self.sampler) // batch_size)
         if len(self.sampler) < batch_size:
             raise VcAppError(f"Only {len(self.sampler)} training segments per process; lower data.batch_size "
@@ -101,13 +124,10 @@ class StepLoader:
 
     def batches(self, start_step: int):
         """Yield (mel (B, n_mels, T), speaker (B,)) forever, beginning with global step `start_step`."""
-        epoch, skip = divmod(start_step, self.steps_per_epoch)
-        while True:
-            self.sampler.set_epoch(epoch)
-            self.dataset.set_epoch(epoch)
-            indices = list(self.sampler)[skip * self.batch_size:self.steps_per_epoch * self.batch_size]
-            loader = DataLoader(torch.utils.data.Subset(self.dataset, indices), batch_size=self.batch_size,
-                                shuffle=False, drop_last=True, num_workers=self.num_workers,
-                                pin_memory=self.pin_memory)
-            yield from loader
-            epoch, skip = epoch + 1, 0
+        # Its own generator: a DataLoader otherwise draws its worker seed from the global RNG, so a run
+        # resumed at step k would draw at a different point of the RNG stream than an uninterrupted one.
+        loader = DataLoader(self.dataset, batch_sampler=StepBatches(self.sampler, self.batch_size,
+                                                                    self.steps_per_epoch, start_step),
+                            num_workers=self.num_workers, pin_memory=self.pin_memory,
+                            generator=torch.Generator().manual_seed(self.seed))
+        yield from loader

@@ -11,15 +11,18 @@ Objective (AdaIN-VC): loss = sum(weight[k] * term[k]) over the named terms
   vq_commit    VQ commitment (bottleneck "vq"); vq_codebook too when the codebook is not EMA-updated
   adv          pushes the SpeakerClassifier's posterior on the content code to uniform (adversary on),
                weight ramped from 0; the classifier itself is trained in alternation (its loss: "cls")
+The names are the keys of `loss.weights` in the config, of metrics.jsonl and of TensorBoard.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
+import signal
+import threading
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,15 +33,14 @@ from vc_app.bundle import save_bundle
 from vc_app.errors import VcAppError
 from vc_app.features import FeatureCache
 from vc_app.models import AdaINVC, SpeakerClassifier
+from vc_app.models.adain_vc import AdaINVCOutput
+from vc_app.train.checkpoints import CKPT_PREFIX, STATE_FILE, checkpoint_dirs
 from vc_app.train.config import TrainConfig, config_to_dict
 from vc_app.train.data import SegmentDataset, StepLoader
 
-STATE_FILE = "train_state.pt"
-CKPT_PREFIX = "step-"
-
 
 class TrainingDiverged(VcAppError):
-    """A loss term became NaN or infinite."""
+    """A loss term (or the gradient) became NaN or infinite."""
 
 
 @dataclass
@@ -58,7 +60,7 @@ class TrainState:
     cfg: TrainConfig
     model: torch.nn.Module            # AdaINVC, or DDP around it
     optimizer: torch.optim.Optimizer
-    classifier: torch.nn.Module | None = None
+    classifier: torch.nn.Module | None = None   # SpeakerClassifier, or DDP around it
     cls_optimizer: torch.optim.Optimizer | None = None
     scaler: torch.amp.GradScaler | None = None
     speakers: list[str] = field(default_factory=list)
@@ -67,7 +69,20 @@ class TrainState:
     @property
     def core(self) -> AdaINVC:
         """The AdaINVC without its DDP wrapper."""
-        return getattr(self.model, "module", self.model)
+        return unwrap(self.model)
+
+
+@dataclass
+class TrainResult:
+    """What `train` leaves behind: the final state (every rank) and the last checkpoint (rank 0, else None)."""
+
+    state: TrainState
+    checkpoint: Path | None
+
+
+def unwrap(module: torch.nn.Module) -> torch.nn.Module:
+    """The module inside a DistributedDataParallel wrapper (or the module itself)."""
+    return getattr(module, "module", module)
 
 
 # -- set-up -------------------------------------------------------------------------
@@ -85,7 +100,12 @@ def setup_distributed() -> Dist:
 
 
 def build_state(cfg: TrainConfig, cache: FeatureCache, dist: Dist) -> TrainState:
-    """Model (with the training data's mel statistics), optimisers, optional adversary, AMP scaler."""
+    """Model (with the training data's mel statistics), optimisers, optional adversary, AMP scaler.
+
+    Every rank builds the same initial weights (seed), then reseeds with seed + rank so that the
+    VAE noise differs between ranks.
+    """
+    _check_loss_weights(cfg)
     torch.manual_seed(cfg.seed)
     model = AdaINVC(cfg.model)
     model.set_mel_stats(torch.from_numpy(cache.mean), torch.from_numpy(cache.std))
@@ -105,7 +125,7 @@ def build_state(cfg: TrainConfig, cache: FeatureCache, dist: Dist) -> TrainState
     optimizer = torch.optim.Adam(model.parameters(), lr=o.lr, betas=tuple(o.betas), amsgrad=o.amsgrad,
                                  weight_decay=o.weight_decay)
     scaler = torch.amp.GradScaler("cuda") if cfg.run.amp == "fp16" and dist.device.type == "cuda" else None
-    _check_loss_weights(cfg)
+    torch.manual_seed(cfg.seed + dist.rank)
     return TrainState(cfg, model, optimizer, classifier, cls_opt, scaler, speakers)
 
 
@@ -140,46 +160,80 @@ def term_weights(cfg: TrainConfig, step: int) -> dict[str, float]:
     return weights
 
 
-def loss_terms(state: TrainState, mel: torch.Tensor, speaker: torch.Tensor) -> tuple[dict, dict]:
-    """Forward pass -> ({term: tensor}, {metric: float}). mel: (B, n_mels, T) raw; speaker: (B,)."""
-    out = state.model(mel)
-    terms = {"rec": F.l1_loss(out.recon, state.core.scale(mel))}
-    metrics: dict[str, float] = {}
+def autocast(cfg: TrainConfig, device: torch.device):
+    """bf16/fp16 autocast on CUDA when `run.amp` asks for it; a no-op context otherwise."""
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.run.amp)
+    if dtype is None or device.type != "cuda":
+        return nullcontext()
+    return torch.autocast("cuda", dtype=dtype)
+
+
+def loss_terms(model: AdaINVC, out: AdaINVCOutput, mel: torch.Tensor, cfg: TrainConfig) -> dict[str, torch.Tensor]:
+    """The model's named loss terms (all but "adv") for one forward pass. mel: (B, n_mels, T) raw."""
+    terms = {"rec": F.l1_loss(out.recon.float(), model.scale(mel))}
     if out.log_var is not None:
-        terms["kl"] = 0.5 * torch.mean(torch.exp(out.log_var) + out.mean ** 2 - 1 - out.log_var)
+        mean, log_var = out.mean.float(), out.log_var.float()
+        terms["kl"] = 0.5 * torch.mean(torch.exp(log_var) + mean ** 2 - 1 - log_var)
     if out.vq is not None:
         terms["vq_commit"] = out.vq.commitment
-        if not state.cfg.model.vq.ema:
+        if not cfg.model.vq.ema:
             terms["vq_codebook"] = out.vq.codebook
-        metrics.update(vq_perplexity=float(out.vq.perplexity), vq_usage=float(out.vq.usage))
-    if state.classifier is not None:
-        metrics.update(classifier_step(state, out.content.detach(), speaker))
-        logits = state.classifier(out.content)
-        terms["adv"] = -F.log_softmax(logits.float(), dim=-1).mean()  # cross-entropy to the uniform posterior
-    return terms, metrics
+    return terms
+
+
+def bottleneck_metrics(out: AdaINVCOutput) -> dict[str, float]:
+    """Codebook perplexity and usage (share of codes used in the batch) when the VQ bottleneck is on."""
+    if out.vq is None:
+        return {}
+    return {"vq_perplexity": float(out.vq.perplexity), "vq_usage": float(out.vq.usage)}
+
+
+def adversarial_term(classifier: torch.nn.Module, content: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the SpeakerClassifier's posterior on `content` (B, C, T') to the uniform one.
+
+    The classifier's weights are used detached: this term trains only the encoder (to fool the
+    classifier), and no DDP gradient hook of the classifier fires for it.
+    """
+    module = unwrap(classifier)
+    params = {name: p.detach() for name, p in module.named_parameters()}
+    logits = torch.func.functional_call(module, params, (content,))
+    return -F.log_softmax(logits.float(), dim=-1).mean()
 
 
 def classifier_step(state: TrainState, content: torch.Tensor, speaker: torch.Tensor) -> dict[str, float]:
-    """One update of the SpeakerClassifier on detached content codes (B, C, T')."""
-    logits = state.classifier(content)
-    loss = F.cross_entropy(logits.float(), speaker)
+    """One float32 update of the SpeakerClassifier on detached content codes (B, C, T'); speaker: (B,)."""
+    logits = state.classifier(content.detach().float())
+    loss = F.cross_entropy(logits, speaker)
     state.cls_optimizer.zero_grad(set_to_none=True)
     loss.backward()
     state.cls_optimizer.step()
     accuracy = (logits.argmax(-1) == speaker).float().mean()
-    return {"cls": float(loss), "cls_acc": float(accuracy)}
+    return {"cls": float(loss.detach()), "cls_acc": float(accuracy)}
+
+
+def _check_finite(values: dict[str, torch.Tensor], step: int) -> None:
+    """Raise naming the first non-finite term; `step` is the (1-based) step being computed, as in the logs."""
+    for name, value in values.items():
+        if not torch.isfinite(value):
+            raise TrainingDiverged(f"The loss term {name!r} became {float(value.detach())} at step {step}.")
 
 
 def train_step(state: TrainState, mel: torch.Tensor, speaker: torch.Tensor) -> dict[str, float]:
-    """One optimisation step of the model; returns every logged number."""
-    cfg, device = state.cfg, mel.device
-    amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.run.amp) if device.type == "cuda" else None
-    with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-        terms, metrics = loss_terms(state, mel, speaker)
+    """One optimisation step (classifier first when the adversary is on); returns every logged number.
+
+    mel: (B, n_mels, T) raw log-mel; speaker: (B,) speaker indices.
+    """
+    cfg = state.cfg
+    with autocast(cfg, mel.device):
+        out = state.model(mel)
+        terms = loss_terms(state.core, out, mel, cfg)
+    metrics = bottleneck_metrics(out)
+    if state.classifier is not None:
+        metrics.update(classifier_step(state, out.content, speaker))
+        with autocast(cfg, mel.device):
+            terms["adv"] = adversarial_term(state.classifier, out.content)
+    _check_finite(terms, state.step + 1)
     weights = term_weights(cfg, state.step)
-    for name, value in terms.items():
-        if not torch.isfinite(value):
-            raise TrainingDiverged(f"The loss term {name!r} became {float(value)} at step {state.step}.")
     total = sum(weights[k] * terms[k].float() for k in terms)
     state.optimizer.zero_grad(set_to_none=True)
     if state.scaler is not None:
@@ -189,35 +243,38 @@ def train_step(state: TrainState, mel: torch.Tensor, speaker: torch.Tensor) -> d
         total.backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(state.model.parameters(), cfg.optim.grad_clip)
     if state.scaler is not None:
-        state.scaler.step(state.optimizer)
+        state.scaler.step(state.optimizer)  # skips the update when fp16 gradients overflowed
         state.scaler.update()
+    elif not torch.isfinite(grad_norm):
+        raise TrainingDiverged(f"The gradient norm became {float(grad_norm)} at step {state.step + 1} "
+                               f"(loss terms {', '.join(f'{k}={float(v):.4g}' for k, v in terms.items())}).")
     else:
         state.optimizer.step()
     state.step += 1
     metrics.update({k: float(v.detach()) for k, v in terms.items()})
     metrics.update({f"weight_{k}": w for k, w in weights.items()},
-                   loss=float(total), grad_norm=float(grad_norm), lr=state.optimizer.param_groups[0]["lr"])
+                   loss=float(total.detach()), grad_norm=float(grad_norm), lr=state.optimizer.param_groups[0]["lr"])
     return metrics
 
 
 @torch.no_grad()
 def validate(state: TrainState, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, float]:
-    """Mean loss terms (and classifier accuracy) over fixed validation batches, in eval mode."""
-    model = state.core
+    """Mean loss terms, weighted total and classifier accuracy over fixed validation batches, in eval mode."""
+    model, cfg = state.core, state.cfg
+    weights = term_weights(cfg, max(0, state.step - 1))
     model.eval()
     sums: dict[str, float] = {}
     for mel, speaker in batches:
         out = model(mel)
-        vals = {"rec": float(F.l1_loss(out.recon, model.scale(mel)))}
-        if out.log_var is not None:
-            vals["kl"] = float(0.5 * torch.mean(torch.exp(out.log_var) + out.mean ** 2 - 1 - out.log_var))
-        if out.vq is not None:
-            vals["vq_perplexity"] = float(out.vq.perplexity)
+        terms = loss_terms(model, out, mel, cfg)
+        vals = {**bottleneck_metrics(out), **{k: float(v) for k, v in terms.items()}}
         if state.classifier is not None:
+            vals["adv"] = float(adversarial_term(state.classifier, out.content))
             known = speaker >= 0
             if known.any():
-                logits = getattr(state.classifier, "module", state.classifier)(out.content[known])
+                logits = unwrap(state.classifier)(out.content[known])
                 vals["cls_acc"] = float((logits.argmax(-1) == speaker[known]).float().mean())
+        vals["loss"] = sum(weights[k] * vals[k] for k in weights if k in vals)
         for k, v in vals.items():
             sums[k] = sums.get(k, 0.0) + v / len(batches)
     model.train()
@@ -225,31 +282,42 @@ def validate(state: TrainState, batches: list[tuple[torch.Tensor, torch.Tensor]]
 
 
 # -- checkpoints ------------------------------------------------------------------------
-def checkpoint_dirs(folder: str | os.PathLike) -> list[Path]:
-    """Finished checkpoint folders under `folder`, oldest first."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return []
-    return sorted((p for p in folder.glob(f"{CKPT_PREFIX}*") if (p / STATE_FILE).is_file()),
-                  key=lambda p: int(p.name[len(CKPT_PREFIX):]))
+def rng_state() -> dict[str, torch.Tensor]:
+    """This process's torch RNG states (CPU, and CUDA when present)."""
+    state = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
 
 
-def save_checkpoint(state: TrainState, folder: str | os.PathLike, data_summary: dict) -> Path:
-    """Write folder/step-N/ (a bundle + train_state.pt) atomically and keep the last `keep_last`."""
+def gather_rng_states(dist: Dist) -> list[dict[str, torch.Tensor]]:
+    """Every rank's RNG state, in rank order (a collective: every rank must call it)."""
+    if dist.world == 1:
+        return [rng_state()]
+    states: list = [None] * dist.world
+    torch.distributed.all_gather_object(states, rng_state())
+    return [{k: v.cpu() for k, v in s.items()} for s in states]
+
+
+def save_checkpoint(state: TrainState, folder: str | os.PathLike, data_summary: dict,
+                    rng: list[dict[str, torch.Tensor]] | None = None) -> Path:
+    """Write folder/step-N/ (a bundle + train_state.pt) atomically and keep the last `keep_last`.
+
+    Args:
+        rng: every rank's RNG state (`gather_rng_states`); this process's alone when None.
+    """
     folder = Path(folder)
     final = folder / f"{CKPT_PREFIX}{state.step:08d}"
     tmp = folder / f".{final.name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     training = {"steps": state.step, "config": config_to_dict(state.cfg), "speakers": state.speakers, **data_summary}
     save_bundle(state.core, state.cfg.mel, tmp, training=training)
-    extra = {"step": state.step, "optimizer": state.optimizer.state_dict(), "rng_cpu": torch.get_rng_state(),
+    extra = {"step": state.step, "optimizer": state.optimizer.state_dict(), "rng": rng or [rng_state()],
              "speakers": state.speakers}
-    if torch.cuda.is_available():
-        extra["rng_cuda"] = torch.cuda.get_rng_state()
     if state.scaler is not None:
         extra["scaler"] = state.scaler.state_dict()
     if state.classifier is not None:
-        extra["classifier"] = getattr(state.classifier, "module", state.classifier).state_dict()
+        extra["classifier"] = unwrap(state.classifier).state_dict()
         extra["cls_optimizer"] = state.cls_optimizer.state_dict()
     torch.save(extra, tmp / STATE_FILE)
     if final.exists():
@@ -260,27 +328,86 @@ def save_checkpoint(state: TrainState, folder: str | os.PathLike, data_summary: 
     return final
 
 
-def load_checkpoint(state: TrainState, ckpt: Path) -> None:
-    """Restore model, optimisers, scaler, RNG and step from a checkpoint folder (weights_only loads)."""
+def load_checkpoint(state: TrainState, ckpt: Path, rank: int = 0) -> None:
+    """Restore model, optimisers, scaler, this rank's RNG and the step from a checkpoint (weights_only loads).
+
+    The learning rates stay those of the config, so `--set optim.lr=...` applies to a resumed run.
+    """
     from safetensors.torch import load_file
 
-    state.core.load_state_dict(load_file(str(ckpt / "model.safetensors")), strict=True)
+    try:
+        state.core.load_state_dict(load_file(str(ckpt / "model.safetensors")), strict=True)
+    except RuntimeError as err:
+        raise VcAppError(f"{ckpt} does not fit the configured model ({str(err).splitlines()[0]}); "
+                         "resume with the config it was trained with.") from None
     extra = torch.load(ckpt / STATE_FILE, map_location="cpu", weights_only=True)
+    if extra.get("speakers", state.speakers) != state.speakers:
+        raise VcAppError(f"{ckpt} was trained on another set of speakers than data.train_features holds; "
+                         "resume with the features it was trained on.")
     state.optimizer.load_state_dict(extra["optimizer"])
-    torch.set_rng_state(extra["rng_cpu"])
-    if "rng_cuda" in extra and torch.cuda.is_available():
-        torch.cuda.set_rng_state(extra["rng_cuda"])
+    _set_lr(state.optimizer, state.cfg.optim.lr)
+    legacy = {"cpu": extra.get("rng_cpu"), "cuda": extra.get("rng_cuda")}  # checkpoints from before per-rank RNG
+    rngs = extra.get("rng") or [{k: v for k, v in legacy.items() if v is not None}]
+    own = rngs[rank] if rank < len(rngs) else rngs[0]
+    torch.set_rng_state(own["cpu"])
+    if "cuda" in own and torch.cuda.is_available():
+        torch.cuda.set_rng_state(own["cuda"])
     if state.scaler is not None and "scaler" in extra:
         state.scaler.load_state_dict(extra["scaler"])
     if state.classifier is not None:
         if "classifier" not in extra:
             raise VcAppError(f"{ckpt} was trained without the adversary; it cannot resume a run that has one.")
-        getattr(state.classifier, "module", state.classifier).load_state_dict(extra["classifier"])
+        unwrap(state.classifier).load_state_dict(extra["classifier"])
         state.cls_optimizer.load_state_dict(extra["cls_optimizer"])
+        _set_lr(state.cls_optimizer, state.cfg.adversary.lr)
     state.step = int(extra["step"])
 
 
+def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
 # -- the loop ------------------------------------------------------------------------------
+class StopRequest:
+    """Remembers SIGINT/SIGTERM so the loop finishes its step, saves and leaves.
+
+    Signals arriving together (a terminal's Ctrl-C and torchrun forwarding it) count once; a Ctrl-C
+    pressed again more than 3 s later aborts at once, without saving.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.received: int | None = None
+        self.since = 0.0
+        self._previous: dict = {}
+
+    def __enter__(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum, frame) -> None:
+        if self.received is None:
+            self.received, self.since = signum, time.monotonic()
+        elif signum == signal.SIGINT and time.monotonic() - self.since > 3:
+            raise KeyboardInterrupt
+
+    def agreed(self, dist: Dist) -> bool:
+        """True when any rank was asked to stop (a collective under torchrun)."""
+        stop = self.received is not None
+        if dist.world > 1:
+            flag = torch.tensor([float(stop)], device=dist.device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            stop = bool(flag.item())
+        return stop
+
+
 def fixed_batches(dataset: SegmentDataset, batch_size: int, n_batches: int, speakers: list[str]):
     """Deterministic validation batches (epoch 0, no augmentation); unknown speakers get index -1."""
     index = {s: i for i, s in enumerate(speakers)}
@@ -294,46 +421,54 @@ def fixed_batches(dataset: SegmentDataset, batch_size: int, n_batches: int, spea
     return out
 
 
-def train(cfg: TrainConfig, out_dir: str | os.PathLike, *, resume: bool = False, log=print) -> Path | None:
-    """Train until `cfg.run.max_steps`; returns the last checkpoint folder (rank 0) or None.
+def train(cfg: TrainConfig, out_dir: str | os.PathLike, *, resume: bool = False, log=print) -> TrainResult:
+    """Train until `cfg.run.max_steps`.
 
-    Ctrl-C saves a checkpoint before leaving; a NaN/inf loss stops with `TrainingDiverged`, keeping the
-    last good checkpoint.
+    Ctrl-C (or SIGTERM) finishes the step, saves a checkpoint and raises KeyboardInterrupt; a NaN/inf
+    loss raises `TrainingDiverged` naming the term, keeping the last good checkpoint.
     """
+    dist = setup_distributed()
+    try:
+        with StopRequest() as stop:
+            return _train(cfg, Path(out_dir), resume, log, dist, stop)
+    finally:
+        if dist.world > 1 and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def _train(cfg: TrainConfig, out_dir: Path, resume: bool, log, dist: Dist, stop: StopRequest) -> TrainResult:
     from vc_app.train.logging import TrainLogger
 
-    dist = setup_distributed()
     if cfg.run.threads > 0:
         torch.set_num_threads(cfg.run.threads)
-    out_dir = Path(out_dir)
     ckpt_dir = out_dir / "checkpoints"
     train_cache = FeatureCache.open(cfg.data.train_features)
     state = build_state(cfg, train_cache, dist)
-    if resume and checkpoint_dirs(ckpt_dir):
-        load_checkpoint(state, checkpoint_dirs(ckpt_dir)[-1])
+    say = log if dist.is_main else (lambda message: None)
+    if cfg.run.amp != "none" and dist.device.type != "cuda":
+        say(f"run.amp={cfg.run.amp} applies to GPUs only; this {dist.device.type} run computes in float32.")
+    last = checkpoint_dirs(ckpt_dir)[-1] if resume and checkpoint_dirs(ckpt_dir) else None
+    if last is not None:
+        load_checkpoint(state, last, dist.rank)
+        say(f"resumed from {last} at step {state.step}")
+    elif resume:
+        say(f"no checkpoint in {ckpt_dir} yet: starting at step 0")
     dataset = SegmentDataset(train_cache, cfg.data, cfg.mel, cfg.seed)
     loader = StepLoader(dataset, cfg.data.batch_size, world=dist.world, rank=dist.rank, seed=cfg.seed,
                         num_workers=cfg.data.num_workers, pin_memory=dist.device.type == "cuda")
     valid = _valid_batches(cfg, state) if dist.is_main else []
     summary = {"train_utterances": len(train_cache.utt_ids), "train_frames": int(train_cache.frames.sum()),
                "train_speakers": len(state.speakers)}
+    say(f"training on {summary['train_utterances']} utterances of {summary['train_speakers']} speakers; "
+        f"{dist.world} process(es) on {dist.device.type}, batch {cfg.data.batch_size} per process")
     logger = TrainLogger(out_dir, enabled=dist.is_main, log=log)
     if dist.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "config.json").write_text(json.dumps(config_to_dict(cfg), indent=2))
-    last = None
     try:
-        last = _loop(state, loader, valid, logger, ckpt_dir, summary, dist)
-    except KeyboardInterrupt:
-        if dist.is_main:
-            last = save_checkpoint(state, ckpt_dir, summary)
-            log(f"interrupted: saved {last}")
-        raise
+        last = _loop(state, loader, valid, logger, ckpt_dir, summary, dist, stop) or last
     finally:
         logger.close()
-        if dist.world > 1 and torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
-    return last
+    return TrainResult(state, last if dist.is_main else None)
 
 
 def _valid_batches(cfg: TrainConfig, state: TrainState):
@@ -341,11 +476,28 @@ def _valid_batches(cfg: TrainConfig, state: TrainState):
         return []
     cache = FeatureCache.open(cfg.data.valid_features)
     dataset = SegmentDataset(cache, cfg.data, cfg.mel, cfg.seed, augment=False)
-    return [(m.to(next(state.core.parameters()).device), s) for m, s in
+    return [(m.to(next(state.core.parameters()).device), s.to(next(state.core.parameters()).device)) for m, s in
             fixed_batches(dataset, cfg.data.batch_size, 4, state.speakers)]
 
 
-def _loop(state, loader, valid, logger, ckpt_dir, summary, dist) -> Path | None:
+def _save(state: TrainState, ckpt_dir: Path, summary: dict, dist: Dist) -> Path:
+    """A checkpoint of this step: every rank hands in its RNG state, rank 0 writes."""
+    rng = gather_rng_states(dist)
+    if dist.is_main:
+        return save_checkpoint(state, ckpt_dir, summary, rng)
+    return ckpt_dir / f"{CKPT_PREFIX}{state.step:08d}"
+
+
+def _guarded_step(state: TrainState, mel: torch.Tensor, speaker: torch.Tensor, ckpt_dir: Path) -> dict[str, float]:
+    try:
+        return train_step(state, mel, speaker)
+    except TrainingDiverged as err:
+        good = checkpoint_dirs(ckpt_dir)
+        raise TrainingDiverged(f"{err} Training stopped; the last good checkpoint is "
+                               f"{good[-1] if good else 'none (no checkpoint was saved yet)'}.") from None
+
+
+def _loop(state, loader, valid, logger, ckpt_dir, summary, dist, stop) -> Path | None:
     cfg, last = state.cfg, None
     run = cfg.run
     state.model.train()
@@ -357,12 +509,7 @@ def _loop(state, loader, valid, logger, ckpt_dir, summary, dist) -> Path | None:
         mel, speaker = next(batches)
         got = time.perf_counter()
         mel, speaker = mel.to(dist.device, non_blocking=True), speaker.to(dist.device, non_blocking=True)
-        try:
-            metrics = train_step(state, mel, speaker)
-        except TrainingDiverged as err:
-            good = checkpoint_dirs(ckpt_dir)
-            raise TrainingDiverged(f"{err} Training stopped; the last good checkpoint is "
-                                   f"{good[-1] if good else 'none (no checkpoint was saved yet)'}.") from None
+        metrics = _guarded_step(state, mel, speaker, ckpt_dir)
         done = time.perf_counter()
         wait, busy, tick, since = wait + (got - tick), busy + (done - got), done, since + 1
         if state.step % run.log_every == 0 or state.step == 1:
@@ -374,7 +521,12 @@ def _loop(state, loader, valid, logger, ckpt_dir, summary, dist) -> Path | None:
             logger.scalars("valid", validate(state, valid), state.step)
         if valid and run.sample_every and state.step % run.sample_every == 0:
             logger.sample(state.core, valid, cfg.mel, state.step)
-        if dist.is_main and (state.step % run.save_every == 0 or state.step == run.max_steps):
-            last = save_checkpoint(state, ckpt_dir, summary)
+        stopping = stop.agreed(dist)
+        if stopping or state.step % run.save_every == 0 or state.step == run.max_steps:
+            last = _save(state, ckpt_dir, summary, dist)
+        if stopping:
+            if dist.is_main:
+                logger.log(f"interrupted at step {state.step}: saved {last}")
+            raise KeyboardInterrupt
         tick = time.perf_counter()  # logging, validation and saving are not data wait
     return last

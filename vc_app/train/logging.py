@@ -45,13 +45,17 @@ class TrainLogger:
 
     @torch.no_grad()
     def sample(self, model, batches, mel_cfg: MelConfig, step: int) -> None:
-        """Convert validation segment 0's content into segment 1's voice; log mel images and audio."""
+        """Convert validation segment 0's content into the voice of the first segment of another speaker
+        (segment 1 when all share one); log the three mel images and the converted audio."""
         if not self.enabled or self.writer is None or not batches or batches[0][0].shape[0] < 2:
             return
         from vc_app.vocoders.griffinlim import GriffinLim
 
         model.eval()
-        mels = batches[0][0][:2]
+        mels, speakers = batches[0]
+        others = torch.nonzero(speakers != speakers[0]).flatten()
+        target = int(others[0]) if len(others) else 1
+        mels = torch.stack([mels[0], mels[target]])
         converted = model.convert(mels[:1], model.speaker(mels[1:2]))
         model.train()
         for name, mel in (("source", mels[0]), ("target", mels[1]), ("converted", converted[0])):

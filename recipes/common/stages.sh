@@ -1,0 +1,75 @@
+# Stages 1-5, the same for every corpus. Sourced by a recipe's run.sh after its own stage 0, with
+# these variables set (run.sh declares them with their defaults and documents them in --help):
+#   stage stop_stage data feats exp config tag seed n_unseen unseen valid_fraction nj
+#   nproc nnodes node_rank master_addr master_port resume train_args
+#   eval_tool n_pairs evaluate_args bundle half push_to_hub card_note     and PYTHON (path.sh)
+
+in_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
+log() { echo "$(date '+%H:%M:%S') [$(basename "$recipe_dir")] $*"; }
+
+expdir=$exp/${tag:-$(basename "$config" .yaml)}
+
+if in_stage 1; then
+  log "stage 1: manifests (train / valid / unseen speakers) -> $data"
+  [ -f "$data/corpus.csv" ] || { echo "$data/corpus.csv is missing: run stage 0 first." >&2; exit 1; }
+  $PYTHON -m vc_app.recipe manifests --corpus "$data/corpus.csv" --out "$data" --seed "$seed" \
+    --n-unseen "$n_unseen" --unseen "$unseen" --valid-fraction "$valid_fraction"
+fi
+
+if in_stage 2; then
+  log "stage 2: features ($nj workers) -> $feats"
+  $PYTHON -m vc_app.recipe features --manifests "$data" --out "$feats" --workers "$nj"
+fi
+
+if in_stage 3; then
+  valid_feats=$feats/valid
+  [ -f "$valid_feats/index.csv" ] || valid_feats=""
+  # Several processes: torchrun + DistributedDataParallel (NCCL on GPUs, gloo on CPUs);
+  # data.batch_size is per process. One node: a free local port; several: rank 0's address.
+  if [ "$nnodes" -gt 1 ]; then
+    launcher=($PYTHON -m torch.distributed.run --nproc_per_node "$nproc" --nnodes "$nnodes" --node_rank "$node_rank"
+              --master_addr "$master_addr" --master_port "$master_port" -m vc_app.train)
+  elif [ "$nproc" -gt 1 ]; then
+    launcher=($PYTHON -m torch.distributed.run --standalone --nproc_per_node "$nproc" -m vc_app.train)
+  else
+    launcher=($PYTHON -m vc_app train)
+  fi
+  resume_flag=()
+  [ "$resume" = true ] && resume_flag=(--resume)
+  log "stage 3: train $config ($nproc process(es) x $nnodes node(s)) -> $expdir"
+  # shellcheck disable=SC2086  # train_args is a list of words, e.g. "--set run.max_steps=1000"
+  "${launcher[@]}" --config "$config" --out "$expdir" ${resume_flag[@]+"${resume_flag[@]}"} \
+    --set "data.train_features=$feats/train" --set "data.valid_features=$valid_feats" $train_args
+fi
+
+if in_stage 4; then
+  log "stage 4: evaluate the newest checkpoint of $expdir on the unseen speakers -> $expdir/eval"
+  $PYTHON -m vc_app.recipe evaluate --checkpoint "$expdir" --features "$feats/unseen" \
+    --out "$expdir/eval/heldout.json" --n-pairs "$n_pairs" --seed "$seed"
+  use_vc_app=false
+  case "$eval_tool" in
+    vc-app) use_vc_app=true ;;
+    auto) $PYTHON -m vc_app evaluate --help >/dev/null 2>&1 && use_vc_app=true ;;
+  esac
+  if [ "$use_vc_app" = true ]; then
+    $PYTHON -m vc_app.recipe pairs --manifest "$data/unseen.csv" --out "$expdir/eval/pairs.csv" \
+      --n-pairs "$n_pairs" --seed "$seed"
+    for ckpt in "$expdir"/checkpoints/step-*; do :; done  # the newest (names are zero-padded)
+    # shellcheck disable=SC2086
+    $PYTHON -m vc_app evaluate --pairs "$expdir/eval/pairs.csv" --checkpoint "$ckpt" --seed "$seed" \
+      --out "$expdir/eval/vc-app" --overwrite $evaluate_args
+  else
+    log "vc-app evaluate not used (eval_tool=$eval_tool): held-out losses only"
+  fi
+fi
+
+if in_stage 5; then
+  export_args=(--checkpoint "$expdir" --out "${bundle:-$expdir/bundle}" --name "$(basename "$expdir")"
+               --note "$card_note")
+  [ -f "$expdir/eval/heldout.json" ] && export_args+=(--metrics "$expdir/eval/heldout.json")
+  [ -f "$expdir/eval/vc-app/report.md" ] && export_args+=(--report "$expdir/eval/vc-app/report.md")
+  [ "$half" = true ] && export_args+=(--half)
+  [ -n "$push_to_hub" ] && export_args+=(--push-to-hub "$push_to_hub")
+  log "stage 5: export the newest checkpoint of $expdir -> ${bundle:-$expdir/bundle}"
+  $PYTHON -m vc_app.recipe export "${export_args[@]}"
+fi

@@ -1,0 +1,15 @@
+# Paths of this recipe, in one place. Each can be overridden from the environment (or, for the
+# data, features and experiment folders, with run.sh --data / --feats / --exp).
+recipe_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo_root=$(cd "$recipe_dir/../.." && pwd)
+
+# The Python with vc_app's dependencies: $PYTHON, else the repository's .venv, else python3.
+if [ -z "${PYTHON:-}" ]; then
+  if [ -x "$repo_root/.venv/bin/python" ]; then PYTHON=$repo_root/.venv/bin/python; else PYTHON=python3; fi
+fi
+export PYTHONPATH=$repo_root${PYTHONPATH:+:$PYTHONPATH}  # the vc_app of this checkout
+
+DATA_DIR=${DATA_DIR:-$recipe_dir/data}        # corpus list and train/valid/unseen manifests
+FEATS_DIR=${FEATS_DIR:-$recipe_dir/exp/feats} # mel cache (per-utterance files + one pack per split)
+EXP_DIR=${EXP_DIR:-$recipe_dir/exp}           # one folder per experiment: checkpoints, logs, eval, bundle
+VCTK_ROOT=${VCTK_ROOT:-$recipe_dir/downloads/VCTK-Corpus-0.92}  # unpacked VCTK 0.92 or 0.80

@@ -1,0 +1,227 @@
+"""The recipes end to end: recipes/vctk/run.sh on generated VCTK 0.80 and 0.92 folders, and
+recipes/folder/run.sh on a folder-per-speaker tree (and on ../shared/data/speech when present).
+
+The corpora are six synthetic voices (conftest.voice_corpus) laid out exactly like the releases;
+training uses a tiny model for ~30 steps. Stage 4 uses the built-in held-out losses so the tests
+need neither the eval extra nor the network.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+
+from conftest import REPO, SENTENCES, SHARED_SPEECH, VOICES, tiny_train_overrides
+
+VCTK_RUN = REPO / "recipes" / "vctk" / "run.sh"
+FOLDER_RUN = REPO / "recipes" / "folder" / "run.sh"
+
+
+def run_recipe(script: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    import sys
+
+    env = {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    return subprocess.run(["bash", str(script), *map(str, args)], capture_output=True, text=True, env=env,
+                          timeout=timeout)
+
+
+def make_vctk(voice_corpus, root: Path, release: str) -> Path:
+    """A VCTK folder of `release` ("0.80": wav48/*.wav; "0.92": wav48_silence_trimmed/*_mic{1,2}.flac)."""
+    for speaker, clips in voice_corpus.items():
+        for wav, text in clips:
+            if release == "0.80":
+                (root / "wav48" / speaker).mkdir(parents=True, exist_ok=True)
+                shutil.copy(wav, root / "wav48" / speaker / wav.name)
+            else:
+                folder = root / "wav48_silence_trimmed" / speaker
+                folder.mkdir(parents=True, exist_ok=True)
+                data, rate = sf.read(str(wav))
+                sf.write(str(folder / f"{wav.stem}_mic1.flac"), data, rate)
+                sf.write(str(folder / f"{wav.stem}_mic2.flac"), 0.7 * data, rate)
+            (root / "txt" / speaker).mkdir(parents=True, exist_ok=True)
+            (root / "txt" / speaker / f"{wav.stem}.txt").write_text(text + "\n")
+    header = "ID  AGE  GENDER  ACCENTS  REGION" + ("  COMMENTS" if release == "0.92" else "")
+    rows = [f"{s if release == '0.92' else s[1:]}  23  {gender}    English    Southern  England"
+            for s, (_, gender) in VOICES.items()]
+    (root / "speaker-info.txt").write_text("\n".join([header, *rows]) + "\n")
+    return root
+
+
+def recipe_folders(tmp: Path) -> list[str]:
+    return ["--data", tmp / "data", "--feats", tmp / "feats", "--exp", tmp / "exp"]
+
+
+def train_args(**values) -> str:
+    return " ".join(f"--set {item}" for item in tiny_train_overrides(**{"run__max_steps": 30, **values}))
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def train_rows(expdir: Path, split: str = "train") -> list[dict]:
+    rows = [json.loads(line) for line in (expdir / "metrics.jsonl").read_text().splitlines()]
+    return [r for r in rows if r["split"] == split]
+
+
+def assert_loss_went_down(expdir: Path) -> None:
+    rec = [r["rec"] for r in train_rows(expdir)]
+    assert len(rec) == 30
+    assert sum(rec[-5:]) / 5 < 0.9 * sum(rec[:5]) / 5, rec
+
+
+# -- quick checks of the scripts themselves ---------------------------------------------------
+def test_missing_vctk_prints_where_to_get_it_and_both_layouts(tmp_path):
+    done = run_recipe(VCTK_RUN, "--vctk-root", tmp_path / "nowhere", "--stop-stage", "0", *recipe_folders(tmp_path))
+    assert done.returncode == 1
+    assert "https://datashare.ed.ac.uk/handle/10283/3443" in done.stderr
+    assert "wav48_silence_trimmed/p225/p225_001_mic1.flac" in done.stderr
+    assert "wav48/p225/p225_001.wav" in done.stderr and "speaker-info.txt" in done.stderr
+
+
+def test_unknown_recipe_option_is_refused(tmp_path):
+    done = run_recipe(VCTK_RUN, "--vctk-rot", tmp_path)
+    assert done.returncode == 1 and "unknown option --vctk-rot" in done.stderr
+    assert "--stage N" in run_recipe(FOLDER_RUN, "--help").stdout
+
+
+def test_folder_recipe_holds_out_the_named_speakers(voice_corpus, tmp_path):
+    corpus = tmp_path / "corpus"
+    for speaker, clips in voice_corpus.items():
+        (corpus / speaker).mkdir(parents=True)
+        for wav, _ in clips:
+            os.symlink(wav, corpus / speaker / wav.name)
+    for attempt in ("a", "b"):
+        done = run_recipe(FOLDER_RUN, corpus, "--unseen", "p226,p228", "--stop-stage", "1",
+                          *recipe_folders(tmp_path / attempt))
+        assert done.returncode == 0, done.stderr
+    data = tmp_path / "a" / "data"
+    assert {r["speaker"] for r in read_csv(data / "unseen.csv")} == {"p226", "p228"}
+    assert {r["speaker"] for r in read_csv(data / "train.csv")} == {"p225", "p227", "p229", "p230"}
+    for name in ("train.csv", "valid.csv", "unseen.csv"):  # deterministic
+        assert (data / name).read_text() == (tmp_path / "b" / "data" / name).read_text()
+    done = run_recipe(FOLDER_RUN, "--stage", "1", "--stop-stage", "1", "--unseen", "p999",
+                      *recipe_folders(tmp_path / "a"))
+    assert done.returncode == 1 and "error: Held-out speaker(s) not in the corpus: p999." in done.stderr
+
+
+# -- VCTK, both releases, stages 0-5 ------------------------------------------------------------
+@pytest.mark.slow
+def test_vctk_080_recipe_prepares_and_trains(voice_corpus, tmp_path):
+    root = make_vctk(voice_corpus, tmp_path / "VCTK-Corpus", "0.80")
+    done = run_recipe(VCTK_RUN, "--vctk-root", root, "--stop-stage", "3", "--n-unseen", "2", "--valid-fraction",
+                      "0.2", "--nj", "2", "--train-args", train_args(), *recipe_folders(tmp_path))
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    corpus = read_csv(tmp_path / "data" / "corpus.csv")
+    assert len(corpus) == 30 and all(r["path"].endswith(".wav") for r in corpus)
+    assert {r["text"] for r in corpus} == set(SENTENCES)  # transcripts from txt/
+    unseen = {r["speaker"] for r in read_csv(tmp_path / "data" / "unseen.csv")}
+    assert sorted(VOICES[s][1] for s in unseen) == ["F", "M"]  # speaker-info.txt: one of each gender
+    stats = json.loads((tmp_path / "feats" / "train" / "stats.json").read_text())
+    assert stats["speakers"] == 4 and stats["utterances"] == 16
+    assert_loss_went_down(tmp_path / "exp" / "adain")
+
+
+@pytest.fixture(scope="module")
+def vctk_092(voice_corpus, tmp_path_factory) -> Path:
+    """VCTK 0.92 (microphone 2) through stages 0-2: manifests and features, shared by the training tests."""
+    tmp = tmp_path_factory.mktemp("vctk092")
+    root = make_vctk(voice_corpus, tmp / "VCTK-Corpus-0.92", "0.92")
+    done = run_recipe(VCTK_RUN, "--vctk-root", root, "--mic", "2", "--stop-stage", "2", "--n-unseen", "2",
+                      "--valid-fraction", "0.2", "--nj", "2", *recipe_folders(tmp))
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    return tmp
+
+
+@pytest.mark.slow
+def test_vctk_092_recipe_end_to_end_with_torchrun(vctk_092):
+    from vc_app.bundle import load_bundle
+
+    corpus = read_csv(vctk_092 / "data" / "corpus.csv")
+    assert len(corpus) == 30 and all(r["path"].endswith("_mic2.flac") for r in corpus)
+    speakers = json.loads((vctk_092 / "data" / "speakers.json").read_text())
+    assert speakers["release"] == "0.92" and speakers["speakers"]["p225"]["gender"] == "F"
+    utts = sorted((vctk_092 / "feats" / "all" / "utts").iterdir())
+    stamps = [p.stat().st_mtime_ns for p in [*utts, vctk_092 / "feats" / "train" / "mels.npy"]]
+
+    done = run_recipe(VCTK_RUN, "--stage", "2", "--nproc", "2", "--eval-tool", "losses", "--n-pairs", "4",
+                      "--train-args", train_args(), *recipe_folders(vctk_092))
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    # stage 2 again: nothing re-extracted or re-packed
+    assert [p.stat().st_mtime_ns for p in [*utts, vctk_092 / "feats" / "train" / "mels.npy"]] == stamps
+    expdir = vctk_092 / "exp" / "adain"
+    assert "2 process(es)" in done.stdout
+    assert sorted(p.name for p in (expdir / "checkpoints").iterdir()) == [
+        "step-00000010", "step-00000020", "step-00000030"]  # one set, from rank 0
+    assert_loss_went_down(expdir)
+    heldout = json.loads((expdir / "eval" / "heldout.json").read_text())
+    assert heldout["pairs"] == 4 and heldout["speakers"] == 2 and heldout["steps"] == 30
+    assert 0 < heldout["rec"] < 5 and -1 <= heldout["spk_cos_target"] <= 1
+    bundle = load_bundle(expdir / "bundle")
+    assert bundle.config["training"]["steps"] == 30
+    card = (expdir / "bundle" / "README.md").read_text()
+    assert "# adain: AdaIN-VC" in card and "| rec_oneshot |" in card and "CSTR VCTK Corpus" in card
+
+
+@pytest.mark.slow
+def test_vctk_recipe_trains_the_adversarial_config(vctk_092):
+    done = run_recipe(VCTK_RUN, "--stage", "3", "--stop-stage", "3", "--config", "conf/adain_adv.yaml",
+                      "--train-args", train_args(loss__adv_ramp_steps=10), *recipe_folders(vctk_092))
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    expdir = vctk_092 / "exp" / "adain_adv"
+    assert_loss_went_down(expdir)
+    rows = train_rows(expdir)
+    assert all(0 <= r["cls_acc"] <= 1 and r["adv"] > 0 for r in rows)
+    assert rows[0]["weight_adv"] < rows[-1]["weight_adv"] == 0.1  # ramped up to its config weight
+    assert all("cls_acc" in r for r in train_rows(expdir, "valid"))
+
+
+@pytest.mark.slow
+def test_vctk_recipe_trains_the_vq_config(vctk_092):
+    done = run_recipe(VCTK_RUN, "--stage", "3", "--stop-stage", "3", "--config", "conf/adain_vq.yaml",
+                      "--train-args", train_args(), *recipe_folders(vctk_092))
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    expdir = vctk_092 / "exp" / "adain_vq"
+    assert_loss_went_down(expdir)
+    rows = train_rows(expdir)
+    assert "kl" not in rows[-1] and rows[-1]["vq_commit"] >= 0
+    assert all(r["vq_perplexity"] > 1.5 for r in rows)  # more than one code in use, every step
+    assert rows[-1]["vq_usage"] * 256 >= 2
+
+
+# -- the folder recipe on real speech -------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.skipif(not SHARED_SPEECH.is_dir(), reason="../shared/data/speech is not present")
+def test_folder_recipe_on_shared_speech(tmp_path):
+    done = run_recipe(FOLDER_RUN, SHARED_SPEECH, "--stop-stage", "3", "--unseen", "VCC2SF3,VCC2SM3,p225,p226",
+                      "--nj", "2", "--train-args", train_args(run__max_steps=10, run__valid_every=5),
+                      *recipe_folders(tmp_path), timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    speakers = json.loads((tmp_path / "data" / "speakers.json").read_text())["speakers"]
+    assert len(speakers) == 22
+    assert {r["speaker"] for r in read_csv(tmp_path / "data" / "unseen.csv")} == {"VCC2SF3", "VCC2SM3", "p225",
+                                                                                  "p226"}
+    stats = {name: json.loads((tmp_path / "feats" / name / "stats.json").read_text())
+             for name in ("train", "valid", "unseen")}
+    assert stats["train"]["speakers"] == 18 and stats["unseen"]["speakers"] == 4
+    assert sum(s["utterances"] for s in stats.values()) >= 640  # (a few clips may be too short or silent)
+    rows = train_rows(tmp_path / "exp" / "adain")
+    assert len(rows) == 10 and all(r["rec"] == r["rec"] for r in rows)
+    assert (tmp_path / "exp" / "adain" / "checkpoints" / "step-00000010" / "model.safetensors").is_file()
+
+
+@pytest.mark.skipif(not SHARED_SPEECH.is_dir(), reason="../shared/data/speech is not present")
+def test_vctk_reader_on_real_vctk_080_files(tmp_path):
+    done = run_recipe(VCTK_RUN, "--vctk-root", SHARED_SPEECH / "vctk_sample", "--stop-stage", "1", "--unseen", "p227",
+                      *recipe_folders(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert "VCTK 0.80: 40 clips of 4 speakers" in done.stdout
+    assert {r["speaker"] for r in read_csv(tmp_path / "data" / "train.csv")} == {"p225", "p226", "p228"}

@@ -1,0 +1,253 @@
+"""The training engine on a tiny model and a tiny real-speech feature cache (CPU).
+
+Resume continues exactly where an uninterrupted run would be; a diverging run stops naming the
+term and keeps its last good checkpoint; torchrun + DDP (gloo) keeps every rank identical and
+writes one checkpoint set; Ctrl-C saves; every loss term is logged under its config name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import REPO, run_cli, tiny_train_overrides
+
+
+def quiet(message: str) -> None:
+    pass
+
+
+@pytest.fixture(scope="module")
+def tiny_features(voice_corpus, tmp_path_factory) -> dict[str, Path]:
+    """Packed train / valid caches of the six synthetic speakers (4 + 1 clips each)."""
+    from vc_app.config import MelConfig
+    from vc_app.corpus import Utterance
+    from vc_app.features import extract_features, pack_features
+
+    root = tmp_path_factory.mktemp("feats")
+    utts = [Utterance(path.stem, speaker, str(path), text) for speaker, clips in voice_corpus.items()
+            for path, text in clips]
+    assert not extract_features(utts, root / "all", MelConfig(), workers=1, progress=False)
+    caches = {}
+    for name, chosen in (("train", [u for u in utts if not u.utt_id.endswith("_005")]),
+                         ("valid", [u for u in utts if u.utt_id.endswith("_005")])):
+        (root / name).mkdir()
+        (root / name / "utts").symlink_to(root / "all" / "utts")
+        caches[name] = pack_features(chosen, root / name, MelConfig())
+    return caches
+
+
+def config(features: dict[str, Path], **values):
+    from vc_app.train.config import load_config
+
+    return load_config(None, tiny_train_overrides(data__train_features=features["train"],
+                                                  data__valid_features=features["valid"], **values))
+
+
+def train_rows(out: Path, split: str = "train") -> dict[int, dict]:
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: r for r in rows if r["split"] == split}
+
+
+ADVERSARIAL = {"adversary__enabled": "true", "loss__weights": "{rec: 10, kl: 1, adv: 0.1}", "loss__adv_ramp_steps": 4}
+
+
+def test_resume_continues_exactly_like_an_uninterrupted_run(tiny_features, tmp_path):
+    from vc_app.train.engine import train
+
+    # Augmentation, VAE noise and the adversary all draw randomness: resume must restore all of it.
+    run = dict(run__max_steps=8, run__save_every=4, data__warp_range="[0.9, 1.1]", data__gain_db=3, **ADVERSARIAL)
+    full = train(config(tiny_features, **run), tmp_path / "full", log=quiet)
+    first = train(config(tiny_features, **{**run, "run__max_steps": 4}), tmp_path / "split", log=quiet)
+    assert first.state.step == 4 and first.checkpoint.name == "step-00000004"
+    resumed = train(config(tiny_features, **run), tmp_path / "split", resume=True, log=quiet)
+
+    assert resumed.state.step == full.state.step == 8
+    a, b = train_rows(tmp_path / "full"), train_rows(tmp_path / "split")
+    assert sorted(b) == list(range(1, 9))  # the resumed run logged steps 5..8, not 1..4 again
+    for step in range(5, 9):
+        assert b[step]["loss"] == a[step]["loss"], f"step {step}"
+        assert b[step]["cls_acc"] == a[step]["cls_acc"]
+    for name in ("optimizer", "cls_optimizer"):
+        want, got = getattr(full.state, name).state_dict(), getattr(resumed.state, name).state_dict()
+        assert want["param_groups"] == got["param_groups"]
+        for key, slots in want["state"].items():
+            for slot, value in slots.items():
+                assert torch.equal(torch.as_tensor(value), torch.as_tensor(got["state"][key][slot])), (name, slot)
+    for (name, p), q in zip(full.state.core.state_dict().items(), resumed.state.core.state_dict().values()):
+        assert torch.equal(p, q), name
+
+
+def test_diverging_learning_rate_stops_naming_the_cause_and_keeps_the_last_good_checkpoint(tiny_features, tmp_path):
+    from vc_app.bundle import load_bundle
+    from vc_app.train.checkpoints import checkpoint_dirs
+    from vc_app.train.engine import TrainingDiverged, train
+
+    train(config(tiny_features, run__max_steps=4, run__save_every=2), tmp_path, log=quiet)
+    with pytest.raises(TrainingDiverged) as caught:
+        train(config(tiny_features, run__max_steps=20, run__save_every=2, optim__lr=1e30), tmp_path, resume=True,
+              log=quiet)
+    message = str(caught.value)
+    assert "became" in message and ("loss term '" in message or "gradient norm" in message)
+    assert message.endswith(f"the last good checkpoint is {tmp_path / 'checkpoints' / 'step-00000004'}.")
+    assert [p.name for p in checkpoint_dirs(tmp_path / "checkpoints")] == ["step-00000002", "step-00000004"]
+    weights = load_bundle(tmp_path / "checkpoints" / "step-00000004").model.state_dict()
+    assert all(torch.isfinite(w).all() for w in weights.values())
+
+
+@pytest.mark.slow
+def test_poisoned_batch_stops_the_cli_with_one_sentence(tiny_features, tmp_path):
+    poisoned = tmp_path / "poisoned"
+    shutil.copytree(tiny_features["train"], poisoned, symlinks=True)
+    mels = np.load(poisoned / "mels.npy")
+    np.save(poisoned / "mels.npy", np.full_like(mels, np.nan))
+    from vc_app.train.engine import train
+
+    out = tmp_path / "exp"
+    train(config(tiny_features, run__max_steps=2, run__save_every=2), out, log=quiet)
+    overrides = tiny_train_overrides(data__train_features=poisoned, data__valid_features="", run__max_steps=6)
+    done = run_cli("train", "--out", str(out), "--resume", *[a for s in overrides for a in ("--set", s)])
+    assert done.returncode == 1
+    error = done.stderr.strip().splitlines()[-1]
+    assert error.startswith("vc-app: error: The loss term 'rec' became nan at step 3.")
+    assert error.endswith(f"the last good checkpoint is {out / 'checkpoints' / 'step-00000002'}.")
+    assert "Traceback" not in done.stderr
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-00000002"]
+
+
+def test_every_loss_term_reaches_tensorboard_under_its_config_name(tiny_features, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from vc_app.train.engine import expected_terms, train
+
+    cfg = config(tiny_features, run__max_steps=4, run__valid_every=4, run__sample_every=4, **ADVERSARIAL)
+    train(cfg, tmp_path, log=quiet)
+    events = EventAccumulator(str(tmp_path / "tensorboard")).Reload()
+    tags = set(events.Tags()["scalars"])
+    terms = expected_terms(cfg)
+    assert set(terms) == set(cfg.loss.weights) == {"rec", "kl", "adv"}
+    for name in [*terms, "loss", "lr", "grad_norm", "steps_per_s", "data_wait", "cls", "cls_acc"]:
+        assert f"train/{name}" in tags, name
+    for name in [*terms, "loss", "cls_acc"]:
+        assert f"valid/{name}" in tags, name
+    assert {"sample/source_mel", "sample/converted_mel"} <= set(events.Tags()["images"])
+    assert "sample/converted" in events.Tags()["audio"]
+    assert train_rows(tmp_path)[4].keys() >= set(terms)
+
+
+def test_vq_bottleneck_uses_many_codes(tiny_features, tmp_path):
+    from vc_app.train.engine import train
+
+    result = train(config(tiny_features, run__max_steps=12, model__bottleneck="vq", model__vq__codebook_size=16,
+                          loss__weights="{rec: 10, vq_commit: 1}"), tmp_path, log=quiet)
+    rows = train_rows(tmp_path)
+    assert all(r["vq_perplexity"] > 1.5 for r in rows.values())
+    assert rows[12]["vq_usage"] * 16 > 1
+    assert "vq_perplexity" in train_rows(tmp_path, "valid")[10]
+    assert result.state.core.quantizer.initialized
+
+
+def test_training_config_mistakes_are_one_sentence():
+    from vc_app.errors import VcAppError
+    from vc_app.train.config import load_config
+
+    with pytest.raises(VcAppError, match="run.amp must be none, bf16 or fp16"):
+        load_config(None, ["run.amp=fp32"])
+    with pytest.raises(VcAppError, match="Unknown key"):
+        load_config(None, ["optim.learning_rate=1"])
+
+
+def test_amp_on_cpu_says_it_trains_in_float32(tiny_features, tmp_path):
+    from vc_app.train.engine import train
+
+    said = []
+    train(config(tiny_features, run__max_steps=1, run__amp="bf16"), tmp_path, log=said.append)
+    assert any("run.amp=bf16 applies to GPUs only" in line for line in said)
+    assert np.isfinite(train_rows(tmp_path)[1]["loss"])
+
+
+DDP_DRIVER = """
+import os, sys
+import torch
+from safetensors.torch import save_file
+from vc_app.train.config import load_config
+from vc_app.train.engine import train, unwrap
+
+result = train(load_config(None, sys.argv[2:]), sys.argv[1], log=print)
+state = result.state
+tensors = {f"model.{k}": v for k, v in state.core.state_dict().items()}
+tensors.update({f"classifier.{k}": v for k, v in unwrap(state.classifier).state_dict().items()})
+rank = os.environ["RANK"]
+save_file({k: v.contiguous() for k, v in tensors.items()}, os.path.join(sys.argv[1], f"rank{rank}.safetensors"))
+"""
+
+
+@pytest.mark.slow
+def test_torchrun_ddp_on_cpu_keeps_ranks_identical_and_saves_once(tiny_features, tmp_path):
+    from safetensors.torch import load_file
+
+    driver = tmp_path / "driver.py"
+    driver.write_text(DDP_DRIVER)
+    out = tmp_path / "exp"
+    overrides = tiny_train_overrides(data__train_features=tiny_features["train"],
+                                     data__valid_features=tiny_features["valid"], data__batch_size=2,
+                                     run__max_steps=6, run__save_every=3, run__valid_every=3,
+                                     model__bottleneck="vq", model__vq__codebook_size=16,
+                                     loss__weights="{rec: 10, vq_commit: 1, adv: 0.1}", adversary__enabled="true")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           str(driver), str(out), *overrides], capture_output=True, text=True, env=env, timeout=300,
+                          cwd=str(tmp_path))
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    ranks = [load_file(str(out / f"rank{r}.safetensors")) for r in (0, 1)]
+    assert ranks[0].keys() == ranks[1].keys()
+    assert any("quantizer.embedding" in k for k in ranks[0])  # VQ buffers are compared too
+    for key in ranks[0]:
+        assert torch.equal(ranks[0][key], ranks[1][key]), key
+    saved = load_file(str(out / "checkpoints" / "step-00000006" / "model.safetensors"))
+    assert all(torch.equal(saved[k], ranks[0][f"model.{k}"]) for k in saved)
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-00000003", "step-00000006"]
+    logged = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()
+              if '"train"' in line]
+    assert logged == list(range(1, 7))  # rank 0 alone logs: each step once
+    assert done.stdout.count("training on") == 1
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_a_checkpoint_before_leaving(tiny_features, tmp_path):
+    out = tmp_path / "exp"
+    overrides = tiny_train_overrides(data__train_features=tiny_features["train"], data__valid_features="",
+                                     run__max_steps=100000, run__save_every=100000)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "vc_app", "train", "--out", str(out),
+                             *[a for s in overrides for a in ("--set", s)]], env=env, cwd=str(REPO),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and len(_lines(out / "metrics.jsonl")) < 3:
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr
+    steps = [json.loads(line)["step"] for line in _lines(out / "metrics.jsonl")]
+    saved = [p.name for p in (out / "checkpoints").iterdir()]
+    assert saved == [f"step-{steps[-1]:08d}"]
+    assert f"interrupted at step {steps[-1]}: saved" in stdout
+    assert "interrupted" in stderr and "Traceback" not in stderr
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.is_file() else []
