@@ -5,13 +5,13 @@
 Generators are randomly initialised at the published sizes (HiFi-GAN V1 and V3 of jik876's configs,
 BigVGAN base and v2 22 kHz 80-band): speed does not depend on the weights, so nothing is downloaded.
 RTF = seconds of compute per second of audio (lower is faster); "x real time" = 1 / RTF; "x griffinlim"
-= this vocoder's compute time over Griffin-Lim(32)'s on the same mel.
+= this vocoder's compute time over Griffin-Lim(32)'s on the same mel. Each time is the fastest of
+`--repeats` runs taken in turns, so background load skews the ratios as little as possible.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -55,14 +55,18 @@ def build(name: str, mel_cfg):
     return NeuralVocoder(generator.eval().requires_grad_(False), name=name, mel=mel_cfg)
 
 
-def timed(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def fastest_times(fns: dict, repeats: int) -> dict[str, float]:
+    """Seconds per call of each function: the fastest of `repeats` calls, taken in turns (round robin) after
+    a warm-up, so that load from other processes hits every vocoder alike and the minimum discards it."""
+    for fn in fns.values():
         fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    best = {name: float("inf") for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return best
 
 
 def main() -> None:
@@ -85,19 +89,17 @@ def main() -> None:
     mel = mel_spectrogram(wav + 0.01 * torch.randn_like(wav), mel_cfg).unsqueeze(0)
     audio_seconds = mel.shape[-1] * mel_cfg.hop_length / sr
 
-    griffinlim = load_vocoder("griffinlim:32", mel_cfg)
-    baseline = timed(lambda: griffinlim(mel), args.repeats)
-    print(f"audio: {audio_seconds:.2f} s, threads: {torch.get_num_threads()}, repeats: {args.repeats} (median)")
+    vocoders = {"griffinlim(32)": load_vocoder("griffinlim:32", mel_cfg)}
+    vocoders.update((name, build(name, mel_cfg)) for name in [n.strip() for n in args.only.split(",") if n.strip()])
+    seconds = fastest_times({name: (lambda v=v: v(mel)) for name, v in vocoders.items()}, args.repeats)
+    baseline = seconds["griffinlim(32)"]
+    print(f"audio: {audio_seconds:.2f} s, threads: {torch.get_num_threads()}, fastest of {args.repeats} runs")
     print(f"{'vocoder':16s} {'params':>8s} {'RTF':>8s} {'x real time':>12s} {'x griffinlim':>13s}")
-    print(f"{'griffinlim(32)':16s} {'-':>8s} {baseline / audio_seconds:8.4f} {audio_seconds / baseline:11.1f}x "
-          f"{1.0:12.2f}x")
-    for name in [n.strip() for n in args.only.split(",") if n.strip()]:
-        vocoder = build(name, mel_cfg)
-        params = sum(p.numel() for p in vocoder.generator.parameters()) / 1e6
-        seconds = timed(lambda: vocoder(mel), args.repeats)
-        print(f"{name:16s} {params:7.1f}M {seconds / audio_seconds:8.4f} {audio_seconds / seconds:11.2f}x "
-              f"{seconds / baseline:12.2f}x", flush=True)
-
+    for name, vocoder in vocoders.items():
+        generator = getattr(vocoder, "generator", None)
+        params = f"{sum(p.numel() for p in generator.parameters()) / 1e6:7.1f}M" if generator is not None else "-"
+        print(f"{name:16s} {params:>8s} {seconds[name] / audio_seconds:8.4f} {audio_seconds / seconds[name]:11.2f}x "
+              f"{seconds[name] / baseline:12.2f}x")
 
 if __name__ == "__main__":
     main()

@@ -48,7 +48,7 @@ class Snake(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         alpha = self._scale(self.alpha)
-        return x + torch.sin(x * alpha).pow(2) * (1.0 / (self._magnitude(alpha) + 1e-9))
+        return torch.addcmul(x, torch.sin(x * alpha).square(), 1.0 / (self._magnitude(alpha) + 1e-9))
 
 
 class SnakeBeta(Snake):
@@ -96,8 +96,8 @@ class UpSample1d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         channels = x.shape[1]
         x = F.pad(x, (self.pad, self.pad), mode="replicate")
-        x = self.ratio * F.conv_transpose1d(x, self.filter.expand(channels, -1, -1), stride=self.ratio,
-                                            groups=channels)
+        taps = (self.ratio * self.filter).expand(channels, -1, -1)  # the gain folded into 12 taps, not L samples
+        x = F.conv_transpose1d(x, taps, stride=self.ratio, groups=channels)
         return x[..., self.crop_left:x.shape[-1] - self.crop_right]
 
 
