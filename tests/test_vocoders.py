@@ -453,3 +453,21 @@ def test_download_and_offline_cli(tmp_path):
     assert missing.returncode != 0 and "Traceback" not in missing.stderr
     assert f"vc-app download --vocoder hifigan:{SB_REPO}" in missing.stderr
     assert len(missing.stderr.strip().splitlines()) == 1
+
+
+def test_unreachable_hub_falls_back_to_the_cache(tmp_path, offline_cache, monkeypatch):
+    import huggingface_hub
+    import huggingface_hub.constants as constants
+
+    from vc_app.hub import hub_files
+
+    def unreachable(*args, **kwargs):
+        raise ConnectionError("no route to host")
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub.HfApi, "list_repo_files", unreachable)
+    write_speechbrain(tmp_path / "sb")
+    to_hub_cache(offline_cache, SB_REPO, tmp_path / "sb")
+    assert hub_files(SB_REPO) == ["generator.ckpt", "hyperparams.yaml"]
+    with pytest.raises(VcAppError, match="not in the local cache and the hub cannot be reached"):
+        hub_files("someone/elsewhere", hint="vc-app download --vocoder hifigan:someone/elsewhere")

@@ -56,13 +56,16 @@ def load_vocoder(spec: str, mel: MelConfig, *, device: str = "cpu") -> Vocoder:
             raise VcAppError("Griffin-Lim needs at least one iteration.")
         return GriffinLim(mel, n_iter=n_iter)
     if family in NEURAL_FAMILIES:
-        from vc_app.vocoders import bigvgan, hifigan
         from vc_app.vocoders.sources import fetch, parse_source
 
         source = parse_source(family, argument)
         layout, files = fetch(source)
         if family == "bigvgan":
+            from vc_app.vocoders import bigvgan
+
             return bigvgan.load(files, mel, name=source.spec, device=device)
+        from vc_app.vocoders import hifigan
+
         return hifigan.load(files, mel, name=source.spec, layout=layout.name, device=device)
     raise _unknown(spec)
 

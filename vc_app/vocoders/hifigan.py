@@ -139,6 +139,11 @@ def _find(d: dict, names: tuple[str, ...]):
     return None
 
 
+def _number(value) -> float | None:
+    """A numeric hyperparameter, or None when it is absent or not a plain number (then it is not checked)."""
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 def _rate_in_name(text: str) -> int | None:
     """A sample rate written in a repo or folder name: "...-22050Hz" -> 22050, "...-16kHz" -> 16000."""
     match = re.search(r"(\d+(?:\.\d+)?)\s*(k?)hz", text, flags=re.IGNORECASE)
@@ -177,6 +182,7 @@ def read_speechbrain_hparams(path: Path, origin: str) -> tuple[MRFConfig, Traine
     except (KeyError, TypeError, ValueError, AttributeError) as err:
         raise VcAppError(f"The hyperparams.yaml of {origin} does not describe a HiFi-GAN generator ({err}).") from None
     mel = {key: _find(top, names) for key, names in MEL_FIELDS.items()}
+    mel.update({key: _number(mel[key]) for key in ("sample_rate", "n_fft", "win_length", "f_min", "f_max")})
     rate = mel["sample_rate"] or _rate_in_name(origin)
     if rate is None:
         log.warning("The vocoder %s does not state its sample rate; assuming it matches ours.", origin)

@@ -89,6 +89,8 @@ class NeuralVocoder:
             inference padding); the samples they produce are trimmed off.
         delay: samples the output is delayed by (see `check_mel`).
         device: where the generator runs.
+        chunk_frames / context_frames: mels longer than `chunk_frames` are vocoded in pieces of that many
+            frames, each with `context_frames` of context on both sides (discarded), so memory stays flat.
     """
 
     def __init__(self, generator: nn.Module, *, name: str, mel: MelConfig, pad_frames: int = 0, delay: int = 0,
