@@ -148,12 +148,7 @@ def _check_config(config: Any, where: Path) -> None:
 
 def _read_pickle_checkpoint(path: Path, config: dict | None = None) -> tuple[dict, dict]:
     """Read a torch checkpoint with weights_only=True: {"config", "model"|"state_dict"} or a bare state dict."""
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, AttributeError, EOFError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise VcAppError(f"Refused to load {path}: it is not a plain-tensor checkpoint that loads with "
-                         f"weights_only=True ({first[:160]}).") from None
+    obj = torch_load_plain(path)
     if not isinstance(obj, dict):
         raise VcAppError(f"{path} does not hold a state dict.")
     state = obj.get("model", obj.get("state_dict", obj))
@@ -166,6 +161,20 @@ def _read_pickle_checkpoint(path: Path, config: dict | None = None) -> tuple[dic
     return config, state
 
 
+def torch_load_plain(path: Path) -> Any:
+    """`torch.load(path, weights_only=True)` on the CPU: tensors and plain containers only, never code.
+
+    Raises:
+        VcAppError: the file needs arbitrary unpickling, or is not a torch checkpoint.
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, AttributeError, EOFError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise VcAppError(f"Refused to load {path}: it is not a plain-tensor checkpoint that loads with "
+                         f"weights_only=True ({first[:160]}).") from None
+
+
 def build_model(config: dict, state: dict[str, torch.Tensor], origin: str = "the checkpoint"):
     """An `AdaINVC` from a bundle config, with `state` loaded strictly (errors name the keys)."""
     from vc_app.models import AdaINVC
@@ -175,7 +184,17 @@ def build_model(config: dict, state: dict[str, torch.Tensor], origin: str = "the
     except (TypeError, ValueError) as err:
         raise VcAppError(f"The model config in {origin} is invalid ({err}).") from None
     model = AdaINVC(model_cfg)
-    expected = model.state_dict()
+    check_state_dict(model.state_dict(), state, f"The weights in {origin} do not fit the model config")
+    model.load_state_dict(state, strict=True)
+    return model
+
+
+def check_state_dict(expected: dict[str, torch.Tensor], state: dict[str, torch.Tensor], problem: str) -> None:
+    """Raise a `VcAppError` "<problem>: missing keys ...; unexpected keys ..." (or the first wrong shape).
+
+    Args:
+        expected: the model's own state dict; state: the one to load into it.
+    """
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
@@ -184,14 +203,12 @@ def build_model(config: dict, state: dict[str, torch.Tensor], origin: str = "the
             parts.append(f"missing keys {_names(missing)}")
         if unexpected:
             parts.append(f"unexpected keys {_names(unexpected)}")
-        raise VcAppError(f"The weights in {origin} do not fit the model config: {'; '.join(parts)}.")
+        raise VcAppError(f"{problem}: {'; '.join(parts)}.")
     wrong = [k for k, v in state.items() if tuple(v.shape) != tuple(expected[k].shape)]
     if wrong:
         k = wrong[0]
-        raise VcAppError(f"The weights in {origin} do not fit the model config: {k} has shape "
-                         f"{tuple(state[k].shape)}, the model expects {tuple(expected[k].shape)}.")
-    model.load_state_dict(state, strict=True)
-    return model
+        raise VcAppError(f"{problem}: {k} has shape {tuple(state[k].shape)}, the model expects "
+                         f"{tuple(expected[k].shape)}.")
 
 
 def _names(keys: list[str], limit: int = 5) -> str:

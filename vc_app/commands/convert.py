@@ -12,7 +12,8 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", metavar="DIR_OR_HUB_ID",
                         help="bundle folder, .pt file or hub repo id (default: the shipped checkpoint)")
     parser.add_argument("--vocoder", default=DEFAULT_VOCODER, metavar="SPEC",
-                        help=f"vocoder spec, e.g. griffinlim, griffinlim:64 (default: {DEFAULT_VOCODER})")
+                        help=f"vocoder spec: griffinlim[:N], hifigan[:HUB_ID_OR_FOLDER], bigvgan[:HUB_ID_OR_FOLDER] "
+                             f"(default: {DEFAULT_VOCODER})")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                         help="where the model runs (default: auto)")
 

@@ -1,0 +1,105 @@
+"""Real-time factor of each vocoder family on CPU, against Griffin-Lim measured in the same run.
+
+    python bench/vocoder_speed.py [--seconds 4] [--threads 2] [--repeats 3] [--only hifigan-v1,bigvgan-v2]
+
+Generators are randomly initialised at the published sizes (HiFi-GAN V1 and V3 of jik876's configs,
+BigVGAN base and v2 22 kHz 80-band): speed does not depend on the weights, so nothing is downloaded.
+RTF = seconds of compute per second of audio (lower is faster); "x real time" = 1 / RTF; "x griffinlim"
+= this vocoder's compute time over Griffin-Lim(32)'s on the same mel. Each time is the fastest of
+`--repeats` runs taken in turns, so background load skews the ratios as little as possible.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+_SHAPE_V1 = {"upsample_rates": [8, 8, 2, 2], "upsample_kernel_sizes": [16, 16, 4, 4],
+             "resblock_kernel_sizes": [3, 7, 11], "resblock_dilation_sizes": [[1, 3, 5], [1, 3, 5], [1, 3, 5]]}
+SHAPES = {
+    "hifigan-v1": ("hifigan", {"resblock": "1", "upsample_initial_channel": 512, **_SHAPE_V1}),
+    "hifigan-v3": ("hifigan", {"resblock": "2", "upsample_rates": [8, 8, 4], "upsample_kernel_sizes": [16, 16, 8],
+                               "upsample_initial_channel": 256, "resblock_kernel_sizes": [3, 5, 7],
+                               "resblock_dilation_sizes": [[1, 2], [2, 6], [3, 12]]}),
+    "bigvgan-base": ("bigvgan", {"resblock": "1", "upsample_initial_channel": 512, **_SHAPE_V1,
+                                 "activation": "snakebeta", "snake_logscale": True}),
+    "bigvgan-v2": ("bigvgan", {"resblock": "1", "upsample_rates": [4, 4, 2, 2, 2, 2],
+                               "upsample_kernel_sizes": [8, 8, 4, 4, 4, 4], "upsample_initial_channel": 1536,
+                               "resblock_kernel_sizes": [3, 7, 11],
+                               "resblock_dilation_sizes": [[1, 3, 5], [1, 3, 5], [1, 3, 5]],
+                               "activation": "snakebeta", "snake_logscale": True, "use_tanh_at_final": False,
+                               "use_bias_at_final": False}),
+}
+
+
+def build(name: str, mel_cfg):
+    """A random-weight vocoder of the published shape `name`, behind the same wrapper the app uses."""
+    from vc_app.vocoders import bigvgan, hifigan
+    from vc_app.vocoders.generator import mrf_config_from_dict
+    from vc_app.vocoders.neural import NeuralVocoder
+
+    family, d = SHAPES[name]
+    if family == "hifigan":
+        generator = hifigan.build_generator(mrf_config_from_dict(d))
+    else:
+        cfg = bigvgan.BigVGANConfig(mrf_config_from_dict(d, conv_post_bias=d.get("use_bias_at_final", True)),
+                                    activation=d["activation"], snake_logscale=d["snake_logscale"],
+                                    use_tanh_at_final=d.get("use_tanh_at_final", True))
+        generator = bigvgan.build_generator(cfg)
+    return NeuralVocoder(generator.eval().requires_grad_(False), name=name, mel=mel_cfg)
+
+
+def fastest_times(fns: dict, repeats: int) -> dict[str, float]:
+    """Seconds per call of each function: the fastest of `repeats` calls, taken in turns (round robin) after
+    a warm-up, so that load from other processes hits every vocoder alike and the minimum discards it."""
+    for fn in fns.values():
+        fn()
+    best = {name: float("inf") for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--only", default=",".join(SHAPES), help="comma-separated subset of " + ", ".join(SHAPES))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    from vc_app.config import MelConfig
+    from vc_app.mel import mel_spectrogram
+    from vc_app.vocoders import load_vocoder
+
+    mel_cfg = MelConfig()
+    sr = mel_cfg.sample_rate
+    t = torch.arange(int(args.seconds * sr)) / sr
+    wav = (0.3 * torch.sin(2 * torch.pi * 150 * t) * (1 + torch.sin(2 * torch.pi * 3 * t))).float()
+    mel = mel_spectrogram(wav + 0.01 * torch.randn_like(wav), mel_cfg).unsqueeze(0)
+    audio_seconds = mel.shape[-1] * mel_cfg.hop_length / sr
+
+    vocoders = {"griffinlim(32)": load_vocoder("griffinlim:32", mel_cfg)}
+    vocoders.update((name, build(name, mel_cfg)) for name in [n.strip() for n in args.only.split(",") if n.strip()])
+    seconds = fastest_times({name: (lambda v=v: v(mel)) for name, v in vocoders.items()}, args.repeats)
+    baseline = seconds["griffinlim(32)"]
+    print(f"audio: {audio_seconds:.2f} s, threads: {torch.get_num_threads()}, fastest of {args.repeats} runs")
+    print(f"{'vocoder':16s} {'params':>8s} {'RTF':>8s} {'x real time':>12s} {'x griffinlim':>13s}")
+    for name, vocoder in vocoders.items():
+        generator = getattr(vocoder, "generator", None)
+        params = f"{sum(p.numel() for p in generator.parameters()) / 1e6:7.1f}M" if generator is not None else "-"
+        print(f"{name:16s} {params:>8s} {seconds[name] / audio_seconds:8.4f} {audio_seconds / seconds[name]:11.2f}x "
+              f"{seconds[name] / baseline:12.2f}x")
+
+if __name__ == "__main__":
+    main()

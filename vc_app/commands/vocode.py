@@ -1,0 +1,44 @@
+"""`vc-app vocode`: turn a saved mel (or a clip, analysed first) into audio with one vocoder.
+
+Hear a vocoder on its own: resynthesise a clip (our mel analysis -> vocoder),
+or vocode a mel saved as .npy (80 x T, natural-log, our recipe).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from vc_app.vocoders import DEFAULT_VOCODER
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("vocode", help="mel (.npy) or clip -> audio through one vocoder", description=__doc__)
+    p.add_argument("--input", required=True, metavar="FILE",
+                   help="a .npy log-mel of shape (80, frames) in vc_app's recipe, or an audio clip to resynthesise")
+    p.add_argument("--vocoder", default=DEFAULT_VOCODER, metavar="SPEC",
+                   help=f"griffinlim[:N], hifigan[:HUB_ID_OR_FOLDER], bigvgan[:HUB_ID_OR_FOLDER] "
+                        f"(default: {DEFAULT_VOCODER})")
+    p.add_argument("--output", required=True, metavar="FILE", help="where to write the audio (.wav/.flac/.ogg)")
+    p.add_argument("--overwrite", action="store_true", help="replace the output if it exists")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="where the vocoder runs (default: auto)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from vc_app.config import MelConfig
+    from vc_app.convert import resolve_device
+    from vc_app.errors import VcAppError
+    from vc_app.resynth import vocode_file
+
+    source, output = Path(args.input), Path(args.output)
+    if output.exists() and output.resolve() == source.resolve():
+        raise VcAppError(f"The output {output} is the input; choose another output path.")
+    if output.exists() and not args.overwrite:
+        raise VcAppError(f"{output} already exists; pass --overwrite to replace it.")
+    out = vocode_file(source, output, args.vocoder, MelConfig(), device=str(resolve_device(args.device)),
+                      overwrite=args.overwrite)
+    print(f"wrote {out}")
+    return 0
