@@ -1,0 +1,86 @@
+"""`python app.py`: start the web UI (Gradio) on http://127.0.0.1:7860.
+
+Thin on purpose: parse options, load the model and vocoder once, hand them to
+`vc_app.ui.build_demo`, launch. Run `python app.py --help` for the options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import tempfile
+
+from vc_app.commands.convert import add_model_options  # light imports: no torch or gradio, so --help is quick
+from vc_app.config import UiLimits
+
+
+def get_parser() -> argparse.ArgumentParser:
+    limits = UiLimits()
+    parser = argparse.ArgumentParser(description="Start the vc_app web UI (one-shot voice conversion).")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default: 127.0.0.1, this machine only; 0.0.0.0 for all)")
+    parser.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
+    parser.add_argument("--share", action="store_true", help="also open a public *.gradio.live link (off by default)")
+    add_model_options(parser)
+    parser.add_argument("--max-upload-mb", type=float, default=limits.max_upload_mb, metavar="MB",
+                        help="largest upload accepted (default: %(default)g)")
+    parser.add_argument("--max-seconds", type=float, default=limits.max_seconds, metavar="S",
+                        help="longest source or target clip accepted, in seconds (default: %(default)g)")
+    parser.add_argument("--concurrency", type=int, default=limits.concurrency, metavar="N",
+                        help="conversions run at once, the rest wait in the queue (default: sized to the machine: "
+                             "4 on a GPU, else one per 4 CPU cores)")
+    parser.add_argument("--queue-size", type=int, default=limits.queue_size, metavar="N",
+                        help="requests that may wait in the queue (default: %(default)d)")
+    return parser
+
+
+def limits_from_args(args: argparse.Namespace) -> UiLimits:
+    return UiLimits(max_upload_mb=args.max_upload_mb, max_seconds=args.max_seconds, concurrency=args.concurrency,
+                    queue_size=args.queue_size)
+
+
+def _log_to_stderr() -> None:
+    """Show vc_app's own messages (models loaded on demand, unexpected errors), not every HTTP request."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("vc_app")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
+def _stop(signum, frame):
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_parser().parse_args(argv)
+    from vc_app.errors import VcAppError
+
+    try:
+        from vc_app.convert import VoiceConverter
+
+        limits = limits_from_args(args)
+        converter = VoiceConverter.from_specs(args.checkpoint, args.vocoder, device=args.device)
+    except VcAppError as err:
+        print(f"app.py: error: {err}", file=sys.stderr)
+        return 1
+    from vc_app.ui import build_demo, launch_kwargs, readme_url, share_threads
+
+    share_threads(converter.device, limits)
+    _log_to_stderr()
+    signal.signal(signal.SIGTERM, _stop)  # `kill` / systemd: shut down like Ctrl+C, so the temp folder goes too
+    with tempfile.TemporaryDirectory(prefix="vc_app_ui_") as work_dir:
+        demo = build_demo(converter, limits=limits, work_dir=work_dir, readme_link=readme_url())
+        try:
+            demo.launch(server_name=args.host, server_port=args.port, share=args.share, **launch_kwargs(limits))
+        except OSError as err:  # port taken, address not on this machine
+            print(f"app.py: error: cannot serve on {args.host}:{args.port} ({str(err).split('. ')[0]}).",
+                  file=sys.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,426 @@
+"""What the web UI does, without the web: checking uploads, picking a model, converting, analysing.
+
+`vc_app.ui` lays the page out with Gradio and calls `ConversionService`; everything here raises
+`VcAppError` with one sentence (file names, never server paths) and can be tested without a
+browser. Models are loaded once and shared by every session: `ConverterPool` keeps the converter
+built at start plus a few loaded on demand, keyed by (model spec, vocoder spec).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import re
+import shutil
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vc_app.audio import audio_info, load_audio, write_audio
+from vc_app.bundle import list_local_bundles, load_bundle
+from vc_app.config import MelConfig, UiLimits
+from vc_app.convert import VoiceConverter
+from vc_app.errors import VcAppError
+from vc_app.mel import mel_spectrogram
+from vc_app.vocoders import GRIFFINLIM_ITERATIONS, load_vocoder, parse_spec, vocoder_choices
+
+log = logging.getLogger(__name__)
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+Progress = Callable[[float, str], None]
+
+
+def default_concurrency(device: torch.device | str) -> int:
+    """Conversions to run at once: 4 on a GPU; on CPU one per 4 cores (at least 1, at most 8).
+
+    Each CPU conversion already uses several cores through PyTorch's threads, so running more at
+    once than cores / 4 only makes every one of them slower.
+    """
+    if torch.device(device).type == "cuda":
+        return 4
+    return max(1, min(8, (os.cpu_count() or 1) // 4))
+
+
+def share_threads(device: torch.device | str, limits: UiLimits) -> int:
+    """On CPU, split PyTorch's threads among the conversions that run at once; returns threads per conversion."""
+    if torch.device(device).type != "cpu":
+        return torch.get_num_threads()
+    per_job = max(1, (os.cpu_count() or 1) // (limits.concurrency or default_concurrency(device)))
+    torch.set_num_threads(per_job)
+    return per_job
+
+
+def canonical_vocoder(spec: str) -> str:
+    """One spelling per vocoder: 'griffinlim' -> 'griffinlim:32', 'HiFiGAN' -> 'hifigan'."""
+    family, argument = parse_spec(spec)
+    if family == "griffinlim" and not argument:
+        argument = str(GRIFFINLIM_ITERATIONS)
+    return f"{family}:{argument}" if argument else family
+
+
+class ConverterPool:
+    """The converter loaded at start plus up to `capacity` more, loaded on demand and shared.
+
+    A converter for another vocoder reuses the loaded bundle, and one for another model reuses a
+    loaded vocoder with the same mel recipe; the least recently used extra converter is dropped.
+    """
+
+    def __init__(self, default: VoiceConverter, capacity: int = 3):
+        self.default = default
+        self.default_model = default.bundle.source
+        self.default_vocoder = canonical_vocoder(default.vocoder.name)
+        self.capacity = capacity
+        self._converters: OrderedDict[tuple[str, str], VoiceConverter] = OrderedDict(
+            {(self.default_model, self.default_vocoder): default})
+        self._lock = threading.Lock()  # guards the dict
+        self._load_lock = threading.Lock()  # one load at a time, so two requests never load the same model twice
+
+    def get(self, model: str | None = None, vocoder: str | None = None) -> VoiceConverter:
+        """The converter for `model` (a bundle folder or hub id) and `vocoder` (a spec); None: the defaults."""
+        key = (model or self.default_model, canonical_vocoder(vocoder or self.default_vocoder))
+        found = self._lookup(key)
+        if found is not None:
+            return found
+        with self._load_lock:
+            found = self._lookup(key)
+            if found is not None:
+                return found
+            converter = self._build(*key)
+            with self._lock:
+                self._converters[key] = converter
+                extras = [k for k in self._converters if self._converters[k] is not self.default]
+                for old in extras[:max(0, len(extras) - self.capacity)]:
+                    del self._converters[old]
+        return converter
+
+    def is_loaded(self, model: str | None = None, vocoder: str | None = None) -> bool:
+        """Whether `get(model, vocoder)` would return at once, without loading anything."""
+        with self._lock:
+            return (model or self.default_model, canonical_vocoder(vocoder or self.default_vocoder)) in self._converters
+
+    def _lookup(self, key: tuple[str, str]) -> VoiceConverter | None:
+        with self._lock:
+            converter = self._converters.get(key)
+            if converter is not None:
+                self._converters.move_to_end(key)
+            return converter
+
+    def _build(self, model: str, vocoder: str) -> VoiceConverter:
+        with self._lock:
+            loaded = list(self._converters.items())
+        device = self.default.device
+        bundle = next((c.bundle for (m, _), c in loaded if m == model), None)
+        if bundle is None:
+            log.info("loading model %s", model)
+            bundle = load_bundle(model, device=device)
+        voc = next((c.vocoder for (_, v), c in loaded if v == vocoder and c.mel_cfg == bundle.mel), None)
+        if voc is None:
+            log.info("loading vocoder %s", vocoder)
+            voc = load_vocoder(vocoder, bundle.mel, device=str(device))
+        return VoiceConverter(bundle, voc, device=device)
+
+    def __len__(self) -> int:
+        return len(self._converters)
+
+
+@dataclass
+class Conversion:
+    """One finished conversion: the output file and what the analysis step needs to look at."""
+
+    output: Path
+    source: str
+    targets: list[str]
+    mel: MelConfig
+
+
+@dataclass
+class Analysis:
+    """Pictures (label, RGB uint8 (H, W, 3)) of source, target and converted; similarities or a note."""
+
+    pictures: list[tuple[str, np.ndarray]]
+    similarity: dict[str, float] | None = None
+    note: str = ""
+
+
+@dataclass
+class Choices:
+    """What the page offers: (label, value) pairs and the default value of each menu."""
+
+    models: list[tuple[str, str]]
+    vocoders: list[tuple[str, str]]
+    unusable_vocoders: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def default_model(self) -> str:
+        return self.models[0][1]
+
+    @property
+    def default_vocoder(self) -> str:
+        return self.vocoders[0][1]
+
+
+class ConversionService:
+    """Converts uploads with a shared `ConverterPool`, writing results under `work_dir` only.
+
+    Args:
+        pool: the converters (the one built at start plus those loaded on demand).
+        limits: upload size and duration limits.
+        work_dir: a temp folder the service owns; results older than `limits.keep_outputs_seconds`
+            are deleted as new requests arrive.
+    """
+
+    def __init__(self, pool: ConverterPool, limits: UiLimits, work_dir: str | os.PathLike):
+        self.pool, self.limits, self.work_dir = pool, limits, Path(work_dir)
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.choices = self._choices()
+        self._similarity = None
+        self._similarity_lock = threading.Lock()
+
+    # -- what the page offers ------------------------------------------------------------
+    def _choices(self) -> Choices:
+        default = self.pool.default_model
+        models = [(f"{_model_name(default)} (loaded)", default)]
+        models += [(p.name, str(p)) for p in list_local_bundles() if not _same_path(p, default)]
+        loaded = self.pool.default_vocoder
+        vocoders, unusable = [(f"{loaded} (loaded)", loaded)], {}
+        for spec, usable, reason in vocoder_choices():
+            if canonical_vocoder(spec) == loaded:
+                continue
+            vocoders.append((spec if usable else f"{spec} (unavailable)", spec))
+            if not usable:
+                unusable[spec] = reason
+        return Choices(models, vocoders, unusable)
+
+    def resolve_model(self, model: str | None, hub_id: str | None) -> str:
+        """The bundle to use: a hub id typed by the user wins over the menu's choice."""
+        hub_id = (hub_id or "").strip()
+        if hub_id:
+            if not HUB_ID.match(hub_id) or Path(hub_id).exists():
+                raise VcAppError(f"'{hub_id[:80]}' is not a Hugging Face hub id of the form org/name.")
+            return hub_id
+        model = model or self.choices.default_model
+        if model not in {value for _, value in self.choices.models}:
+            raise VcAppError(f"'{_model_name(model)}' is not one of the models offered here.")
+        return model
+
+    def resolve_vocoder(self, vocoder: str | None) -> str:
+        """One of the offered vocoders (any spelling of it), or Griffin-Lim with 1 to 512 iterations."""
+        vocoder = (vocoder or self.choices.default_vocoder).strip()
+        unusable = {canonical_vocoder(spec): (spec, why) for spec, why in self.choices.unusable_vocoders.items()}
+        if canonical_vocoder(vocoder) in unusable:
+            spec, reason = unusable[canonical_vocoder(vocoder)]
+            raise VcAppError(f"The {spec} vocoder cannot be used on this server: {reason.strip().rstrip('.')}.")
+        family, argument = parse_spec(vocoder)
+        if family == "griffinlim" and (not argument or (argument.isdigit() and 1 <= int(argument) <= 512)):
+            return vocoder
+        if canonical_vocoder(vocoder) not in {canonical_vocoder(value) for _, value in self.choices.vocoders}:
+            raise VcAppError(f"'{vocoder[:80]}' is not one of the vocoders offered here (Griffin-Lim takes "
+                             f"griffinlim:N with N from 1 to 512).")
+        return vocoder
+
+    # -- checking uploads -----------------------------------------------------------------
+    def check_clip(self, path: str | os.PathLike, role: str) -> float:
+        """Refuse a clip that is too big, too long or not readable audio; return its duration in seconds."""
+        path = Path(path)
+        if path.is_file() and path.stat().st_size > self.limits.max_upload_mb * 1e6:
+            raise VcAppError(f"The {role} clip {path.name} is {path.stat().st_size / 1e6:.1f} MB; this server "
+                             f"takes files of up to {self.limits.max_upload_mb:g} MB.")
+        try:
+            info = audio_info(path)
+        except VcAppError as err:  # "PATH is not audio ..." -> "The source clip NAME is not audio ..."
+            message = str(err)
+            if message.startswith(str(path)):
+                message = f"The {role} clip {path.name}{message[len(str(path)):]}"
+            raise VcAppError(message) from None
+        seconds = info.frames / info.samplerate
+        if seconds > self.limits.max_seconds:
+            raise VcAppError(f"The {role} clip {path.name} is {seconds:.0f} s long; this server takes clips of up "
+                             f"to {self.limits.max_seconds:g} s.")
+        return seconds
+
+    # -- converting ----------------------------------------------------------------------
+    def convert(self, source: str | None, targets: Sequence[str] | None, *, model: str | None = None,
+                hub_id: str | None = None, vocoder: str | None = None,
+                progress: Progress | None = None) -> Conversion:
+        """Convert `source` into the voice of `targets` (several clips: their speaker vectors are averaged).
+
+        Raises:
+            VcAppError: one sentence naming the clip (by file name) or the choice that is wrong.
+        """
+        report = progress or (lambda fraction, text: None)
+        targets = [str(t) for t in (targets or []) if t]
+        if not source:
+            raise VcAppError("Upload or record a source clip first.")
+        if not targets:
+            raise VcAppError("Give at least one target clip (upload files or record the target voice).")
+        paths = [str(source), *targets]
+        try:
+            report(0.02, "Checking the clips")
+            seconds = self.check_clip(source, "source")
+            for target in targets:
+                self.check_clip(target, "target")
+            model_spec, vocoder_spec = self.resolve_model(model, hub_id), self.resolve_vocoder(vocoder)
+            report(0.1, "Model ready" if self.pool.is_loaded(model_spec, vocoder_spec) else "Loading the model")
+            converter = self.pool.get(model_spec, vocoder_spec)
+            report(0.25, f"Analysing the target voice ({len(targets)} clip{'s' * (len(targets) > 1)})")
+            speaker = converter.speaker_vector(targets)
+            report(0.45, f"Converting {seconds:.1f} s of speech")
+            wav = converter.convert(str(source), speaker=speaker)
+            report(0.95, "Writing the result")
+            output = self._output_path(source, targets)
+            write_audio(output, wav, converter.sample_rate)
+        except VcAppError as err:
+            raise VcAppError(_without_paths(str(err), paths)) from None
+        return Conversion(output, str(source), targets, converter.mel_cfg)
+
+    def _output_path(self, source: str, targets: list[str]) -> Path:
+        """A fresh folder under work_dir holding `<source>_as_<target>.wav` (old folders are swept first)."""
+        self.sweep()
+        folder = self.work_dir / uuid.uuid4().hex
+        folder.mkdir()
+        return folder / f"{_slug(Path(source).stem)}_as_{_slug(Path(targets[0]).stem)}.wav"
+
+    def sweep(self, older_than: float | None = None) -> int:
+        """Delete result folders older than `older_than` seconds (default: the limit); returns how many."""
+        age = self.limits.keep_outputs_seconds if older_than is None else older_than
+        now, removed = time.time(), 0
+        for folder in self.work_dir.iterdir():
+            try:
+                if folder.is_dir() and now - folder.stat().st_mtime > age:
+                    shutil.rmtree(folder, ignore_errors=True)
+                    removed += 1
+            except FileNotFoundError:  # another request swept it first
+                continue
+        return removed
+
+    # -- analysing ------------------------------------------------------------------------
+    def analyse(self, conversion: Conversion, progress: Progress | None = None) -> Analysis:
+        """Log-mel pictures of source, target(s) and result, and speaker similarities when Resemblyzer is there."""
+        report = progress or (lambda fraction, text: None)
+        rate = conversion.mel.sample_rate
+        try:
+            report(0.1, "Drawing spectrograms")
+            source = load_audio(conversion.source, rate)
+            targets = [load_audio(t, rate) for t in conversion.targets]
+            converted = load_audio(conversion.output, rate)
+        except VcAppError as err:
+            raise VcAppError(_without_paths(str(err), [conversion.source, *conversion.targets])) from None
+        n, target = len(targets), torch.cat(targets)
+        pictures = [(f"Source ({_seconds(source, rate)})", mel_picture(source, conversion.mel)),
+                    (f"Target ({n} clip{'s' * (n > 1)}, {_seconds(target, rate)})",
+                     mel_picture(target, conversion.mel)),
+                    (f"Converted ({_seconds(converted, rate)})", mel_picture(converted, conversion.mel))]
+        if not similarity_available():
+            return Analysis(pictures, note=SIMILARITY_HELP)
+        report(0.5, "Measuring speaker similarity")
+        try:
+            return Analysis(pictures, self.similarities(source, targets, converted, rate))
+        except ImportError as err:  # Resemblyzer is there but one of its own dependencies is not
+            log.warning("speaker similarity is unavailable: %s", err)
+            return Analysis(pictures, note=f"{SIMILARITY_HELP} (Resemblyzer could not be imported: {err}.)")
+
+    def similarities(self, source: torch.Tensor, targets: list[torch.Tensor], converted: torch.Tensor,
+                     rate: int) -> dict[str, float]:
+        """Cosines of Resemblyzer d-vectors: converted vs target, converted vs source, source vs target."""
+        from vc_app.evaluate.similarity import cosine
+
+        encoder = self._speaker_similarity()
+        target = np.mean([encoder.embed(t, rate) for t in targets], axis=0)
+        target /= np.linalg.norm(target)
+        conv, src = encoder.embed(converted, rate), encoder.embed(source, rate)
+        return {"converted_vs_target": cosine(conv, target), "converted_vs_source": cosine(conv, src),
+                "source_vs_target": cosine(src, target)}
+
+    def _speaker_similarity(self):
+        with self._similarity_lock:
+            if self._similarity is None:
+                import warnings
+
+                from vc_app.evaluate.similarity import SpeakerSimilarity
+
+                with warnings.catch_warnings():  # webrtcvad (via resemblyzer) warns that pkg_resources is deprecated
+                    warnings.simplefilter("ignore", UserWarning)
+                    self._similarity = SpeakerSimilarity("cpu")
+            return self._similarity
+
+
+SIMILARITY_HELP = ("Speaker-similarity numbers need the `eval` extra (Resemblyzer): "
+                   "`pip install -e '.[eval]'`, then restart the app.")
+
+
+def similarity_available() -> bool:
+    """Whether Resemblyzer (the `eval` extra) is installed."""
+    return importlib.util.find_spec("resemblyzer") is not None
+
+
+# -- pictures ---------------------------------------------------------------------------------
+# A perceptually ordered dark-to-light palette (black, purple, red, orange, pale yellow), 256 steps.
+_PALETTE_STOPS = np.array([[0, 0, 4], [59, 15, 112], [140, 41, 129], [222, 73, 104], [254, 159, 109],
+                           [252, 253, 191]], dtype=np.float64)
+
+
+def _palette() -> np.ndarray:
+    x = np.linspace(0, 1, len(_PALETTE_STOPS))
+    steps = np.linspace(0, 1, 256)
+    return np.stack([np.interp(steps, x, _PALETTE_STOPS[:, c]) for c in range(3)], axis=1).astype(np.uint8)
+
+
+def mel_picture(wav: torch.Tensor, mel: MelConfig, *, max_width: int = 900, row_height: int = 2,
+                range_nats: float = 8.0) -> np.ndarray:
+    """A log-mel spectrogram as an RGB picture, low frequencies at the bottom.
+
+    Args:
+        wav: (N,) waveform at `mel.sample_rate`.
+        max_width: longer spectrograms are sampled down to this many columns.
+        row_height: pixels per mel band.
+        range_nats: the colour scale spans the loudest value down to this much lower (8 nats ~ 70 dB).
+    Returns:
+        (n_mels * row_height, min(T, max_width), 3) uint8.
+    """
+    wav = wav.float().flatten()
+    if wav.numel() < mel.n_fft:
+        wav = torch.nn.functional.pad(wav, (0, mel.n_fft - wav.numel()))
+    log_mel = mel_spectrogram(wav, mel).numpy()  # (n_mels, T)
+    top = float(log_mel.max())
+    scaled = np.clip((log_mel - (top - range_nats)) / range_nats, 0.0, 1.0)
+    columns = np.linspace(0, scaled.shape[1] - 1, min(scaled.shape[1], max_width)).round().astype(int)
+    image = _palette()[(scaled[::-1, columns] * 255).astype(np.uint8)]
+    return np.repeat(image, row_height, axis=0)
+
+
+# -- small helpers ------------------------------------------------------------------------------
+def _model_name(spec: str) -> str:
+    path = Path(spec)
+    return path.name if path.is_absolute() or path.exists() else spec
+
+
+def _same_path(a: Path, b: str) -> bool:
+    try:
+        return a.resolve() == Path(b).resolve()
+    except OSError:
+        return False
+
+
+def _slug(stem: str, limit: int = 40) -> str:
+    """A file-name-safe piece of a stem: letters, digits, '-' and '_' only."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", stem).strip("-_")[:limit] or "clip"
+
+
+def _seconds(wav: torch.Tensor, rate: int) -> str:
+    return f"{wav.numel() / rate:.1f} s"
+
+
+def _without_paths(message: str, paths: Sequence[str]) -> str:
+    """Replace server-side paths of uploads by their file names in a message meant for the user."""
+    for path in sorted({str(p) for p in paths}, key=len, reverse=True):
+        for spelling in {path, str(Path(path).resolve())}:
+            message = message.replace(spelling, Path(path).name)
+    return message
