@@ -171,6 +171,8 @@ def _wire(gr, service: ConversionService, page: _Page, concurrency: int) -> None
         images = [gr.Image(value=picture, label=label) for label, picture in result.pictures]
         return (*images, similarity_markdown(result))
 
+    page.button.click(lambda: (None, None, None, ""), outputs=[*page.pictures, page.similarity], queue=False,
+                      api_visibility="private")  # no stale pictures beside a new result (or a new error)
     event = page.button.click(
         convert, inputs=[page.source, page.target, page.more_targets, page.model, page.hub_id, page.vocoder],
         outputs=[page.output, page.conversion], api_name="convert", concurrency_limit=concurrency,
