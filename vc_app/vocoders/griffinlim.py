@@ -8,6 +8,8 @@ filterbank, then torchaudio's Griffin-Lim with momentum (Perraudin et al.
 
 from __future__ import annotations
 
+import threading
+
 import torch
 
 from vc_app.config import MelConfig
@@ -24,6 +26,9 @@ class GriffinLim:
         basis = mel_filterbank(mel.sample_rate, mel.n_fft, mel.n_mels, mel.f_min, mel.f_max)
         self.inverse_basis = torch.linalg.pinv(basis.double()).float()  # (n_fft//2+1, n_mels)
         self.window = torch.hann_window(mel.win_length)
+        # torchaudio draws the random initial phase from the global generator: seeding it must not
+        # interleave between threads (the web UI converts several requests at once)
+        self._rng_lock = threading.Lock()
         # frame t of our recipe is centred at t*hop + n_fft/2 - (n_fft-hop)/2 = t*hop + hop/2
         self.shift = mel.n_fft // 2 - (mel.n_fft - mel.hop_length) // 2
 
@@ -39,7 +44,7 @@ class GriffinLim:
         cfg = self.mel_cfg
         n_frames = mel.shape[-1]
         length = n_frames * cfg.hop_length
-        with torch.random.fork_rng(devices=[]):
+        with self._rng_lock, torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             wav = AF.griffinlim(self.magnitude(mel.float()), self.window.to(mel.device), cfg.n_fft, cfg.hop_length,
                                 cfg.win_length, power=1.0, n_iter=self.n_iter, momentum=self.momentum,
