@@ -17,6 +17,14 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED_SPEECH = REPO.parent / "shared" / "data" / "speech"
 
 
+def pytest_configure(config):
+    """Tiny test models run fastest on one thread, and do not stall when other work shares the cores."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(1)
+
+
 def tiny_model_config(**overrides):
     """A small AdaIN-VC config (same mechanisms, a few thousand times fewer weights)."""
     from vc_app.config import ModelConfig

@@ -15,9 +15,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from vc_app.audio import (MIN_SECONDS, SILENT_PEAK, AudioStream, active_rms, check_clip, load_audio,
-                          match_loudness, prepare_clip, write_audio)
+                          match_loudness, peak_normalize, prepare_clip, write_audio)
 from vc_app.bundle import Bundle, default_checkpoint, load_bundle
 from vc_app.errors import VcAppError
 from vc_app.mel import mel_spectrogram
@@ -131,6 +132,29 @@ class VoiceConverter:
         raw = source.float().flatten()
         wav = check_clip(raw, self.sample_rate, name, trim=False)
         return match_loudness(self._convert_chunks(wav.numel(), lambda a, b: wav[a:b], speaker), active_rms(raw))
+
+    @torch.inference_mode()
+    def convert_many(self, sources: Sequence[torch.Tensor], speakers: torch.Tensor) -> list[torch.Tensor]:
+        """Convert several waveforms with one model and vocoder call (GPU batching).
+
+        Args:
+            sources: raw (N_i,) waveforms at the model's rate, each already accepted by `check_clip`;
+                similar lengths waste least (shorter ones are zero-padded to the longest).
+            speakers: (B, c_speaker), one speaker vector per source.
+        Returns:
+            one (N_i,) waveform per source, at its source's loudness.
+        """
+        hop = self.mel_cfg.hop_length
+        long = [i for i, s in enumerate(sources) if s.numel() > self.chunk]
+        if len(sources) == 1 or long:
+            return [self.convert(s, speaker=v) for s, v in zip(sources, speakers)]
+        levels = [active_rms(s) for s in sources]
+        width = max(s.numel() for s in sources)
+        width += (-width) % hop
+        batch = torch.stack([F.pad(peak_normalize(s.float()), (0, width - s.numel())) for s in sources])
+        mel = mel_spectrogram(batch.to(self.device), self.mel_cfg)
+        wav = self.vocoder(self.model.convert(mel, speakers.to(self.device))).float().cpu()
+        return [match_loudness(w[:s.numel()], level) for w, s, level in zip(wav, sources, levels)]
 
     def _convert_stream(self, stream: AudioStream, speaker: torch.Tensor) -> torch.Tensor:
         """A long file, read a chunk at a time: two passes (level, then conversion), flat memory."""

@@ -30,11 +30,11 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vc_app.audio import read_audio
+    from vc_app.audio import audio_info
     from vc_app.convert import VoiceConverter
 
     for path in [args.source, *args.target]:
-        read_audio(path)  # fail fast on bad input, before the model loads
+        audio_info(path)  # fail fast on a missing or unreadable file, before the model loads
     converter = VoiceConverter.from_specs(args.checkpoint, args.vocoder, device=args.device)
     out = converter.convert_file(args.source, args.target, args.output, overwrite=args.overwrite)
     print(f"wrote {out}")

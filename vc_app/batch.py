@@ -1,0 +1,343 @@
+"""Batch conversion of folders and manifests: resumable, atomic, shardable.
+
+A run is a list of `Job`s (source, target clips, output). Finished outputs are
+skipped, so a run that was killed finishes the rest when started again; every
+output is written to a temp name, fsynced and renamed, so no partial file ever
+carries a final name. Clips are decoded and checked in worker processes while
+the main process runs the model. A failed input is recorded with its reason in
+`OUT_DIR/failures.csv` and the run goes on.
+"""
+
+from __future__ import annotations
+
+import csv
+import fnmatch
+import os
+import zlib
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vc_app.corpus import AUDIO_EXTENSIONS
+from vc_app.errors import VcAppError
+from vc_app.paths import TEMP_SUFFIX, temp_path_for
+
+FAILURES_FILE = "failures.csv"
+FORMATS = {"wav": ".wav", "flac": ".flac"}
+
+
+@dataclass(frozen=True)
+class Job:
+    """One conversion: `source` in the voice of `targets`, written to `output`; `name` is its stable id."""
+
+    source: Path
+    targets: tuple[Path, ...]
+    output: Path
+    name: str
+
+
+@dataclass
+class BatchResult:
+    converted: int = 0
+    skipped: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (source, reason)
+
+    @property
+    def failed(self) -> int:
+        return len(self.failures)
+
+    def summary(self) -> str:
+        return f"{self.converted} converted, {self.skipped} skipped, {self.failed} failed"
+
+
+# -- planning --------------------------------------------------------------------------
+def _check_dirs(input_dir: Path, output_dir: Path) -> None:
+    inp, out = input_dir.resolve(), output_dir.resolve()
+    if inp == out:
+        raise VcAppError("The output folder is the input folder; choose another output folder.")
+    if inp in out.parents:
+        raise VcAppError(f"The output folder {output_dir} is inside the input folder; choose one outside it "
+                         "(vc-app batch never writes inside the input folder).")
+
+
+def plan_folder(input_dir: str | os.PathLike, targets: Sequence[str | os.PathLike], output_dir: str | os.PathLike,
+                *, glob: str | None = None, fmt: str = "wav") -> list[Job]:
+    """Every audio file under `input_dir` (recursively, filtered by `glob`), mirrored under `output_dir`."""
+    input_dir, output_dir = Path(input_dir), Path(output_dir)
+    if not input_dir.is_dir():
+        raise VcAppError(f"Input folder {input_dir} does not exist.")
+    if not targets:
+        raise VcAppError("Give at least one --target clip.")
+    _check_dirs(input_dir, output_dir)
+    sources = sorted(p for p in input_dir.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS
+                     and not p.name.startswith(".")
+                     and (glob is None or fnmatch.fnmatch(p.relative_to(input_dir).as_posix(), glob)))
+    if not sources:
+        raise VcAppError(f"No audio files under {input_dir}" + (f" match {glob!r}." if glob else "."))
+    rels = [p.relative_to(input_dir) for p in sources]
+    outputs = _mirror(rels, fmt)
+    target_paths = tuple(Path(t) for t in targets)
+    return [Job(src, target_paths, output_dir / out, rel.as_posix()) for src, rel, out in zip(sources, rels, outputs)]
+
+
+def _mirror(rels: list[Path], fmt: str) -> list[Path]:
+    """Output paths relative to OUT_DIR: same folders and stem, the new extension; the input's extension is
+    kept in the name when two inputs would otherwise collide (a.wav and a.flac -> a.wav.wav, a.flac.wav)."""
+    ext = FORMATS[fmt]
+    plain = [rel.with_suffix(ext) for rel in rels]
+    clashes = {p for p in plain if plain.count(p) > 1}
+    return [rel.with_name(rel.name + ext) if p in clashes else p for rel, p in zip(rels, plain)]
+
+
+def plan_manifest(manifest: str | os.PathLike, output_dir: str | os.PathLike, *, fmt: str = "wav") -> list[Job]:
+    """Rows `source,target[,output]` of a CSV with a header; `target` may list clips separated by ';'.
+
+    Relative paths are relative to the manifest's folder (inputs) and to `output_dir` (outputs); the
+    default output is `<source stem>_as_<first target stem>.<fmt>`.
+    """
+    manifest, output_dir = Path(manifest), Path(output_dir)
+    if not manifest.is_file():
+        raise VcAppError(f"Manifest {manifest} does not exist.")
+    with open(manifest, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        columns = [c.strip() for c in reader.fieldnames or []]
+        if "source" not in columns or "target" not in columns:
+            raise VcAppError(f"Manifest {manifest} needs a header with the columns source and target "
+                             f"(found: {', '.join(columns) or 'nothing'}).")
+        rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
+    base = manifest.resolve().parent
+    jobs, seen = [], {}
+    for line, row in enumerate(rows, start=2):
+        if not any(row.values()):
+            continue
+        if not row.get("source") or not row.get("target"):
+            raise VcAppError(f"Line {line} of {manifest.name} has an empty source or target.")
+        source = _under(base, row["source"])
+        targets = tuple(_under(base, t) for t in row["target"].split(";") if t.strip())
+        name = row.get("output") or f"{source.stem}_as_{targets[0].stem}{FORMATS[fmt]}"
+        output = _under(output_dir, name)
+        if output in seen:
+            raise VcAppError(f"Lines {seen[output]} and {line} of {manifest.name} both write {name}; "
+                             "give them different output names.")
+        seen[output] = line
+        jobs.append(Job(source, targets, output, name))
+    if not jobs:
+        raise VcAppError(f"Manifest {manifest} has a header but no rows.")
+    return jobs
+
+
+def _under(base: Path, value: str) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else base / path
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'I/N' -> (I, N) with 0 <= I < N."""
+    try:
+        index, count = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise VcAppError(f"--shard must look like I/N (e.g. 0/4), not {text!r}.") from None
+    if count < 1 or not 0 <= index < count:
+        raise VcAppError(f"--shard {text}: I must be between 0 and N-1.")
+    return index, count
+
+
+def shard(jobs: list[Job], index: int, count: int) -> list[Job]:
+    """A deterministic 1/count of the jobs, chosen by a stable hash of each job's name (no coordination)."""
+    return [j for j in jobs if zlib.crc32(j.name.encode()) % count == index]
+
+
+# -- running ------------------------------------------------------------------------------
+def _decode(source: str, sample_rate: int, max_samples: int) -> tuple[object, int, str]:
+    """Worker: (raw waveform as numpy, or None for a long file to stream; source rate; error or '')."""
+    from vc_app.audio import audio_info, check_clip, load_audio
+
+    try:
+        info = audio_info(source)
+        if info.frames * sample_rate / info.samplerate > max_samples:
+            return None, info.samplerate, ""
+        wav = load_audio(source, sample_rate)
+        check_clip(wav, sample_rate, f"source clip {Path(source).name}", trim=False)
+        return wav.numpy(), info.samplerate, ""
+    except VcAppError as err:
+        return None, 0, str(err)
+
+
+def _one_thread() -> None:
+    """Worker set-up: decoding uses one core, the cores left are the model's."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _decoded(jobs: list[Job], sample_rate: int, max_samples: int, workers: int) -> Iterator[tuple[Job, tuple]]:
+    """(job, decode result) in job order; with workers, decoding runs ahead in other processes."""
+    if workers <= 0:
+        for job in jobs:
+            yield job, _decode(str(job.source), sample_rate, max_samples)
+        return
+    import multiprocessing
+
+    ahead = 2 * workers
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_one_thread) as pool:
+        pending: list[tuple[Job, Future]] = []
+        queue = iter(jobs)
+        for job in queue:
+            pending.append((job, pool.submit(_decode, str(job.source), sample_rate, max_samples)))
+            if len(pending) >= ahead:
+                break
+        while pending:
+            job, future = pending.pop(0)
+            nxt = next(queue, None)
+            if nxt is not None:
+                pending.append((nxt, pool.submit(_decode, str(nxt.source), sample_rate, max_samples)))
+            yield job, future.result()
+
+
+def remove_stale_temps(jobs: list[Job]) -> int:
+    """Delete temp files a killed run left beside these jobs' outputs (other shards' temps are untouched)."""
+    removed = 0
+    for job in jobs:
+        if job.output.parent.is_dir():
+            for tmp in job.output.parent.glob(f".{job.output.name}.*{TEMP_SUFFIX}"):
+                tmp.unlink(missing_ok=True)
+                removed += 1
+    return removed
+
+
+def failures_name(shard_spec: tuple[int, int] | None = None) -> str:
+    """failures.csv, or failures.shard-I-of-N.csv so that shards sharing OUT_DIR keep their own lists."""
+    return FAILURES_FILE if shard_spec is None else f"failures.shard-{shard_spec[0]}-of-{shard_spec[1]}.csv"
+
+
+def run_batch(converter, jobs: list[Job], output_dir: str | os.PathLike, *, overwrite: bool = False,
+              keep_rate: bool = False, workers: int = 1, batch_size: int = 1, progress: bool = True,
+              failures_file: str = FAILURES_FILE) -> BatchResult:
+    """Convert `jobs` with a loaded `VoiceConverter`; record failures in OUT_DIR/`failures_file`.
+
+    Speaker vectors are computed once per distinct target set. Outputs that exist are skipped unless
+    `overwrite`. Inputs are never written.
+    """
+    from tqdm import tqdm
+
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    inputs = {p.resolve() for j in jobs for p in (j.source, *j.targets)}
+    clash = next((j for j in jobs if j.output.resolve() in inputs), None)
+    if clash is not None:
+        raise VcAppError(f"The output {clash.output} would overwrite an input; choose another output folder.")
+    remove_stale_temps(jobs)
+    result = BatchResult()
+    todo = []
+    for job in jobs:
+        if job.output.exists() and not overwrite:
+            result.skipped += 1
+        else:
+            todo.append(job)
+    if batch_size > 1:  # neighbours of similar length pad least in one model call
+        todo.sort(key=_frames_or_zero)
+    bar = tqdm(total=len(todo), unit="file", disable=not progress, dynamic_ncols=True)
+    runner = _Runner(converter, result, keep_rate, overwrite, batch_size, bar)
+    try:
+        for job, decoded in _decoded(todo, converter.sample_rate, converter.chunk, workers):
+            runner.add(job, decoded)
+        runner.flush()
+    finally:
+        bar.close()
+        write_failures(output_dir / failures_file, result.failures)
+    return result
+
+
+def _frames_or_zero(job: Job) -> float:
+    from vc_app.audio import audio_info
+
+    try:
+        info = audio_info(job.source)
+        return info.frames / info.samplerate
+    except VcAppError:
+        return 0.0  # unreadable: fails quickly at decode time, first
+
+
+class _Runner:
+    """Collects decoded jobs into model batches (GPU) or converts them one by one (CPU)."""
+
+    def __init__(self, converter, result: BatchResult, keep_rate: bool, overwrite: bool, batch_size: int, bar):
+        self.converter, self.result, self.bar = converter, result, bar
+        self.keep_rate, self.overwrite, self.batch_size = keep_rate, overwrite, max(1, batch_size)
+        self.speakers: dict[tuple[Path, ...], object] = {}
+        self.waiting: list[tuple[Job, object, int]] = []
+
+    def add(self, job: Job, decoded: tuple) -> None:
+        wav, rate, error = decoded
+        if error:
+            return self._fail(job, error)
+        try:
+            speaker = self._speaker(job.targets)
+        except VcAppError as err:
+            return self._fail(job, str(err))
+        if wav is None:  # a long file: streamed by the converter, chunk by chunk
+            return self._finish(job, lambda: self.converter.convert(job.source, speaker=speaker), rate)
+        self.waiting.append((job, wav, rate))
+        if len(self.waiting) >= self.batch_size:
+            self.flush()
+
+    def flush(self) -> None:
+        import torch
+
+        batch, self.waiting = self.waiting, []
+        if not batch:
+            return
+        if len(batch) == 1:
+            job, wav, rate = batch[0]
+            speaker = self._speaker(job.targets)
+            return self._finish(job, lambda: self.converter.convert(torch.from_numpy(wav), speaker=speaker), rate)
+        try:
+            outs = self.converter.convert_many([torch.from_numpy(w) for _, w, _ in batch],
+                                               torch.stack([self._speaker(j.targets) for j, _, _ in batch]))
+        except VcAppError:  # convert one by one, so the failure lands on the job that caused it
+            for job, wav, rate in batch:
+                speaker = self._speaker(job.targets)
+                self._finish(job, lambda w=wav, v=speaker: self.converter.convert(torch.from_numpy(w), speaker=v),
+                             rate)
+            return
+        for (job, _, rate), out in zip(batch, outs):
+            self._finish(job, lambda out=out: out, rate)
+
+    def _speaker(self, targets: tuple[Path, ...]):
+        if targets not in self.speakers:
+            self.speakers[targets] = self.converter.speaker_vector(list(targets))
+        return self.speakers[targets]
+
+    def _finish(self, job: Job, convert, rate: int) -> None:
+        from vc_app.audio import resample, write_audio
+
+        try:
+            wav = convert()
+            if self.keep_rate and rate and rate != self.converter.sample_rate:
+                wav = resample(wav, self.converter.sample_rate, rate)
+            job.output.parent.mkdir(parents=True, exist_ok=True)
+            write_audio(job.output, wav, rate if self.keep_rate and rate else self.converter.sample_rate,
+                        overwrite=self.overwrite)
+        except VcAppError as err:
+            return self._fail(job, str(err))
+        self.result.converted += 1
+        self.bar.update(1)
+
+    def _fail(self, job: Job, reason: str) -> None:
+        self.result.failures.append((str(job.source), reason))
+        self.bar.update(1)
+
+
+def write_failures(path: Path, failures: list[tuple[str, str]]) -> None:
+    """OUT_DIR/failures.csv (source, reason) for this run, written atomically; removed when nothing failed."""
+    if not failures:
+        path.unlink(missing_ok=True)
+        return
+    tmp = temp_path_for(path)
+    with open(tmp, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["source", "reason"])
+        writer.writerows(failures)
+    os.replace(tmp, path)
