@@ -225,3 +225,37 @@ def test_vctk_reader_on_real_vctk_080_files(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "VCTK 0.80: 40 clips of 4 speakers" in done.stdout
     assert {r["speaker"] for r in read_csv(tmp_path / "data" / "train.csv")} == {"p225", "p226", "p228"}
+
+
+@pytest.mark.skipif(shutil.which("flite") is None, reason="needs flite (apt-get install flite)")
+def test_text_pairs_speak_known_sentences_for_the_unseen_speakers(tmp_path):
+    """Stage 4's WER set: flite speaks the sentences; targets are clips of the manifest's (unseen) speakers."""
+    import sys
+
+    rows = []
+    for speaker, f0 in (("alice", 210), ("bob", 100)):
+        for n in range(4):
+            path = tmp_path / speaker / f"{n}.wav"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            sf.write(str(path), [0.1 * ((i * f0 // 2205) % 2) for i in range(22050)], 22050)
+            rows.append({"utt_id": f"{speaker}_{n}", "speaker": speaker, "path": str(path), "text": ""})
+    manifest = tmp_path / "unseen.csv"
+    with open(manifest, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    sentences = tmp_path / "sentences.txt"
+    sentences.write_text("The birch canoe slid on the smooth planks.\nGlue the sheet to the dark blue background.\n")
+    done = subprocess.run([sys.executable, str(REPO / "recipes" / "common" / "text_pairs.py"), "--manifest",
+                           str(manifest), "--voices", "slt", "--sentences", str(sentences), "--target-clips", "2",
+                           "--out", str(tmp_path / "out")], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr
+    pairs = list(csv.DictReader(open(tmp_path / "out" / "pairs.csv")))
+    assert len(pairs) == 4 and {p["target_speaker"] for p in pairs} == {"alice", "bob"}
+    assert {p["text"] for p in pairs} == set(sentences.read_text().splitlines())
+    for pair in pairs:
+        assert len(pair["target"].split(";")) == 2
+        assert all(Path(t).parent.name == pair["target_speaker"] for t in pair["target"].split(";"))
+        info = sf.info(pair["source"])
+        assert info.samplerate == 22050 and info.duration > 1.0

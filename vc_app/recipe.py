@@ -185,10 +185,10 @@ def stage_export(args: argparse.Namespace) -> None:
     checkpoint = resolve_checkpoint(args.checkpoint)
     bundle = load_bundle(checkpoint)
     metrics = json.loads(Path(args.metrics).read_text()) if args.metrics and Path(args.metrics).is_file() else None
-    report = Path(args.report).read_text() if args.report and Path(args.report).is_file() else None
+    reports = [Path(r).read_text() for r in args.report or [] if Path(r).is_file()]
     out = Path(args.out)
     card = Path(args.card).read_text() if args.card else model_card(bundle.config, args.name or out.name, metrics,
-                                                                     report, args.note)
+                                                                     reports, args.note)
     save_bundle(bundle.model, bundle.mel, out, training=bundle.config.get("training"), card=card, half=args.half)
     print(f"exported {checkpoint} -> {out}")
     if args.push_to_hub:
@@ -200,9 +200,10 @@ def stage_export(args: argparse.Namespace) -> None:
         print(f"pushed to https://huggingface.co/{args.push_to_hub}")
 
 
-def model_card(config: dict, name: str, metrics: dict | None, report: str | None = None, note: str = "") -> str:
+def model_card(config: dict, name: str, metrics: dict | None, reports: list[str] | str | None = None,
+               note: str = "") -> str:
     """A Markdown model card from a bundle config's training summary, the held-out losses (stage 4) and
-    the `vc-app evaluate` report (its text; headings moved one level down, plots left out)."""
+    `vc-app evaluate` reports (their text; headings moved one level down, plots left out)."""
     training = config.get("training", {})
     cfg = training.get("config", {})
     model, data = config.get("model", {}), cfg.get("data", {})
@@ -225,8 +226,10 @@ def model_card(config: dict, name: str, metrics: dict | None, report: str | None
                   "| measure | value |", "|---|---|"]
         lines += [f"| {k} | {v:.4f} |" for k, v in metrics.items() if isinstance(v, float)]
         lines.append("")
-    if report:
-        lines += ["## Evaluation (`vc-app evaluate`)", *_without_plots(report.splitlines()[1:])]
+    reports = [reports] if isinstance(reports, str) else reports or []
+    for i, report in enumerate(reports, start=1):
+        number = f" {i} of {len(reports)}" if len(reports) > 1 else ""
+        lines += [f"## Evaluation{number} (`vc-app evaluate`)", *_without_plots(report.splitlines()[1:])]
     return "\n".join(lines)
 
 
@@ -289,7 +292,8 @@ def get_parser() -> argparse.ArgumentParser:
     e.add_argument("--name", help="model name for the card (default: the folder name)")
     e.add_argument("--metrics", help="held-out metrics JSON (stage 4) for the model card")
     e.add_argument("--note", default="", help="a paragraph for the model card, e.g. the data and its credits")
-    e.add_argument("--report", help="vc-app evaluate's report.md (stage 4) for the model card")
+    e.add_argument("--report", action="append", help="vc-app evaluate's report.md (stage 4) for the model card; "
+                   "repeat for several evaluations")
     e.add_argument("--card", help="Markdown model card to use instead of the generated one")
     e.add_argument("--half", action="store_true", help="store float16 weights")
     e.add_argument("--push-to-hub", metavar="REPO", help="upload the bundle to this hub repo")

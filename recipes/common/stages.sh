@@ -58,6 +58,16 @@ if in_stage 4; then
     # shellcheck disable=SC2086
     $PYTHON -m vc_app evaluate --pairs "$expdir/eval/pairs.csv" --checkpoint "$ckpt" --seed "$seed" \
       --out "$expdir/eval/vc-app" --overwrite $evaluate_args
+    if [ "$text_pairs" = true ] && command -v flite >/dev/null; then
+      # WER needs known words: flite speaks Harvard sentences, converted into the unseen speakers' voices
+      $PYTHON "$recipe_dir/../common/text_pairs.py" --manifest "$data/unseen.csv" --out "$expdir/eval/text_pairs" \
+        --seed "$seed"
+      # shellcheck disable=SC2086
+      $PYTHON -m vc_app evaluate --pairs "$expdir/eval/text_pairs/pairs.csv" --checkpoint "$ckpt" --seed "$seed" \
+        --out "$expdir/eval/vc-app-text" --overwrite $evaluate_args
+    elif [ "$text_pairs" = true ]; then
+      log "flite not found: no WER evaluation (sudo apt-get install flite)"
+    fi
   else
     log "vc-app evaluate not used (eval_tool=$eval_tool): held-out losses only"
   fi
@@ -68,6 +78,7 @@ if in_stage 5; then
                --note "$card_note")
   [ -f "$expdir/eval/heldout.json" ] && export_args+=(--metrics "$expdir/eval/heldout.json")
   [ -f "$expdir/eval/vc-app/report.md" ] && export_args+=(--report "$expdir/eval/vc-app/report.md")
+  [ -f "$expdir/eval/vc-app-text/report.md" ] && export_args+=(--report "$expdir/eval/vc-app-text/report.md")
   [ "$half" = true ] && export_args+=(--half)
   [ -n "$push_to_hub" ] && export_args+=(--push-to-hub "$push_to_hub")
   log "stage 5: export the newest checkpoint of $expdir -> ${bundle:-$expdir/bundle}"

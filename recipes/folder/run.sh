@@ -36,6 +36,7 @@ train_args=""           # extra training arguments, e.g. "--set run.max_steps=10
 eval_tool=auto          # auto (vc-app evaluate when available) | losses | vc-app
 n_pairs=100             # unseen-speaker conversion pairs to evaluate
 evaluate_args=""        # extra arguments for vc-app evaluate
+text_pairs=true         # also measure WER on flite-spoken sentences converted to the unseen voices (needs flite)
 bundle=""               # export folder (default: EXP/TAG/bundle)
 half=false              # export float16 weights
 push_to_hub=""          # Hugging Face repo id to upload the bundle to
