@@ -25,7 +25,8 @@ from torch import nn
 from vc_app.config import MelConfig
 from vc_app.errors import VcAppError
 from vc_app.vocoders.generator import MRFConfig, MRFGenerator, mrf_config_from_dict, plain_conv
-from vc_app.vocoders.neural import NeuralVocoder, TrainedMel, check_mel, trained_mel_from_json
+from vc_app.vocoders.neural import (NeuralVocoder, TrainedMel, check_mel, config_json_errors,
+                                    trained_mel_from_json)
 from vc_app.vocoders.weights import load_generator, read_state_dict
 
 CONFIG, WEIGHTS = "config.json", "bigvgan_generator.pt"
@@ -155,18 +156,12 @@ def read_config(path: Path, origin: str) -> tuple[BigVGANConfig, TrainedMel]:
     Raises:
         VcAppError: unreadable JSON, or a missing or invalid field (named).
     """
-    try:
+    with config_json_errors(origin):
         d = json.loads(Path(path).read_text())
         cfg = BigVGANConfig(mrf=mrf_config_from_dict(d, conv_post_bias=bool(d.get("use_bias_at_final", True))),
                             activation=str(d.get("activation", "snakebeta")),
                             snake_logscale=bool(d.get("snake_logscale", True)),
                             use_tanh_at_final=bool(d.get("use_tanh_at_final", True)))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise VcAppError(f"The config.json of {origin} is not valid JSON ({err}).") from None
-    except KeyError as err:
-        raise VcAppError(f"The config.json of {origin} lacks the field {err.args[0]!r}.") from None
-    except (TypeError, ValueError, AttributeError) as err:
-        raise VcAppError(f"The config.json of {origin} is invalid ({err}).") from None
     if cfg.activation not in ("snake", "snakebeta"):
         raise VcAppError(f"The config.json of {origin} names activation {cfg.activation!r}; BigVGAN uses "
                          f"'snake' or 'snakebeta'.")

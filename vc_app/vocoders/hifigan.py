@@ -27,7 +27,8 @@ from vc_app.config import MelConfig
 from vc_app.errors import VcAppError
 from vc_app.vocoders.generator import (MRFConfig, MRFGenerator, mrf_config_from_dict, plain_conv, plain_upsample,
                                        same_padding)
-from vc_app.vocoders.neural import NeuralVocoder, TrainedMel, check_mel, trained_mel_from_json
+from vc_app.vocoders.neural import (NeuralVocoder, TrainedMel, check_mel, config_json_errors,
+                                    trained_mel_from_json)
 from vc_app.vocoders.weights import load_generator, read_state_dict
 
 log = logging.getLogger(__name__)
@@ -76,15 +77,9 @@ def read_jik876_config(path: Path, origin: str) -> tuple[MRFConfig, TrainedMel]:
     Raises:
         VcAppError: unreadable JSON, or a missing or invalid field (named).
     """
-    try:
+    with config_json_errors(origin):
         d = json.loads(Path(path).read_text())
         cfg = mrf_config_from_dict(d)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise VcAppError(f"The config.json of {origin} is not valid JSON ({err}).") from None
-    except KeyError as err:
-        raise VcAppError(f"The config.json of {origin} lacks the field {err.args[0]!r}.") from None
-    except (TypeError, ValueError, AttributeError) as err:
-        raise VcAppError(f"The config.json of {origin} is invalid ({err}).") from None
     return cfg, trained_mel_from_json(d, cfg.hop_length, cfg.n_mels)
 
 

@@ -10,7 +10,10 @@ delayed by that half hop to line up with ours, and a warning says so.
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -129,3 +132,16 @@ class NeuralVocoder:
             wav, offset = F.pad(wav, (-offset, 0)), 0
         wav = wav[..., offset:offset + length]
         return F.pad(wav, (0, length - wav.shape[-1])) if wav.shape[-1] < length else wav
+
+
+@contextmanager
+def config_json_errors(origin: str) -> Iterator[None]:
+    """Turn what goes wrong while reading a vocoder's `config.json` into one sentence naming `origin`."""
+    try:
+        yield
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise VcAppError(f"The config.json of {origin} is not valid JSON ({err}).") from None
+    except KeyError as err:
+        raise VcAppError(f"The config.json of {origin} lacks the field {err.args[0]!r}.") from None
+    except (TypeError, ValueError, AttributeError) as err:
+        raise VcAppError(f"The config.json of {origin} is invalid ({err}).") from None
