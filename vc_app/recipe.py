@@ -221,8 +221,11 @@ def model_card(config: dict, name: str, metrics: dict | None, reports: list[str]
              f"- mel: {mel.get('sample_rate')} Hz, {mel.get('n_mels')} bands, hop {mel.get('hop_length')} "
              "(the HiFi-GAN / BigVGAN dialect)", ""]
     if metrics:
-        lines += ["## Held-out speakers (recipe stage 4)", "",
-                  f"{metrics.get('pairs')} conversion pairs among {metrics.get('speakers')} unseen speakers.", "",
+        lines += ["## Held-out speakers: training losses (recipe stage 4)", "",
+                  f"{metrics.get('pairs')} conversion pairs among {metrics.get('speakers')} unseen speakers, "
+                  "measured with the model's own losses; `spk_cos_*` and `closer_to_target` use the model's own "
+                  "speaker encoder on the converted mel, so they show consistency, not what a listener hears. "
+                  "The independent judge is `vc-app evaluate` below.", "",
                   "| measure | value |", "|---|---|"]
         lines += [f"| {k} | {v:.4f} |" for k, v in metrics.items() if isinstance(v, float)]
         lines.append("")
@@ -230,7 +233,10 @@ def model_card(config: dict, name: str, metrics: dict | None, reports: list[str]
     for i, report in enumerate(reports, start=1):
         number = f" {i} of {len(reports)}" if len(reports) > 1 else ""
         lines += [f"## Evaluation{number} (`vc-app evaluate`)", *_without_plots(report.splitlines()[1:])]
-    return "\n".join(lines)
+    text = "\n".join(lines)
+    while "\n\n\n" in text:
+        text = text.replace("\n\n\n", "\n\n")
+    return text.rstrip("\n") + "\n"
 
 
 def _without_plots(lines: list[str]) -> list[str]:
