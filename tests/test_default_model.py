@@ -1,0 +1,72 @@
+"""The shipped default model: present, small, documented, and it converts towards the target voice."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import REPO, run_cli
+
+EXAMPLES = REPO / "vc_app" / "examples"
+
+
+@pytest.fixture(scope="module")
+def default_bundle() -> Path:
+    from vc_app.bundle import CHECKPOINT_ENV, DEFAULT_BUNDLE, checkpoints_dir
+
+    folder = checkpoints_dir() / DEFAULT_BUNDLE
+    assert folder == REPO / "checkpoints" / DEFAULT_BUNDLE and CHECKPOINT_ENV not in os.environ
+    return folder
+
+
+def test_shipped_bundle_is_complete_small_and_documented(default_bundle):
+    from vc_app.bundle import load_bundle
+
+    files = {p.name for p in default_bundle.iterdir()}
+    assert {"model.safetensors", "config.json", "README.md"} <= files
+    assert sum(p.stat().st_size for p in default_bundle.iterdir()) < 50e6
+    bundle = load_bundle(default_bundle)  # strict: every tensor present, no extra
+    config = json.loads((default_bundle / "config.json").read_text())
+    assert config["training"]["steps"] >= 1000 and bundle.mel.n_mels == 80
+    card = (default_bundle / "README.md").read_text()
+    steps = config["training"]["steps"]
+    assert f"steps: {steps}" in card  # the card describes these weights, not other ones
+    for measured in ("closer to the target", "WER", "probe", "vc-app evaluate"):
+        assert measured in card, measured
+
+
+def test_cli_uses_the_shipped_model_by_default(default_bundle, tmp_path):
+    """No --checkpoint, no download: an example source in an example target's voice, at the source's length."""
+    out = tmp_path / "converted.wav"
+    done = run_cli("convert", "--source", str(EXAMPLES / "slt_lemons.flac"), "--target",
+                   str(EXAMPLES / "rms_target.flac"), "--output", str(out), "--device", "cpu",
+                   env={k: v for k, v in os.environ.items() if k != "VC_APP_CHECKPOINT"} | {"HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 0, done.stderr
+    wav, rate = sf.read(str(out))
+    src = sf.info(str(EXAMPLES / "slt_lemons.flac"))
+    assert rate == 22050 and abs(len(wav) - round(src.frames * 22050 / src.samplerate)) <= 1
+    assert np.isfinite(wav).all() and 0.01 < np.abs(wav).max() <= 1.0
+
+
+def test_conversion_moves_the_voice_towards_the_target(default_bundle):
+    """Resemblyzer d-vectors: the converted clip is closer to the target than to the source, and nearer the
+    target voice than the source clip itself was."""
+    pytest.importorskip("resemblyzer", reason="needs the eval extra")
+    from vc_app.convert import VoiceConverter
+    from vc_app.evaluate.similarity import SpeakerSimilarity, cosine
+
+    converter = VoiceConverter.from_specs(str(default_bundle), "griffinlim", device="cpu")
+    embed = SpeakerSimilarity()
+    margins, gains = [], []
+    for source, target in (("slt_lemons.flac", "rms_target.flac"), ("espeak_us_truck.flac", "slt_target.flac")):
+        converted = converter.convert(EXAMPLES / source, [EXAMPLES / target])
+        e_conv = embed.embed(converted, converter.sample_rate)
+        e_src, e_tgt = embed.embed_file(str(EXAMPLES / source)), embed.embed_file(str(EXAMPLES / target))
+        margins.append(cosine(e_conv, e_tgt) - cosine(e_conv, e_src))
+        gains.append(cosine(e_conv, e_tgt) - cosine(e_src, e_tgt))
+    assert min(margins) > 0 and min(gains) > 0, (margins, gains)
