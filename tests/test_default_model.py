@@ -70,3 +70,38 @@ def test_conversion_moves_the_voice_towards_the_target(default_bundle):
         margins.append(cosine(e_conv, e_tgt) - cosine(e_conv, e_src))
         gains.append(cosine(e_conv, e_tgt) - cosine(e_src, e_tgt))
     assert min(margins) > 0 and min(gains) > 0, (margins, gains)
+
+
+def test_wheel_install_finds_the_shipped_model_under_the_prefix(tmp_path, monkeypatch):
+    """Without a checkout beside the package, the bundles come from <prefix>/share/vc-app/checkpoints."""
+    import vc_app.bundle as bundle
+
+    package = tmp_path / "site-packages" / "vc_app"
+    package.mkdir(parents=True)
+    installed = tmp_path / "prefix" / "share" / "vc-app" / "checkpoints" / bundle.DEFAULT_BUNDLE
+    installed.mkdir(parents=True)
+    for name in ("config.json", "model.safetensors"):
+        (installed / name).write_bytes(b"{}")
+    monkeypatch.setattr(bundle, "__file__", str(package / "bundle.py"))
+    monkeypatch.setattr(bundle.sys, "prefix", str(tmp_path / "prefix"))
+    monkeypatch.delenv(bundle.CHECKPOINT_ENV, raising=False)
+    assert bundle.default_checkpoint() == str(installed)
+    assert bundle.list_local_bundles() == [installed]
+
+
+@pytest.mark.slow
+def test_wheel_carries_the_shipped_model(tmp_path):
+    """`pip install .` (not only `-e`) must give a working default: the wheel holds the bundle's files."""
+    import subprocess
+    import sys
+    import zipfile
+
+    pytest.importorskip("setuptools")
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                           "-w", str(tmp_path), str(REPO)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    wheel, = tmp_path.glob("*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    shipped = {p.name for p in (REPO / "checkpoints" / "adainvc-speech22").iterdir()}
+    data = {n.split(".data/data/", 1)[1] for n in names if ".data/data/" in n}
+    assert {f"share/vc-app/checkpoints/adainvc-speech22/{name}" for name in shipped} <= data

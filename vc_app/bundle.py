@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,8 +41,14 @@ class Bundle:
 
 
 def checkpoints_dir() -> Path:
-    """The project's `checkpoints/` folder (next to the package, found from `__file__`)."""
-    return Path(__file__).resolve().parent.parent / "checkpoints"
+    """The project's `checkpoints/` folder.
+
+    In a checkout (or an editable install) it sits next to the package; a wheel install
+    (`pip install .`, `pip install git+...`) puts the shipped bundles in `<prefix>/share/vc-app/checkpoints`.
+    """
+    checkout = Path(__file__).resolve().parent.parent / "checkpoints"
+    installed = Path(sys.prefix) / "share" / "vc-app" / "checkpoints"
+    return installed if not checkout.is_dir() and installed.is_dir() else checkout
 
 
 def default_checkpoint() -> str:
