@@ -1,5 +1,7 @@
 """`vc-app convert` end to end, and every kind of bad input: one sentence, non-zero exit, nothing overwritten."""
 
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -79,6 +81,23 @@ def test_output_rules(tiny_bundle, bad_inputs, tmp_path):
     # /sys refuses new files even for root: an unwritable output folder
     denied = run_cli("convert", "--source", ok, "--target", ok, "--output", "/sys/vc_app_test.wav", *common)
     assert denied.returncode != 0 and "Cannot write" in denied.stderr and "Traceback" not in denied.stderr
+
+
+def test_bad_output_is_refused_before_pytorch_loads(bad_inputs, tmp_path):
+    """A bad --output costs a fraction of a second: it is refused before torch (or the model) is imported."""
+    ok = str(bad_inputs / "ok.wav")
+    existing = tmp_path / "exists.wav"
+    existing.write_bytes(b"keep me")
+    code = ("import sys; from vc_app.cli import main; "
+            "rc = main(['convert', '--source', sys.argv[1], '--target', sys.argv[1], '--output', sys.argv[2]]); "
+            "print(rc, 'torch' in sys.modules)")
+    for output, message in [(existing, "--overwrite"), (tmp_path / "no" / "x.wav", "does not exist"),
+                            (tmp_path / "x.mp3", ".wav, .flac or .ogg"), (ok, "one of the inputs")]:
+        done = subprocess.run([sys.executable, "-c", code, ok, str(output)], capture_output=True, text=True)
+        assert done.stdout.split() == ["1", "False"], (output, done.stdout, done.stderr)
+        assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert existing.read_bytes() == b"keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exists.wav"]  # the write probe left nothing
 
 
 def test_missing_checkpoint_and_bad_vocoder(bad_inputs, tmp_path, tiny_bundle):

@@ -18,13 +18,12 @@ import torch
 import torch.nn.functional as F
 
 from vc_app.errors import VcAppError
-from vc_app.paths import temp_path_for
+from vc_app.paths import check_output_path, open_temp_beside
 
 MIN_SECONDS = 0.3
 SILENCE_TOP_DB = 40.0
 SILENT_PEAK = 1e-3  # -60 dBFS: a clip whose loudest sample is below this is silence
 MIN_RATE, MAX_RATE = 8000, 192000
-OUTPUT_FORMATS = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}
 
 
 def _check_path(path: Path) -> None:
@@ -218,21 +217,11 @@ def write_audio(path: str | os.PathLike, wav: torch.Tensor | np.ndarray, sample_
         fmt: "WAV", "FLAC" or "OGG"; by default from the file extension.
     """
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise VcAppError(f"{path} already exists; pass --overwrite to replace it.")
-    fmt = fmt or OUTPUT_FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise VcAppError(f"Cannot write {path.name}: use a .wav, .flac or .ogg file name.")
-    if not path.parent.is_dir():
-        raise VcAppError(f"Cannot write {path}: the folder {path.parent} does not exist.")
+    fmt = check_output_path(path, overwrite=overwrite, fmt=fmt)
     data = wav.detach().cpu().numpy() if isinstance(wav, torch.Tensor) else np.asarray(wav)
     data = np.clip(data.astype(np.float32), -1.0, 1.0)
     subtype = "PCM_16" if fmt in ("WAV", "FLAC") else None
-    tmp = temp_path_for(path)
-    try:
-        handle = open(tmp, "xb")
-    except OSError as err:
-        raise VcAppError(f"Cannot write to {path.parent} ({err.strerror}).") from None
+    tmp, handle = open_temp_beside(path)
     try:
         with handle:
             sf.write(handle, data, sample_rate, format=fmt, subtype=subtype)

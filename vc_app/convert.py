@@ -22,6 +22,7 @@ from vc_app.audio import (MIN_SECONDS, SILENT_PEAK, AudioStream, active_rms, che
 from vc_app.bundle import Bundle, default_checkpoint, load_bundle
 from vc_app.errors import VcAppError
 from vc_app.mel import mel_spectrogram
+from vc_app.paths import check_output_path
 from vc_app.vocoders import DEFAULT_VOCODER, Vocoder, load_vocoder
 
 CHUNK_SECONDS = 20.0
@@ -198,11 +199,6 @@ class VoiceConverter:
     def convert_file(self, source: str | os.PathLike, targets: Sequence[str | os.PathLike], output: str | os.PathLike,
                      *, overwrite: bool = False) -> Path:
         """Convert `source` to the voice of `targets` and write `output` atomically (never over an input)."""
-        output = Path(output)
-        inputs = [Path(source)] + [Path(t) for t in targets]
-        if any(output.resolve() == p.resolve() for p in inputs):
-            raise VcAppError(f"The output {output} is one of the inputs; choose another output path.")
-        if output.exists() and not overwrite:
-            raise VcAppError(f"{output} already exists; pass --overwrite to replace it.")
+        check_output_path(output, inputs=[source, *targets], overwrite=overwrite)
         wav = self.convert(source, targets)
         return write_audio(output, wav, self.sample_rate, overwrite=overwrite)

@@ -1,15 +1,58 @@
-"""Small path helpers shared by everything that writes files."""
+"""Small path helpers shared by everything that writes files.
+
+Torch-free on purpose: the CLI checks an output path with these before it
+imports the model, so a bad `--output` is refused in a fraction of a second.
+"""
 
 from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
+from typing import BinaryIO
+
+from vc_app.errors import VcAppError
 
 TEMP_SUFFIX = ".part"
+OUTPUT_FORMATS = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}
 
 
 def temp_path_for(path: str | os.PathLike) -> Path:
     """A unique hidden temp name beside `path` (same folder, so a rename onto `path` is atomic)."""
     path = Path(path)
     return path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}{TEMP_SUFFIX}")
+
+
+def open_temp_beside(path: Path) -> tuple[Path, BinaryIO]:
+    """Create and open (binary, exclusive) a fresh temp file beside `path`; one sentence if the folder refuses."""
+    tmp = temp_path_for(path)
+    try:
+        return tmp, open(tmp, "xb")
+    except OSError as err:
+        raise VcAppError(f"Cannot write to {path.parent} ({err.strerror}).") from None
+
+
+def check_output_path(path: str | os.PathLike, *, inputs: Iterable[str | os.PathLike] = (),
+                      overwrite: bool = False, fmt: str | None = None, try_write: bool = False) -> str:
+    """Refuse an audio output path that must not or cannot be written; return its soundfile format.
+
+    Refused, each with one sentence: a path equal to one of `inputs`, an existing file without
+    `overwrite`, an extension other than .wav/.flac/.ogg (unless `fmt` is given), a missing folder,
+    and with `try_write` a folder that refuses a new file (probed with a temp file, removed at once).
+    """
+    path = Path(path)
+    if any(path.resolve() == Path(p).resolve() for p in inputs):
+        raise VcAppError(f"The output {path} is one of the inputs; choose another output path.")
+    if path.exists() and not overwrite:
+        raise VcAppError(f"{path} already exists; pass --overwrite to replace it.")
+    fmt = fmt or OUTPUT_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise VcAppError(f"Cannot write {path.name}: use a .wav, .flac or .ogg file name.")
+    if not path.parent.is_dir():
+        raise VcAppError(f"Cannot write {path}: the folder {path.parent} does not exist.")
+    if try_write:
+        tmp, handle = open_temp_beside(path)
+        handle.close()
+        tmp.unlink(missing_ok=True)
+    return fmt

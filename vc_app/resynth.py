@@ -18,6 +18,7 @@ from vc_app.audio import active_rms, check_clip, load_audio, match_loudness, wri
 from vc_app.config import MelConfig
 from vc_app.errors import VcAppError
 from vc_app.mel import mel_spectrogram
+from vc_app.paths import check_output_path
 from vc_app.vocoders import Vocoder, load_vocoder
 
 MEL_SUFFIX = ".npy"
@@ -62,6 +63,7 @@ def vocode_file(source: str | os.PathLike, output: str | os.PathLike, spec: str,
         VcAppError: bad input, unknown or unavailable vocoder, or an output that cannot be written.
     """
     source = Path(source)
+    check_output_path(output, inputs=[source], overwrite=overwrite)
     if source.suffix.lower() == MEL_SUFFIX:
         log_mel = read_mel(source, mel)
         wav = load_vocoder(spec, mel, device=device)(log_mel)[0].float().cpu()

@@ -39,7 +39,6 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vc_app.audio import audio_info
     from vc_app.batch import failures_name, parse_shard, plan_folder, plan_manifest, run_batch, shard
     from vc_app.errors import VcAppError
 
@@ -53,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
         jobs = plan_manifest(args.manifest, args.output, fmt=args.format)
     else:
         jobs = plan_folder(args.input, args.target, args.output, glob=args.glob, fmt=args.format)
+        from vc_app.audio import audio_info  # imports PyTorch: only once the folders and options are good
+
         for target in args.target:
             audio_info(target)  # fail fast on an unreadable target, before the model loads
     part = parse_shard(args.shard) if args.shard else None

@@ -30,6 +30,10 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from vc_app.paths import check_output_path
+
+    # a bad --output is refused before PyTorch is even imported
+    check_output_path(args.output, inputs=[args.source, *args.target], overwrite=args.overwrite, try_write=True)
     from vc_app.audio import audio_info
     from vc_app.convert import VoiceConverter
 

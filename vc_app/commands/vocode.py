@@ -26,19 +26,15 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from vc_app.paths import check_output_path
 
+    # a bad --output is refused before PyTorch is even imported
+    check_output_path(args.output, inputs=[args.input], overwrite=args.overwrite, try_write=True)
     from vc_app.config import MelConfig
     from vc_app.convert import resolve_device
-    from vc_app.errors import VcAppError
     from vc_app.resynth import vocode_file
 
-    source, output = Path(args.input), Path(args.output)
-    if output.exists() and output.resolve() == source.resolve():
-        raise VcAppError(f"The output {output} is the input; choose another output path.")
-    if output.exists() and not args.overwrite:
-        raise VcAppError(f"{output} already exists; pass --overwrite to replace it.")
-    out = vocode_file(source, output, args.vocoder, MelConfig(), device=str(resolve_device(args.device)),
+    out = vocode_file(args.input, args.output, args.vocoder, MelConfig(), device=str(resolve_device(args.device)),
                       overwrite=args.overwrite)
     print(f"wrote {out}")
     return 0
