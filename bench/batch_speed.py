@@ -1,6 +1,6 @@
 """`vc-app batch` against the naive loop (one `vc-app convert` process per file), measured in the same run.
 
-    python bench/batch_speed.py [--clips 50] [--seconds 5] [--naive-clips 20] [--checkpoint DIR]
+    python bench/batch_speed.py [--clips 50] [--seconds 5] [--naive-clips 20] [--checkpoint DIR] [--workers N]
 
 Makes a folder of `--clips` clips of about `--seconds` s (espeak-ng speech when it is installed, else
 speech-like harmonic tones), converts it with Griffin-Lim once with `vc-app batch` and once file by file
@@ -73,7 +73,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--naive-clips", type=int, default=20)
     parser.add_argument("--checkpoint")
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--workers", type=int, help="decoding processes (default: vc-app batch's own default)")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
     from vc_app.bundle import default_checkpoint, save_bundle
@@ -95,7 +95,8 @@ def main() -> None:
 
         start = time.perf_counter()
         vc_app("batch", str(inputs), "--target", str(target), "--output", str(work / "batch"), "--checkpoint",
-               checkpoint, "--vocoder", "griffinlim", "--workers", str(args.workers), "--quiet")
+               checkpoint, "--vocoder", "griffinlim", "--quiet",
+               *(["--workers", str(args.workers)] if args.workers is not None else []))
         batch_s = time.perf_counter() - start
         assert len(list((work / "batch").rglob("*.wav"))) == args.clips
 
@@ -109,7 +110,8 @@ def main() -> None:
 
         batch_rate, naive_rate = audio / batch_s, naive_audio / naive_s
         print(f"{'method':<34} {'files':>5} {'wall s':>8} {'audio s / wall s':>17}")
-        print(f"{'vc-app batch (one process)':<34} {args.clips:>5} {batch_s:>8.1f} {batch_rate:>17.2f}")
+        label = "vc-app batch" + (f" --workers {args.workers}" if args.workers is not None else " (defaults)")
+        print(f"{label:<34} {args.clips:>5} {batch_s:>8.1f} {batch_rate:>17.2f}")
         print(f"{'naive: one vc-app convert per file':<34} {len(naive):>5} {naive_s:>8.1f} {naive_rate:>17.2f}")
         print(f"batch / naive: {batch_rate / naive_rate:.1f}x (target >= 10x)")
     finally:
