@@ -17,6 +17,7 @@ from pathlib import Path
 
 from vc_app.corpus import Utterance, scan_folder
 from vc_app.errors import VcAppError
+from vc_app.paths import atomic_write
 
 TARGET_SEPARATOR = ";"
 REQUIRED_COLUMNS = ("source", "target")
@@ -121,16 +122,25 @@ def corpus_utterances(root: str | os.PathLike, speakers: list[str] | None) -> di
 
 def pairs_from_corpus(root: str | os.PathLike, speakers: list[str] | None = None, *, pairs_per_speaker: int = 5,
                       target_clips: int = 1, seed: int = 0) -> list[Pair]:
-    """Unseen-speaker pairs: every ordered pair (A, B) of distinct speakers, `pairs_per_speaker` each.
+    """Unseen-speaker pairs of a folder-per-speaker corpus (`speaker_pairs` over its speaker folders)."""
+    return speaker_pairs(corpus_utterances(root, speakers), pairs_per_speaker=pairs_per_speaker,
+                         target_clips=target_clips, seed=seed, where=str(root))
+
+
+def speaker_pairs(by_speaker: dict[str, list[Utterance]], *, pairs_per_speaker: int = 5, target_clips: int = 1,
+                  seed: int = 0, where: str = "the corpus") -> list[Pair]:
+    """Every ordered pair (A, B) of distinct speakers, `pairs_per_speaker` pairs each.
 
     For each (A, B), `pairs_per_speaker` source utterances of A are drawn (seeded, without replacement);
     the target is `target_clips` utterances of B saying *other* sentences. When B has the source's
     sentence (a parallel corpus: the same file name), that clip is the `reference` for MCD and is never
-    used as a target clip. `text` comes from a `<clip>.txt` beside the source when present.
+    used as a target clip. `text` is the utterance's own, else a `<clip>.txt` beside the source.
+
+    Args:
+        by_speaker: {speaker: utterances}, each list in a fixed order (the draw depends on it).
     """
     if pairs_per_speaker < 1 or target_clips < 1:
         raise VcAppError("--pairs-per-speaker and --target-clips must be at least 1.")
-    by_speaker = corpus_utterances(root, speakers)
     pairs = []
     for a, sources in by_speaker.items():
         for b, candidates in by_speaker.items():
@@ -145,9 +155,10 @@ def pairs_from_corpus(root: str | os.PathLike, speakers: list[str] | None = None
                     continue
                 targets = rng.sample(others, min(target_clips, len(others)))
                 reference = by_key[key].path if key in by_key else ""
-                pairs.append(Pair(src.path, tuple(t.path for t in targets), reference, sidecar_text(src.path), a, b))
+                pairs.append(Pair(str(src.path), tuple(str(t.path) for t in targets), str(reference),
+                                  src.text or sidecar_text(src.path), a, b))
     if not pairs:
-        raise VcAppError(f"No pairs could be built from {root}: each target speaker needs a clip of another sentence.")
+        raise VcAppError(f"No pairs could be built from {where}: each target speaker needs a clip of another sentence.")
     return pairs
 
 
@@ -155,3 +166,18 @@ def pair_row(pair: Pair) -> dict[str, str]:
     """The pair as the first columns of a per-pair CSV row (readable again by `read_pairs`)."""
     return {"source": pair.source, "target": TARGET_SEPARATOR.join(pair.targets), "reference": pair.reference,
             "text": pair.text, "source_speaker": pair.source_speaker, "target_speaker": pair.target_speaker}
+
+
+def write_pairs(path: str | os.PathLike, pairs: list[Pair]) -> Path:
+    """Write `pairs` as a pairs CSV that `read_pairs` reads back (atomically)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(PAIR_COLUMNS))
+            writer.writeheader()
+            writer.writerows(pair_row(p) for p in pairs)
+
+    atomic_write(path, write)
+    return path
