@@ -109,6 +109,7 @@ def _voice_bytes(path, **changes) -> bytes:
     ("version", "is a voice file of format version '2'; this vc_app reads version 1"),
     ("no_model", "is a damaged voice file (no 'model_sha256' entry)"),
     ("bad_clips", "is a damaged voice file"),
+    ("bad_mel", "is a damaged voice file (its mel recipe holds values that are not numbers)"),
     ("nan", "is a damaged voice file (its speaker vector holds NaN"),
     ("float64", "is a damaged voice file (no float32 speaker vector in it)"),
 ])
@@ -124,6 +125,7 @@ def test_damaged_or_foreign_files_get_one_sentence(alice, tiny_bundle, tmp_path,
         "bundle": (tiny_bundle / "model.safetensors").read_bytes(),
         "version": _voice_bytes(good, format_version="2"), "no_model": _voice_bytes(good, model_sha256=None),
         "bad_clips": _voice_bytes(good, clips="[{]"),
+        "bad_mel": _voice_bytes(good, mel=json.dumps({"sample_rate": "22050"})),
         "nan": _voice_bytes(good, speaker=np.full(8, np.nan, np.float32)),
         "float64": _voice_bytes(good, speaker=np.ones(8, np.float64)),
     }

@@ -253,6 +253,8 @@ def _parse_metadata(raw: dict[str, str]) -> dict[str, Any]:
     if not re.fullmatch(r"[0-9a-f]{64}", sha):
         raise ValueError("its model_sha256 is not a SHA-256")
     mel = mel_config_from_dict(json.loads(raw["mel"]))
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in to_dict(mel).values()):
+        raise ValueError("its mel recipe holds values that are not numbers")
     clips = tuple(VoiceClip(str(c["name"]), float(c["seconds"])) for c in json.loads(raw["clips"]))
     mix = tuple((str(p["name"]), float(p["weight"])) for p in json.loads(raw.get("mix", "[]")))
     return {"name": raw["name"], "created_at": raw["created_at"], "model": raw["model"], "model_sha256": sha,

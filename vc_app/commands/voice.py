@@ -42,8 +42,6 @@ def target_files(args: argparse.Namespace, parts: list) -> list[str]:
 
 
 def add_parser(sub) -> None:
-    from vc_app.commands.convert import add_model_options
-
     p = sub.add_parser("voice", help="keep target voices as files: create, list, show", description=__doc__)
     verbs = p.add_subparsers(dest="voice_command", metavar="VERB", required=True)
 
@@ -54,7 +52,10 @@ def add_parser(sub) -> None:
     create.add_argument("--output", metavar="FILE.voice",
                         help="where to write it (default: NAME.voice in the voices folder, see vc-app voice list)")
     create.add_argument("--overwrite", action="store_true", help="replace an existing voice file")
-    add_model_options(create)
+    create.add_argument("--checkpoint", metavar="DIR_OR_HUB_ID", help="the model the voice is for: bundle folder, "
+                        ".pt file or hub repo id (default: the shipped checkpoint)")
+    create.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                        help="where the speaker encoder runs (default: auto)")
     create.set_defaults(run=run_create)
 
     listing = verbs.add_parser("list", help="list the voice files in a folder",
@@ -72,7 +73,7 @@ def add_parser(sub) -> None:
 def run_create(args: argparse.Namespace) -> int:
     from vc_app.errors import VcAppError
     from vc_app.paths import check_output_path
-    from vc_app.voice import VOICE_SUFFIX, VoiceLibrary, check_target_file, check_voice_name
+    from vc_app.voice import VOICE_SUFFIX, VoiceLibrary, check_target_file, check_voice_name, find_voice, is_voice_path
 
     name = check_voice_name(args.name)
     parts = parse_mix_options(args)
@@ -80,15 +81,17 @@ def run_create(args: argparse.Namespace) -> int:
     output = Path(args.output) if args.output else library.path(name)
     if output.suffix.lower() != VOICE_SUFFIX:
         raise VcAppError(f"Cannot write {output.name}: a voice file's name ends in {VOICE_SUFFIX}.")
+    inputs = [find_voice(t) if is_voice_path(t) else Path(t) for t in target_files(args, parts)]
+    if any(output.resolve() == path.resolve() for path in inputs):
+        raise VcAppError(f"The output {output} is one of the inputs; choose another name or --output.")
     if output.exists() and not args.overwrite:
         raise VcAppError(f"{output} already exists; pass --overwrite to replace it.")
     if args.output:
-        check_output_path(output, inputs=target_files(args, parts), overwrite=args.overwrite, fmt="voice",
-                          try_write=True)
+        check_output_path(output, overwrite=args.overwrite, fmt="voice", try_write=True)
     for path in target_files(args, parts):
         check_target_file(path)  # fail fast on a missing or unreadable file, before the model loads
     from vc_app.convert import VoiceConverter
-    from vc_app.voice import attach_dvector, is_voice_path
+    from vc_app.voice import attach_dvector
 
     converter = VoiceConverter.from_specs(args.checkpoint, "griffinlim", device=args.device)
     if parts:
