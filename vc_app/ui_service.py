@@ -291,7 +291,7 @@ class ConversionService:
             converter = self.pool.get(model_spec, vocoder_spec)
             if voice:
                 report(0.25, f"Loading the voice {voice}")
-                parts = self.saved_voices(converter, voice, blend_with, voice_percent)
+                parts = self.saved_voices(voice, blend_with, voice_percent)
                 kept = converter.voice(parts[0][0]) if len(parts) == 1 else converter.blend(parts)
                 speaker, name = converter.speaker_vector([kept]), kept.name
             else:
@@ -304,7 +304,7 @@ class ConversionService:
             write_audio(output, wav, converter.sample_rate)
         except VcAppError as err:
             raise VcAppError(_without_paths(str(err), paths)) from None
-        return Conversion(output, str(source), targets, converter.mel_cfg, tuple(parts))
+        return Conversion(output, str(source), targets, converter.mel_cfg, tuple((v, w) for v, w in parts if w > 0))
 
     def _output_path(self, source: str, target_name: str) -> Path:
         """A fresh folder under work_dir holding `<source>_as_<target>.wav` (old folders are swept first)."""
@@ -328,8 +328,7 @@ class ConversionService:
             choices.append((f"{path.stem} ({what}, {sum(c.seconds for c in meta['clips']):.0f} s)", path.stem))
         return choices
 
-    def saved_voices(self, converter: VoiceConverter, voice: str, blend_with: str = "",
-                     voice_percent: float = 100.0) -> list[tuple[Voice, float]]:
+    def saved_voices(self, voice: str, blend_with: str = "", voice_percent: float = 100.0) -> list[tuple[Voice, float]]:
         """The saved voice(s) to convert with and their shares: [(voice, 1.0)] or a two-voice blend."""
         first = self.voices.load(check_voice_name(voice))
         if not blend_with:

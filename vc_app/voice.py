@@ -455,7 +455,7 @@ def blend(voices: Sequence[Voice], weights: Sequence[float], *, name: str | None
                              f"({first.model} and {voice.model}); only voices of one model can be blended.")
     vector = kept[0][0].vector.clone() if len(kept) == 1 else sum(w * v.vector for v, w in kept)
     mix = tuple((v.name, w) for v, w in kept)
-    label = name or " + ".join(f"{100 * w:.0f}% {v.name}" for v, w in kept)
+    label = name or (first.name if len(kept) == 1 else " + ".join(f"{100 * w:.0f}% {v.name}" for v, w in kept))
     return Voice(name=label, vector=vector, model=first.model, model_sha256=first.model_sha256, mel=first.mel,
                  clips=tuple(c for v, _ in kept for c in v.clips), mix=mix if len(kept) > 1 else first.mix,
                  dvector=first.dvector if len(kept) == 1 else None)
