@@ -1,6 +1,8 @@
 """`vc-app batch`: convert every clip of a folder (or the rows of a manifest); resumable and shardable.
 
     vc-app batch INPUT_DIR --target voice.wav [--target more.wav] --output OUT_DIR
+    vc-app batch INPUT_DIR --target alice.voice --output OUT_DIR        # a saved voice (vc-app voice)
+    vc-app batch INPUT_DIR --mix alice.voice:0.7 --mix bob.voice:0.3 --output OUT_DIR    # a blend
     vc-app batch --manifest pairs.csv --output OUT_DIR      # columns source,target[,output]
 """
 
@@ -10,6 +12,7 @@ import argparse
 import os
 
 from vc_app.commands.convert import add_model_options
+from vc_app.commands.voice import add_target_options, parse_mix_options, target_files
 
 
 def add_parser(sub) -> None:
@@ -17,9 +20,8 @@ def add_parser(sub) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("input", nargs="?", metavar="INPUT_DIR", help="folder of source clips (searched recursively)")
     p.add_argument("--manifest", metavar="CSV", help="pairs to convert: columns source,target[,output]; "
-                   "several target clips of one speaker separated by ';'")
-    p.add_argument("--target", action="append", default=[], metavar="FILE",
-                   help="clip of the voice to use (folder mode); repeat for several clips of the same speaker")
+                   "several target clips of one speaker separated by ';', or one .voice file")
+    add_target_options(p, required=False)  # folder mode: --target clips or one .voice file, or --mix
     p.add_argument("--output", required=True, metavar="OUT_DIR", help="where outputs go (mirrors INPUT_DIR)")
     p.add_argument("--glob", metavar="PATTERN", help="only inputs whose path relative to INPUT_DIR matches, "
                    "e.g. '*.flac' or 'speaker1/*'")
@@ -46,22 +48,32 @@ def run(args: argparse.Namespace) -> int:
         raise VcAppError("Give either INPUT_DIR (with --target) or --manifest, not both or neither.")
     if args.batch_size < 1 or args.workers < 0:
         raise VcAppError("--batch-size must be at least 1 and --workers at least 0.")
+    mix = parse_mix_options(args)
     if args.manifest:
-        if args.target:
-            raise VcAppError("--target is for folder mode; a manifest names its targets in its target column.")
+        if args.target or mix:
+            raise VcAppError("--target and --mix are for folder mode; a manifest names its targets in its target "
+                             "column.")
         jobs = plan_manifest(args.manifest, args.output, fmt=args.format)
     else:
-        jobs = plan_folder(args.input, args.target, args.output, glob=args.glob, fmt=args.format)
-        from vc_app.audio import audio_info  # imports PyTorch: only once the folders and options are good
+        jobs = plan_folder(args.input, target_files(args, mix), args.output, glob=args.glob, fmt=args.format)
+        from vc_app.voice import check_target_file  # PyTorch loads for audio only once the folders are good
 
-        for target in args.target:
-            audio_info(target)  # fail fast on an unreadable target, before the model loads
+        for target in target_files(args, mix):
+            check_target_file(target)  # fail fast on an unreadable target, before the model loads
     part = parse_shard(args.shard) if args.shard else None
     if part:
         jobs = shard(jobs, *part)
+    from dataclasses import replace
+
     from vc_app.convert import VoiceConverter
+    from vc_app.voice import is_voice_path
 
     converter = VoiceConverter.from_specs(args.checkpoint, args.vocoder, device=args.device)
+    if mix:  # one blended voice for the whole folder
+        voice = converter.blend([(p.targets, p.weight) for p in mix])
+        jobs = [replace(job, targets=(voice,)) for job in jobs]
+    elif args.target and any(is_voice_path(t) for t in args.target):
+        converter.speaker_vector(args.target)  # a voice of another model is refused now, not once per file
     result = run_batch(converter, jobs, args.output, overwrite=args.overwrite, keep_rate=args.keep_rate,
                        workers=args.workers, batch_size=args.batch_size, progress=not args.quiet,
                        failures_file=failures_name(part))

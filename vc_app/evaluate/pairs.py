@@ -18,6 +18,7 @@ from pathlib import Path
 from vc_app.corpus import Utterance, scan_folder
 from vc_app.errors import VcAppError
 from vc_app.paths import atomic_write
+from vc_app.voice import is_voice_path
 
 TARGET_SEPARATOR = ";"
 REQUIRED_COLUMNS = ("source", "target")
@@ -44,7 +45,7 @@ def _resolve(value: str, base: Path) -> str:
 def read_pairs(path: str | os.PathLike) -> list[Pair]:
     """Read `source,target[,reference][,text][,source_speaker][,target_speaker]` rows (with a header).
 
-    `target` may hold several clips separated by ';'. Relative paths are relative to the CSV's folder.
+    `target` may hold several clips separated by ';', or one .voice file. Relative paths are relative to the CSV's folder.
     A missing speaker column defaults to the name of the folder holding the clip.
     """
     path = Path(path)
@@ -74,19 +75,28 @@ def _pair_from_row(row: dict[str, str], base: Path, path: Path, line: int) -> Pa
     source = _resolve(row["source"], base)
     targets = tuple(_resolve(t, base) for t in row["target"].split(TARGET_SEPARATOR) if t.strip())
     reference = _resolve(row["reference"], base) if row.get("reference") else ""
+    target = Path(targets[0])
     return Pair(source, targets, reference, row.get("text", ""),
                 row.get("source_speaker") or Path(source).parent.name,
-                row.get("target_speaker") or Path(targets[0]).parent.name)
+                row.get("target_speaker") or (target.stem if is_voice_path(target) else target.parent.name))
 
 
 def check_pair_audio(pairs: list[Pair]) -> None:
-    """Fail early, with one sentence naming the pair, on any clip that is missing or not audio."""
+    """Fail early, with one sentence naming the pair, on any clip that is missing or not audio, and on a
+    voice-file target that is unreadable or carries no d-vector to measure similarity against."""
     from vc_app.audio import audio_info
+    from vc_app.voice import is_voice_path, read_voice_file
 
     for n, pair in enumerate(pairs, start=1):
         for clip in (pair.source, *pair.targets, *([pair.reference] if pair.reference else [])):
             try:
-                audio_info(clip)
+                if is_voice_path(clip):
+                    if "dvector" not in read_voice_file(clip)[1]:
+                        raise VcAppError(f"{Path(clip).name} carries no Resemblyzer d-vector to measure speaker "
+                                         f"similarity against (it is a blend, or was made without the eval extra); "
+                                         f"make it again with the eval extra installed, or give its clips")
+                else:
+                    audio_info(clip)
             except VcAppError as err:
                 raise VcAppError(f"Pair {n}: {str(err).rstrip('.')}.") from None
 
