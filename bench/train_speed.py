@@ -1,11 +1,20 @@
-"""Training speed on CPU: steps/s, frames/s and the share of step time spent waiting for data.
+"""Training speed on CPU: steps/s of our default step, side by side with the official AdaIN-VC step.
 
-The default model (official AdaIN-VC sizes) trains on a synthetic packed feature cache, exactly as
-the recipes' stage 3 does (the loader only slices a memory-mapped array). Two data settings are
-timed: plain segments, and the folder recipe's augmentation (frequency warp + gain), which does
-more work per sample. Target: data wait < 5 % of step time.
+The default model (official AdaIN-VC sizes, 4.89 M parameters) trains on a packed feature cache,
+exactly as the recipes' stage 3 does (the loader only slices a memory-mapped array): a synthetic one,
+or a real one with --features. Three ways of timing:
 
-    python bench/train_speed.py [--batch 32] [--steps 20] [--threads 2] [--pause-pattern "vc-app train"]
+  python bench/train_speed.py                       ours: default step (run.amp auto) and float32
+                                                    step, plain and augmented data, data-wait share
+  python bench/train_speed.py --official DIR        + the official step, interleaved in rounds
+  python bench/train_speed.py --numerics 200        loss curves: default vs float32 step (same seed)
+                                                    against float32 vs float32 (another seed)
+
+--official DIR is a checkout of github.com/jjery2243542/adaptive_voice_conversion (never vendored
+here): its `Solver.ae_step`, unmodified, trains its `AE` built from its config.yaml with our 80 mel
+bands, on the same batches as ours. Rounds alternate official / ours (default) / ours (float32),
+`--steps` steps each; the medians over rounds and their ratios are printed. Without --official only
+ours are timed.
 
 --pause-pattern stops (SIGSTOP) other processes whose command line matches, for the duration of
 the measurement, and always resumes them (SIGCONT), also on Ctrl-C or an error.
@@ -94,44 +103,122 @@ def synthetic_cache(folder: Path, n_utts: int = 240, n_mels: int = 80, seed: int
     return pack_features(utts, folder, MelConfig())
 
 
-def measure(cache: Path, *, batch: int, steps: int, augment: bool, warmup: int = 3) -> dict[str, float]:
-    """Time `steps` training steps of the default model (after `warmup`) on `cache`."""
+class OurStep:
+    """Our training step (`vc_app.train.engine.train_step`) on the default model, `amp` = run.amp."""
+
+    def __init__(self, cache: Path, batch: int, amp: str, augment: bool = False, seed: int = 1234):
+        from vc_app.features import FeatureCache
+        from vc_app.train.config import load_config
+        from vc_app.train.data import SegmentDataset, StepLoader
+        from vc_app.train.engine import Dist, amp_dtype, build_state
+
+        overrides = [f"data.train_features={cache}", f"data.batch_size={batch}", f"run.amp={amp}", f"seed={seed}"]
+        if augment:
+            overrides += ["data.warp_range=[0.85,1.18]", "data.gain_db=3.0"]
+        cfg = load_config(None, overrides)
+        features = FeatureCache.open(cache)
+        self.state = build_state(cfg, features, Dist())
+        self.batches = StepLoader(SegmentDataset(features, cfg.data, cfg.mel, cfg.seed), batch,
+                                  seed=cfg.seed).batches(0)
+        self.precision = str(amp_dtype(cfg, Dist().device) or "float32").removeprefix("torch.")
+        self.params = sum(p.numel() for p in self.state.core.parameters())
+        self.wait = self.busy = 0.0
+
+    def __call__(self) -> dict[str, float]:
+        from vc_app.train.engine import train_step
+
+        start = time.perf_counter()
+        batch = next(self.batches)
+        got = time.perf_counter()
+        metrics = train_step(self.state, batch)
+        self.wait, self.busy = self.wait + got - start, self.busy + time.perf_counter() - got
+        return metrics
+
+
+class OfficialStep:
+    """The official AdaIN-VC `Solver.ae_step` (unmodified, imported from `folder`), on our batches."""
+
+    def __init__(self, folder: Path, batches: OurStep, n_mels: int = 80):
+        import contextlib
+        import io
+        import types
+
+        import yaml
+
+        folder = Path(folder)
+        if not (folder / "solver.py").is_file() or not (folder / "model.py").is_file():
+            raise SystemExit(f"{folder} is not a checkout of jjery2243542/adaptive_voice_conversion "
+                             "(no solver.py / model.py).")
+        for name in ("tensorboardX", "editdistance"):  # logging-only imports of its utils.py
+            try:
+                __import__(name)
+            except ImportError:
+                stub = types.ModuleType(name)
+                stub.SummaryWriter = lambda *a, **k: None
+                sys.modules[name] = stub
+        sys.path.insert(0, str(folder))
+        from solver import Solver  # noqa: E402 - the official code, from the user's checkout
+
+        config = yaml.safe_load((folder / "config.yaml").read_text())
+        config["SpeakerEncoder"]["c_in"] = config["ContentEncoder"]["c_in"] = n_mels
+        config["Decoder"]["c_out"] = n_mels
+        self.solver = Solver.__new__(Solver)
+        self.solver.config, self.solver.args = config, argparse.Namespace()
+        with contextlib.redirect_stdout(io.StringIO()):
+            self.solver.build_model()
+        self.params = sum(p.numel() for p in self.solver.model.parameters())
+        self.lambda_kl = config["lambda"]["lambda_kl"] / config["annealing_iters"]
+        self.ours = batches
+        self.solver.model.train()
+
+    def __call__(self) -> dict:
+        return self.solver.ae_step(next(self.ours.batches).mel, self.lambda_kl)
+
+
+def rounds(steps: dict, n_rounds: int, n_steps: int, warmup: int = 3) -> dict[str, list[float]]:
+    """Steps/s of each step function per round; the functions alternate, `n_steps` each per round."""
+    for step in steps.values():
+        for _ in range(warmup):
+            step()
+    out: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(n_rounds):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            for _ in range(n_steps):
+                step()
+            out[name].append(n_steps / (time.perf_counter() - start))
+    return out
+
+
+def numerics(cache: Path, batch: int, n_steps: int) -> None:
+    """Mean absolute difference of the first `n_steps` losses: default vs float32 step (same seed and
+    data), beside the run-to-run noise of the float32 step itself (seed 1234 vs 1235)."""
     import torch
 
-    from vc_app.features import FeatureCache
-    from vc_app.train.config import load_config
-    from vc_app.train.data import SegmentDataset, StepLoader
-    from vc_app.train.engine import Dist, build_state, train_step
-
-    overrides = [f"data.train_features={cache}", f"data.batch_size={batch}"]
-    if augment:
-        overrides += ["data.warp_range=[0.85,1.18]", "data.gain_db=3.0"]
-    cfg = load_config(None, overrides)
-    features = FeatureCache.open(cache)
-    state = build_state(cfg, features, Dist())
-    loader = StepLoader(SegmentDataset(features, cfg.data, cfg.mel, cfg.seed), batch, seed=cfg.seed)
-    batches = loader.batches(0)
-    wait = busy = 0.0
-    for i in range(warmup + steps):
-        start = time.perf_counter()
-        batch_ = next(batches)
-        got = time.perf_counter()
-        train_step(state, batch_)
-        done = time.perf_counter()
-        if i >= warmup:
-            wait, busy = wait + (got - start), busy + (done - got)
-    total = wait + busy
-    frames = steps * batch * cfg.data.segment_frames
-    params = sum(p.numel() for p in state.core.parameters())
-    return {"steps_per_s": steps / total, "frames_per_s": frames / total, "data_wait": wait / total,
-            "s_per_1k_steps": 1000 * total / steps, "params": params, "threads": torch.get_num_threads()}
+    curves = {}
+    for name, amp, seed in (("float32", "none", 1234), ("default", "auto", 1234), ("float32, seed 1235", "none", 1235)):
+        torch.manual_seed(0)
+        step = OurStep(cache, batch, amp, seed=seed)
+        curves[name] = np.array([step()["loss"] for _ in range(n_steps)])
+        print(f"{name}: {step.precision}, mean loss {curves[name].mean():.4f}, last 50 steps "
+              f"{curves[name][-50:].mean():.4f}")
+    ours = np.abs(curves["default"] - curves["float32"]).mean()
+    noise = np.abs(curves["float32, seed 1235"] - curves["float32"]).mean()
+    print(f"\nmean |loss difference| over the first {n_steps} steps:\n"
+          f"  default step vs float32 step, same seed and data: {ours:.4f}\n"
+          f"  float32 step, seed 1234 vs seed 1235 (run-to-run noise): {noise:.4f}\n"
+          f"  {'within' if ours <= noise else 'OUTSIDE'} the noise")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per round and step kind")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--official", metavar="DIR", help="checkout of jjery2243542/adaptive_voice_conversion")
+    parser.add_argument("--features", metavar="DIR", help="a packed feature cache (default: a synthetic one)")
+    parser.add_argument("--numerics", type=int, metavar="N", help="compare the first N losses instead of timing")
     parser.add_argument("--pause-pattern", default="", help="pause matching processes while measuring")
     args = parser.parse_args()
 
@@ -139,18 +226,30 @@ def main() -> int:
 
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
-        cache = synthetic_cache(Path(tmp) / "cache")
+        cache = Path(args.features) if args.features else synthetic_cache(Path(tmp) / "cache")
         with paused(args.pause_pattern):
-            rows = {name: measure(cache, batch=args.batch, steps=args.steps, augment=augment)
-                    for name, augment in (("plain segments", False), ("warp + gain augmentation", True))}
-    first = next(iter(rows.values()))
-    print(f"\ndefault AdaIN-VC ({first['params'] / 1e6:.2f} M parameters), batch {args.batch} x 128 frames, "
-          f"{first['threads']} CPU threads, {args.steps} timed steps, features cached\n")
-    print("| data | steps/s | frames/s | s per 1k steps | data wait | target |")
-    print("|---|---|---|---|---|---|")
-    for name, r in rows.items():
-        print(f"| {name} | {r['steps_per_s']:.3f} | {r['frames_per_s']:.0f} | {r['s_per_1k_steps']:.0f} | "
-              f"{100 * r['data_wait']:.2f} % | < 5 % |")
+            if args.numerics:
+                numerics(cache, args.batch, args.numerics)
+                return 0
+            steps = {"ours (default)": OurStep(cache, args.batch, "auto"),
+                     "ours (float32)": OurStep(cache, args.batch, "none"),
+                     "ours (default, augmented data)": OurStep(cache, args.batch, "auto", augment=True)}
+            if args.official:
+                steps = {"official ae_step": OfficialStep(Path(args.official), steps["ours (float32)"]), **steps}
+            speed = rounds(steps, args.rounds, args.steps)
+    ours = steps["ours (default)"]
+    print(f"\nbatch {args.batch} x 128 frames, {torch.get_num_threads()} CPU threads, {args.rounds} rounds x "
+          f"{args.steps} steps, interleaved; our default step computes in {ours.precision} "
+          f"(native bf16 on this CPU: {ours.precision == 'bfloat16'})\n")
+    base = "official ae_step" if args.official else "ours (float32)"
+    print(f"| step | parameters | steps/s (median) | rounds | vs {base} |")
+    print("|---|---|---|---|---|")
+    median = {name: float(np.median(v)) for name, v in speed.items()}
+    for name, values in speed.items():
+        print(f"| {name} | {steps[name].params:,} | {median[name]:.2f} | {' '.join(f'{v:.2f}' for v in values)} | "
+              f"{median[name] / median[base]:.2f}x |")
+    total = ours.wait + ours.busy
+    print(f"\ndata wait of our default step: {100 * ours.wait / total:.2f} % of its time (target < 5 %)")
     return 0
 
 

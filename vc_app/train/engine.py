@@ -11,9 +11,9 @@ Objective (AdaIN-VC): loss = sum(weight[k] * term[k]) over the named terms
   vq_commit    VQ commitment (bottleneck "vq"); vq_codebook too when the codebook is not EMA-updated
   adv          pushes the SpeakerClassifier's posterior on the content code to uniform (adversary on),
                weight ramped from 0; the classifier itself is trained in alternation (its loss: "cls")
-  spk_cons     speaker consistency (when its weight is > 0): 1 - cosine between the speaker vector of
-               the clip it was converted to and the one the (detached) speaker encoder reads back from
-               the conversion
+  spk_cons     speaker consistency (when its weight is > 0): each clip is converted to the next clip's
+               voice; 1 - cosine between that voice's speaker vector and the one the (detached) speaker
+               encoder reads back from the conversion, both taken from the batch's mean speaker vector
 The names are the keys of `loss.weights` in the config, of metrics.jsonl and of TensorBoard.
 
 On CPUs with native bfloat16 (AVX512-BF16 or AMX) and on CUDA, `run.amp: auto` (the default) computes
@@ -74,6 +74,12 @@ class TrainState:
     speakers: list[str] = field(default_factory=list)
     step: int = 0
     origin: dict = field(default_factory=dict)  # init_from_bundle's record when the run started from a bundle
+
+    @property
+    def total_step(self) -> int:
+        """Steps the weights have been trained for: this run's, plus the bundle's when it started from one.
+        The kl and adv schedules follow it, so a run that continues a bundle does not restart them."""
+        return self.step + self.origin.get("init_steps", 0)
 
     @property
     def core(self) -> AdaINVC:
@@ -239,8 +245,12 @@ def loss_terms(model: AdaINVC, out: AdaINVCOutput, mel: torch.Tensor, cfg: Train
         if not cfg.model.vq.ema:
             terms["vq_codebook"] = out.vq.codebook
     if out.converted_speaker is not None:
-        wanted = out.speaker.roll(1, 0).detach().float()
-        terms["spk_cons"] = (1 - F.cosine_similarity(out.converted_speaker.float(), wanted, dim=-1)).mean()
+        # Speaker vectors of real voices share a large common part (their cosines are all near 1): compare
+        # them as offsets from the batch's average voice, so the term measures the direction towards the target.
+        average = out.speaker.detach().float().mean(dim=0)
+        wanted = out.speaker.roll(1, 0).detach().float() - average
+        got = out.converted_speaker.float() - average
+        terms["spk_cons"] = (1 - F.cosine_similarity(got, wanted, dim=-1)).mean()
     return terms
 
 
@@ -295,7 +305,7 @@ def train_step(state: TrainState, batch: Batch) -> dict[str, float]:
         with autocast(cfg, mel.device):
             terms["adv"] = adversarial_term(state.classifier, out.content)
     _check_finite(terms, state.step + 1)
-    weights = term_weights(cfg, state.step)
+    weights = term_weights(cfg, state.total_step)
     total = sum(weights[k] * terms[k].float() for k in terms)
     state.optimizer.zero_grad(set_to_none=True)
     if state.scaler is not None:
@@ -323,7 +333,7 @@ def train_step(state: TrainState, batch: Batch) -> dict[str, float]:
 def validate(state: TrainState, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, float]:
     """Mean loss terms, weighted total and classifier accuracy over fixed validation batches, in eval mode."""
     model, cfg = state.core, state.cfg
-    weights = term_weights(cfg, max(0, state.step - 1))
+    weights = term_weights(cfg, max(0, state.total_step - 1))
     model.eval()
     sums: dict[str, float] = {}
     for mel, speaker in batches:
