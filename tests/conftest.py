@@ -18,8 +18,12 @@ SHARED_SPEECH = REPO.parent / "shared" / "data" / "speech"
 
 
 def pytest_configure(config):
-    """Tiny test models run fastest on one thread, and do not stall when other work shares the cores."""
+    """Tiny test models run fastest on one thread, and do not stall when other work shares the cores.
+
+    Tests never touch the network: the Hugging Face hub is an address on this machine that refuses.
+    """
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("HF_ENDPOINT", "http://127.0.0.1:9")
     import torch
 
     torch.set_num_threads(1)
