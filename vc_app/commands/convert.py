@@ -18,6 +18,29 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
                         help="where the model runs (default: auto)")
 
 
+def add_threads_option(parser: argparse.ArgumentParser) -> None:
+    """--threads: PyTorch's CPU threads (check it with `check_threads` before PyTorch loads)."""
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="CPU threads for PyTorch (default: PyTorch's choice, one per core; fewer leave cores "
+                             "to other work)")
+
+
+def check_threads(threads: int | None) -> None:
+    """Refuse a --threads below 1 (torch-free)."""
+    if threads is not None and threads < 1:
+        from vc_app.errors import VcAppError
+
+        raise VcAppError("--threads must be at least 1.")
+
+
+def apply_threads(threads: int | None) -> None:
+    """Give PyTorch `threads` CPU threads (None: leave its default)."""
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 def add_parser(sub) -> None:
     p = sub.add_parser("convert", help="convert one clip", description=__doc__)
     p.add_argument("--source", required=True, metavar="FILE", help="clip whose words are kept")
@@ -25,21 +48,28 @@ def add_parser(sub) -> None:
                    help="clip of the voice to use; repeat for several clips of the same speaker")
     p.add_argument("--output", required=True, metavar="FILE", help="where to write the result (.wav/.flac/.ogg)")
     p.add_argument("--overwrite", action="store_true", help="replace the output if it exists")
+    add_threads_option(p)
     add_model_options(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
+
+    from vc_app.audio import check_audio_file
     from vc_app.paths import check_output_path
 
-    # a bad --output is refused before PyTorch is even imported
+    # bad options and inputs are refused before PyTorch is even imported (numpy and soundfile only)
     check_output_path(args.output, inputs=[args.source, *args.target], overwrite=args.overwrite, try_write=True)
-    from vc_app.audio import audio_info
+    check_threads(args.threads)
+    check_audio_file(args.source, "source")
+    for path in args.target:
+        check_audio_file(path, "target")
     from vc_app.convert import VoiceConverter
 
-    for path in [args.source, *args.target]:
-        audio_info(path)  # fail fast on a missing or unreadable file, before the model loads
+    apply_threads(args.threads)
     converter = VoiceConverter.from_specs(args.checkpoint, args.vocoder, device=args.device)
-    out = converter.convert_file(args.source, args.target, args.output, overwrite=args.overwrite)
+    out = converter.convert_file(args.source, args.target, args.output, overwrite=args.overwrite,
+                                 progress=sys.stderr.isatty())
     print(f"wrote {out}")
     return 0
