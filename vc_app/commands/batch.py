@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from vc_app.commands.convert import add_model_options
+from vc_app.commands.convert import add_model_options, add_threads_option
 
 
 def add_parser(sub) -> None:
@@ -23,7 +23,8 @@ def add_parser(sub) -> None:
     p.add_argument("--output", required=True, metavar="OUT_DIR", help="where outputs go (mirrors INPUT_DIR)")
     p.add_argument("--glob", metavar="PATTERN", help="only inputs whose path relative to INPUT_DIR matches, "
                    "e.g. '*.flac' or 'speaker1/*'")
-    p.add_argument("--format", choices=("wav", "flac"), default="wav", help="output format (default wav)")
+    p.add_argument("--format", choices=("wav", "flac", "ogg"), default="wav",
+                   help="output format: wav or flac (16-bit), ogg (Vorbis) (default wav)")
     p.add_argument("--keep-rate", action="store_true", help="write each output at its source's sample rate "
                    "(default: 22050 Hz)")
     p.add_argument("--overwrite", action="store_true", help="convert again even when the output exists")
@@ -34,35 +35,44 @@ def add_parser(sub) -> None:
                         "both cores)")
     p.add_argument("--batch-size", type=int, default=1, help="clips per model call (useful on a GPU; default 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bar; print only the summary")
+    add_threads_option(p)
     add_model_options(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
+
+    from vc_app.audio import check_audio_file
     from vc_app.batch import failures_name, parse_shard, plan_folder, plan_manifest, run_batch, shard
+    from vc_app.commands.convert import apply_threads, check_threads
     from vc_app.errors import VcAppError
 
     if (args.input is None) == (args.manifest is None):
         raise VcAppError("Give either INPUT_DIR (with --target) or --manifest, not both or neither.")
     if args.batch_size < 1 or args.workers < 0:
         raise VcAppError("--batch-size must be at least 1 and --workers at least 0.")
+    check_threads(args.threads)
     if args.manifest:
         if args.target:
             raise VcAppError("--target is for folder mode; a manifest names its targets in its target column.")
         jobs = plan_manifest(args.manifest, args.output, fmt=args.format)
     else:
-        jobs = plan_folder(args.input, args.target, args.output, glob=args.glob, fmt=args.format)
-        from vc_app.audio import audio_info  # imports PyTorch: only once the folders and options are good
-
+        jobs = plan_folder(args.input, args.target, args.output, glob=args.glob, fmt=args.format,
+                           warn=lambda message: print(f"vc-app: warning: {message}", file=sys.stderr))
         for target in args.target:
-            audio_info(target)  # fail fast on an unreadable target, before the model loads
+            check_audio_file(target, "target")  # fail fast on a bad target, before PyTorch and the model load
     part = parse_shard(args.shard) if args.shard else None
     if part:
         jobs = shard(jobs, *part)
-    from vc_app.convert import VoiceConverter
 
-    converter = VoiceConverter.from_specs(args.checkpoint, args.vocoder, device=args.device)
-    result = run_batch(converter, jobs, args.output, overwrite=args.overwrite, keep_rate=args.keep_rate,
+    def load_converter():  # only when something is left to convert
+        from vc_app.convert import VoiceConverter
+
+        apply_threads(args.threads)
+        return VoiceConverter.from_specs(args.checkpoint, args.vocoder, device=args.device)
+
+    result = run_batch(load_converter, jobs, args.output, overwrite=args.overwrite, keep_rate=args.keep_rate,
                        workers=args.workers, batch_size=args.batch_size, progress=not args.quiet,
                        failures_file=failures_name(part))
     print(result.summary())
