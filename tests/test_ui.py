@@ -334,6 +334,13 @@ def test_api_converts_two_clips(server, client, clips):
     _assert_converted(several, clips["source"])
 
 
+def test_app_warms_up_before_it_reports_ready_and_names_its_share_option(server):
+    log = (server.temp / "server.log").read_text()
+    assert "warmed up in" in log and "Running on local URL" in log, log
+    assert log.index("warmed up in") < log.index("Running on local URL")  # the first visitor pays no first-call costs
+    assert "--share" in log and "share=True" not in log  # app.py's option, not Gradio's launch() argument
+
+
 @pytest.mark.slow
 def test_api_refuses_a_non_audio_file_with_a_sentence(client, clips):
     from gradio_client import handle_file
