@@ -285,7 +285,9 @@ def server(tiny_bundle, tmp_path_factory):
     while True:
         try:
             urllib.request.urlopen(url, timeout=5)
-            break
+            if "Running on local URL" in (temp / "server.log").read_text():  # ready: after its warm-up request
+                break
+            raise OSError("warming up")
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
