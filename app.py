@@ -11,6 +11,7 @@ import logging
 import signal
 import sys
 import tempfile
+from pathlib import Path
 
 from vc_app.commands.convert import add_model_options  # light imports: no torch or gradio, so --help is quick
 from vc_app.config import UiLimits
@@ -33,6 +34,9 @@ def get_parser() -> argparse.ArgumentParser:
                              "4 on a GPU, else one per 4 CPU cores)")
     parser.add_argument("--queue-size", type=int, default=limits.queue_size, metavar="N",
                         help="requests that may wait in the queue (default: %(default)d)")
+    parser.add_argument("--voices-dir", metavar="DIR",
+                        help="where the Voices panel keeps saved voices (default: $VC_APP_VOICES_DIR, else the "
+                             "per-user data folder, e.g. ~/.local/share/vc-app/voices; the same as vc-app voice)")
     return parser
 
 
@@ -62,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         from vc_app.convert import VoiceConverter
 
         limits = limits_from_args(args)
+        if args.voices_dir and Path(args.voices_dir).exists() and not Path(args.voices_dir).is_dir():
+            raise VcAppError(f"--voices-dir {args.voices_dir} is a file, not a folder.")
         converter = VoiceConverter.from_specs(args.checkpoint, args.vocoder, device=args.device)
     except VcAppError as err:
         print(f"app.py: error: {err}", file=sys.stderr)
@@ -72,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     _log_to_stderr()
     signal.signal(signal.SIGTERM, _stop)  # `kill` / systemd: shut down like Ctrl+C, so the temp folder goes too
     with tempfile.TemporaryDirectory(prefix="vc_app_ui_") as work_dir:
-        demo = build_demo(converter, limits=limits, work_dir=work_dir, readme_link=readme_url(), warm_up=True)
+        demo = build_demo(converter, limits=limits, work_dir=work_dir, readme_link=readme_url(),
+                          voices_dir=args.voices_dir, warm_up=True)
         try:  # quiet: Gradio's own hint would say `share=True` in launch(); ours names --share
             demo.launch(server_name=args.host, server_port=args.port, share=args.share, quiet=True,
                         prevent_thread_lock=True, **launch_kwargs(limits))

@@ -114,9 +114,9 @@ def measure(cache: Path, *, batch: int, steps: int, augment: bool, warmup: int =
     wait = busy = 0.0
     for i in range(warmup + steps):
         start = time.perf_counter()
-        mel, speaker = next(batches)
+        batch_ = next(batches)
         got = time.perf_counter()
-        train_step(state, mel, speaker)
+        train_step(state, batch_)
         done = time.perf_counter()
         if i >= warmup:
             wait, busy = wait + (got - start), busy + (done - got)

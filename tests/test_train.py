@@ -161,19 +161,31 @@ def test_training_config_mistakes_are_one_sentence():
     from vc_app.errors import VcAppError
     from vc_app.train.config import load_config
 
-    with pytest.raises(VcAppError, match="run.amp must be none, bf16 or fp16"):
+    with pytest.raises(VcAppError, match="run.amp must be auto, none, bf16 or fp16"):
         load_config(None, ["run.amp=fp32"])
     with pytest.raises(VcAppError, match="Unknown key"):
         load_config(None, ["optim.learning_rate=1"])
 
 
-def test_amp_on_cpu_says_it_trains_in_float32(tiny_features, tmp_path):
-    from vc_app.train.engine import train
+def test_bf16_on_a_cpu_without_native_bf16_says_it_trains_in_float32(tiny_features, tmp_path, monkeypatch):
+    from vc_app.train import engine
 
+    monkeypatch.setattr(engine, "native_bf16", lambda device: False)
     said = []
-    train(config(tiny_features, run__max_steps=1, run__amp="bf16"), tmp_path, log=said.append)
-    assert any("run.amp=bf16 applies to GPUs only" in line for line in said)
+    engine.train(config(tiny_features, run__max_steps=1, run__amp="bf16"), tmp_path, log=said.append)
+    assert any("run.amp=bf16 is not native on this cpu; this run computes in float32" in line for line in said)
+    assert any(line.endswith("float32") for line in said if line.startswith("training on"))
     assert np.isfinite(train_rows(tmp_path)[1]["loss"])
+
+
+def test_auto_amp_trains_in_bf16_autocast_where_the_cpu_has_it(tiny_features, tmp_path, monkeypatch):
+    from vc_app.train import engine
+
+    monkeypatch.setattr(engine, "native_bf16", lambda device: True)
+    said = []
+    engine.train(config(tiny_features, run__max_steps=2), tmp_path, log=said.append)
+    assert any(line.endswith("bfloat16 autocast") for line in said if line.startswith("training on"))
+    assert all(np.isfinite(row["loss"]) for row in train_rows(tmp_path).values())
 
 
 DDP_DRIVER = """
@@ -251,3 +263,44 @@ def test_ctrl_c_saves_a_checkpoint_before_leaving(tiny_features, tmp_path):
 
 def _lines(path: Path) -> list[str]:
     return path.read_text().splitlines() if path.is_file() else []
+
+
+def test_init_from_a_bundle_starts_near_its_loss_with_a_fresh_optimiser(tiny_features, tmp_path):
+    from vc_app.bundle import load_bundle
+    from vc_app.train.engine import train
+
+    first = train(config(tiny_features, run__max_steps=30, run__save_every=30), tmp_path / "a", log=quiet)
+    bundle = first.checkpoint
+    trained_loss = np.mean([train_rows(tmp_path / "a")[s]["rec"] for s in range(26, 31)])
+    fresh_loss = train_rows(tmp_path / "a")[1]["rec"]
+    said = []
+    second = train(config(tiny_features, run__max_steps=2, run__save_every=2, run__init_from=str(bundle)),
+                   tmp_path / "b", log=said.append)
+    assert any(f"starting from the weights of {bundle} (30 steps), with a fresh optimiser" in s for s in said)
+    start_loss = train_rows(tmp_path / "b")[1]["rec"]
+    assert abs(start_loss - trained_loss) < 0.5 * abs(fresh_loss - trained_loss)
+    assert second.state.step == 2 and second.state.optimizer.state_dict()["state"][0]["step"] == 2
+    training = load_bundle(second.checkpoint).config["training"]
+    assert training["init_from"] == str(bundle) and training["init_steps"] == 30 and training["total_steps"] == 32
+
+
+def test_init_from_a_bundle_of_another_shape_is_refused_naming_the_difference(tiny_features, tmp_path):
+    from vc_app.errors import VcAppError
+    from vc_app.train.engine import train
+
+    bundle = train(config(tiny_features, run__max_steps=1, run__save_every=1), tmp_path / "a", log=quiet).checkpoint
+    with pytest.raises(VcAppError, match=r"does not fit this run's config: model.c_h is 16 there, 24 here\."):
+        train(config(tiny_features, run__max_steps=1, model__c_h=24, run__init_from=str(bundle)), tmp_path / "b",
+              log=quiet)
+
+
+def test_speaker_consistency_and_perturbations_train_and_are_logged(tiny_features, tmp_path):
+    from vc_app.train.engine import expected_terms, train
+
+    cfg = config(tiny_features, run__max_steps=3, loss__weights="{rec: 10, kl: 1, spk_cons: 1}",
+                 data__content_warp_range="[0.8, 1.25]", data__pseudo_speakers=3, data__warp_range="[0.9, 1.1]",
+                 data__tilt_db=3, data__speaker_segment="other", model__content_guidance=0.1)
+    assert expected_terms(cfg) == ["rec", "kl", "spk_cons"]
+    train(cfg, tmp_path, log=quiet)
+    rows = train_rows(tmp_path)
+    assert all(0 <= rows[s]["spk_cons"] <= 2 and np.isfinite(rows[s]["loss"]) for s in (1, 2, 3))

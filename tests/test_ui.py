@@ -69,8 +69,9 @@ def test_build_demo_offers_a_convert_endpoint_with_optional_extras(converter, tm
     assert isinstance(demo, gr.Blocks)
     endpoint = demo.get_api_info()["named_endpoints"]["/convert"]
     params = [(p["parameter_name"], p["parameter_has_default"]) for p in endpoint["parameters"]]
-    assert params == [("source", False), ("target", False), ("more_targets", True), ("model", True),
-                      ("hub_id", True), ("vocoder", True)]
+    assert params == [("source", False), ("target", True), ("more_targets", True), ("model", True),
+                      ("hub_id", True), ("vocoder", True), ("voice", True), ("blend_with", True),
+                      ("voice_percent", True)]  # target: None when a saved voice is named
     assert [r["component"] for r in endpoint["returns"]] == ["Audio"]  # the API returns the audio alone
     assert endpoint["parameters"][5]["parameter_default"] == VOCODER  # the vocoder loaded at start
     texts = " ".join(str(b.value) for b in demo.blocks.values() if isinstance(b, gr.Markdown))

@@ -22,6 +22,7 @@ from pathlib import Path
 from vc_app.corpus import AUDIO_EXTENSIONS, find_audio_files
 from vc_app.errors import VcAppError
 from vc_app.paths import TEMP_SUFFIX, temp_path_for
+from vc_app.voice import Voice
 
 FAILURES_FILE = "failures.csv"
 FORMATS = {"wav": ".wav", "flac": ".flac", "ogg": ".ogg"}  # what write_audio writes (paths.OUTPUT_FORMATS)
@@ -29,10 +30,11 @@ FORMATS = {"wav": ".wav", "flac": ".flac", "ogg": ".ogg"}  # what write_audio wr
 
 @dataclass(frozen=True)
 class Job:
-    """One conversion: `source` in the voice of `targets`, written to `output`; `name` is its stable id."""
+    """One conversion: `source` in the voice of `targets` (clips, one .voice file or one `Voice`), written to
+    `output`; `name` is its stable id."""
 
     source: Path
-    targets: tuple[Path, ...]
+    targets: tuple[Path | Voice, ...]
     output: Path
     name: str
 
@@ -91,7 +93,8 @@ def _mirror(rels: list[Path], fmt: str) -> list[Path]:
 
 
 def plan_manifest(manifest: str | os.PathLike, output_dir: str | os.PathLike, *, fmt: str = "wav") -> list[Job]:
-    """Rows `source,target[,output]` of a CSV with a header; `target` may list clips separated by ';'.
+    """Rows `source,target[,output]` of a CSV with a header; `target` may list clips separated by ';', or
+    name one .voice file.
 
     Relative paths are relative to the manifest's folder (inputs) and to `output_dir` (outputs); the
     default output is `<source stem>_as_<first target stem>.<fmt>`.
@@ -226,7 +229,7 @@ def run_batch(converter, jobs: list[Job], output_dir: str | os.PathLike, *, over
     """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    inputs = {p.resolve() for j in jobs for p in (j.source, *j.targets)}
+    inputs = {p.resolve() for j in jobs for p in (j.source, *j.targets) if isinstance(p, Path)}
     clash = next((j for j in jobs if j.output.resolve() in inputs), None)
     if clash is not None:
         raise VcAppError(f"The output {clash.output} would overwrite an input; choose another output folder.")

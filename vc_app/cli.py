@@ -14,7 +14,7 @@ import sys
 
 from vc_app import __version__
 
-COMMANDS = ("convert", "batch", "vocode", "download", "train", "evaluate")
+COMMANDS = ("convert", "batch", "voice", "vocode", "download", "train", "evaluate")
 
 
 def _command_module(name: str):

@@ -47,7 +47,9 @@ class ModelConfig:
 
     `bottleneck` chooses what sits on the content code: ``"vae"`` (mean and
     log-variance, sampled in training, as the official model), ``"vq"`` (a
-    `VectorQuantizer`) or ``"none"`` (the mean alone).
+    `VectorQuantizer`) or ``"none"`` (the mean alone). `content_guidance` = alpha > 0
+    passes the content code through sigmoid(alpha * z), AGAIN-VC's activation
+    guidance (Chen et al. 2021): a soft bound on what the code can carry; 0 is off.
     """
 
     n_mels: int = 80
@@ -66,10 +68,13 @@ class ModelConfig:
     dropout: float = 0.0
     bottleneck: str = "vae"
     vq: VQConfig = field(default_factory=VQConfig)
+    content_guidance: float = 0.0
 
     def __post_init__(self) -> None:
         if self.bottleneck not in ("vae", "vq", "none"):
             raise ValueError(f"bottleneck must be 'vae', 'vq' or 'none', not {self.bottleneck!r}")
+        if self.content_guidance < 0:
+            raise ValueError(f"content_guidance must be 0 (off) or positive, not {self.content_guidance}")
         if len(self.subsample) != self.n_conv_blocks or len(self.upsample) != self.n_conv_blocks:
             raise ValueError("subsample and upsample need one entry per conv block")
         down, up = _product(self.subsample), _product(self.upsample)

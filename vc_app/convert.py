@@ -9,9 +9,11 @@ RMS is matched to the source's, limited to a peak of 0.99.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Sequence
+from functools import cached_property
 from pathlib import Path
 
 import torch
@@ -24,6 +26,7 @@ from vc_app.errors import VcAppError
 from vc_app.mel import mel_spectrogram
 from vc_app.paths import check_output_path
 from vc_app.vocoders import DEFAULT_VOCODER, Vocoder, load_vocoder
+from vc_app.voice import Voice, VoiceClip, blend, find_voice, is_voice_path, model_display_name, weights_sha256
 
 CHUNK_SECONDS = 20.0
 OVERLAP_SECONDS = 1.0
@@ -80,45 +83,113 @@ class VoiceConverter:
                    **kwargs)
 
     # -- speaker -----------------------------------------------------------------
+    @cached_property
+    def model_sha256(self) -> str:
+        """SHA-256 of the model's weights: the identity a voice file is checked against."""
+        return weights_sha256(self.model)
+
+    @property
+    def model_name(self) -> str:
+        """The model's short name (bundle folder or hub id), as voice files and their errors name it."""
+        return model_display_name(self.bundle.source)
+
     def _target_wav(self, target, index: int) -> torch.Tensor:
         if isinstance(target, torch.Tensor):
             return check_clip(target.float().flatten(), self.sample_rate, f"target clip {index + 1}", trim=True)
         return prepare_clip(target, self.sample_rate, "target", trim=True)
 
-    @torch.inference_mode()
-    def speaker_vector(self, targets: Sequence) -> torch.Tensor:
-        """Mean speaker vector of target clips (paths or (N,) waveforms at the model's rate) -> (c_speaker,).
-
-        Clips longer than 30 s are analysed in 30 s pieces.
-        """
-        if isinstance(targets, (str, os.PathLike, torch.Tensor)):
-            targets = [targets]
+    def _target_mels(self, targets: Sequence) -> tuple[list[torch.Tensor], list[VoiceClip]]:
+        """Log-mels of the target clips (each (n_mels, T), clips over 30 s in 30 s pieces) and what was analysed."""
         if not targets:
             raise VcAppError("At least one target clip is needed.")
         piece = int(TARGET_PIECE_SECONDS * self.sample_rate)
-        mels = []
+        mels, clips = [], []
         for i, target in enumerate(targets):
             wav = self._target_wav(target, i)
+            name = f"clip {i + 1}" if isinstance(target, torch.Tensor) else Path(target).name
+            clips.append(VoiceClip(name, wav.numel() / self.sample_rate))
             for start in range(0, wav.numel(), piece):
                 part = wav[start:start + piece]
                 if part.numel() >= self.mel_cfg.n_fft or start == 0:
                     mels.append(mel_spectrogram(part.to(self.device), self.mel_cfg))
-        return self.model.speaker_from_clips(mels)
+        return mels, clips
+
+    def _voice_target(self, targets: list) -> Voice | None:
+        """The voice when `targets` is one voice (a `Voice` or a .voice path), checked against this model."""
+        voices = [t for t in targets if isinstance(t, Voice) or is_voice_path(t)]
+        if not voices:
+            return None
+        if len(targets) > 1:
+            raise VcAppError("A target is either audio clips or one voice file, not several voices or a voice "
+                             "with clips; to combine voices, blend them (--mix).")
+        voice = voices[0] if isinstance(voices[0], Voice) else Voice.load(find_voice(voices[0]))
+        voice.require_model(self.model_name, self.model_sha256, self.mel_cfg)
+        return voice
+
+    @staticmethod
+    def _as_list(targets) -> list:
+        return [targets] if isinstance(targets, (str, os.PathLike, torch.Tensor, Voice)) else list(targets)
+
+    @torch.inference_mode()
+    def speaker_vector(self, targets: Sequence) -> torch.Tensor:
+        """Mean speaker vector of target clips (paths or (N,) waveforms at the model's rate) -> (c_speaker,).
+
+        Clips longer than 30 s are analysed in 30 s pieces. `targets` may instead be one voice (a `Voice`
+        or a `.voice` file made with this model): its stored vector is returned.
+        """
+        targets = self._as_list(targets)
+        voice = self._voice_target(targets)
+        if voice is not None:
+            return voice.vector.to(self.device)
+        return self.model.speaker_from_clips(self._target_mels(targets)[0])
+
+    @torch.no_grad()  # not inference_mode: a kept vector must be usable anywhere later, autograd included
+    def voice(self, targets, *, name: str | None = None) -> Voice:
+        """Keep the voice of target clips: their speaker vector (as `speaker_vector`) and where it came from.
+
+        Args:
+            targets: clip paths or (N,) waveforms of one speaker; or one voice (loaded and checked).
+            name: display name (default: the first clip's file stem).
+        Returns:
+            a `Voice` of this model; `voice.save(path)` keeps it, `convert(source, voice=voice)` uses it.
+        """
+        targets = self._as_list(targets)
+        voice = self._voice_target(targets)
+        if voice is None:
+            mels, clips = self._target_mels(targets)
+            vector = self.model.speaker_from_clips(mels).float().cpu()
+            return Voice(name=name or Path(clips[0].name).stem, vector=vector, model=self.model_name,
+                         model_sha256=self.model_sha256, mel=self.mel_cfg, clips=tuple(clips))
+        return voice if name is None else dataclasses.replace(voice, name=name)
+
+    def blend(self, parts: Sequence[tuple[object, float]], *, name: str | None = None) -> Voice:
+        """A weighted mix of voices and/or clip sets: `sum_i w_i s_i` of their speaker vectors (see `vc_app.voice`).
+
+        Args:
+            parts: (targets, weight) pairs; targets as for `voice` (clips of one speaker, or one voice).
+                Weights must be non-negative and not all zero; they are normalised to sum to 1.
+            name: display name (default: e.g. "70% alice + 30% bob").
+        """
+        voices = [self.voice(targets) for targets, _ in parts]
+        return blend(voices, [weight for _, weight in parts], name=name)
 
     # -- conversion ----------------------------------------------------------------
     @torch.inference_mode()
     def convert(self, source, targets=None, *, speaker: torch.Tensor | None = None,
-                progress: bool = False) -> torch.Tensor:
+                voice: Voice | str | os.PathLike | None = None, progress: bool = False) -> torch.Tensor:
         """Convert one source.
 
         Args:
             source: a path, or a (N,) waveform at the model's rate.
-            targets: path(s) or waveform(s) of the target voice; or pass `speaker`.
-            speaker: a precomputed (c_speaker,) vector from `speaker_vector`.
+            targets: path(s) or waveform(s) of the target voice, or one .voice file; or pass `speaker`/`voice`.
+            speaker: a precomputed (c_speaker,) vector from `speaker_vector` (or a `Voice`'s `vector`).
+            voice: a `Voice` or .voice file made with this model (checked; refused otherwise).
             progress: show chunks done and the time left on stderr (sources longer than one chunk).
         Returns:
             wav: (N,) float32 at `self.sample_rate`, as long as the source, at the source's loudness.
         """
+        if voice is not None:
+            speaker = self.speaker_vector([voice])
         if speaker is None:
             if targets is None:
                 raise VcAppError("Give target clips or a speaker vector.")
@@ -207,14 +278,16 @@ class VoiceConverter:
         converted = self.model.convert(mel, speaker.unsqueeze(0))
         return self.vocoder(converted)[0, :m].float().cpu()
 
-    def convert_file(self, source: str | os.PathLike, targets: Sequence[str | os.PathLike], output: str | os.PathLike,
-                     *, overwrite: bool = False, progress: bool = False) -> Path:
-        """Convert `source` to the voice of `targets` and write `output` atomically (never over an input).
+    def convert_file(self, source: str | os.PathLike, targets: Sequence[str | os.PathLike | Voice],
+                     output: str | os.PathLike, *, overwrite: bool = False, progress: bool = False) -> Path:
+        """Convert `source` to the voice of `targets` (clips, or one voice) and write `output` atomically
+        (never over an input).
 
         Args:
             progress: show chunks done and the time left on stderr (for sources longer than one chunk).
         """
-        check_output_path(output, inputs=[source, *targets], overwrite=overwrite)
+        files = [t for t in self._as_list(targets) if isinstance(t, (str, os.PathLike))]
+        check_output_path(output, inputs=[source, *files], overwrite=overwrite)
         wav = self.convert(source, targets, progress=progress)
         return write_audio(output, wav, self.sample_rate, overwrite=overwrite)
 

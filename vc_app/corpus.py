@@ -155,24 +155,30 @@ class Split:
 
 
 def split_corpus(utts: list[Utterance], *, n_unseen: int = 20, unseen: list[str] | None = None,
-                 valid_fraction: float = 0.05, seed: int = 0, genders: dict[str, str] | None = None) -> Split:
-    """Hold out whole speakers (`unseen`, or `n_unseen` chosen by seed), then a validation share per speaker.
+                 cross_corpus: list[str] | None = None, valid_fraction: float = 0.05, seed: int = 0,
+                 genders: dict[str, str] | None = None) -> Split:
+    """Hold out whole speakers (`unseen`, or `n_unseen` chosen by seed, plus every `cross_corpus`
+    speaker), then a validation share per speaker.
 
     With `genders` ({speaker: "F"|"M"}, e.g. from VCTK's speaker-info.txt) the speakers chosen by
     seed alternate between the genders, so the unseen set is balanced. Deterministic for a given
     seed and utterance list.
     """
     speakers = sorted({u.speaker for u in utts})
+    extra = set(cross_corpus or [])
+    missing = sorted(extra.union(unseen or []) - set(speakers))
+    if missing:
+        raise VcAppError(f"Held-out speaker(s) not in the corpus: {', '.join(missing)}.")
     rng = random.Random(seed)
     if unseen is None:
-        if n_unseen >= len(speakers):
-            raise VcAppError(f"Cannot hold out {n_unseen} of {len(speakers)} speakers and still train.")
-        held = set(_choose_speakers(speakers, n_unseen, rng, genders or {}))
+        candidates = [s for s in speakers if s not in extra]
+        if n_unseen >= len(candidates):
+            raise VcAppError(f"Cannot hold out {n_unseen + len(extra)} of {len(speakers)} speakers and still train.")
+        held = set(_choose_speakers(candidates, n_unseen, rng, genders or {})) | extra
     else:
-        missing = sorted(set(unseen) - set(speakers))
-        if missing:
-            raise VcAppError(f"Held-out speaker(s) not in the corpus: {', '.join(missing)}.")
-        held = set(unseen)
+        held = set(unseen) | extra
+    if len(held) >= len(speakers):
+        raise VcAppError(f"Cannot hold out {len(held)} of {len(speakers)} speakers and still train.")
     train, valid, test = [], [], []
     for speaker in speakers:
         own = [u for u in utts if u.speaker == speaker]

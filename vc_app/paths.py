@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -22,6 +22,21 @@ def temp_path_for(path: str | os.PathLike) -> Path:
     """A unique hidden temp name beside `path` (same folder, so a rename onto `path` is atomic)."""
     path = Path(path)
     return path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}{TEMP_SUFFIX}")
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
+    """Write `path` atomically: `write(tmp)` fills a temp file beside it, which is then renamed onto `path`.
+
+    A reader sees the old file or the whole new one, never a part; the temp file is removed on any error.
+    """
+    path = Path(path)
+    tmp = temp_path_for(path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
 
 
 def open_temp_beside(path: Path) -> tuple[Path, BinaryIO]:

@@ -4,7 +4,7 @@
     python -m vc_app.recipe manifests --corpus data/corpus.csv --out data/ [--unseen a,b | --n-unseen N] [--seed S]
     python -m vc_app.recipe features  --manifests data/ --out feats/ [--workers N]
     python -m vc_app.recipe evaluate  --checkpoint exp/adain --features feats/unseen --out heldout.json
-    python -m vc_app.recipe pairs     --manifest data/unseen.csv --out pairs.csv [--n-pairs N]
+    python -m vc_app.recipe pairs     --manifest data/unseen.csv --out pairs.csv [--speakers A,B] [--pairs-per-speaker N]
     python -m vc_app.recipe export    --checkpoint exp/adain --out bundle/ [--metrics heldout.json]
                                       [--half] [--push-to-hub REPO]
 
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import sys
 from pathlib import Path
 
@@ -65,17 +64,24 @@ def stage_manifests(args: argparse.Namespace) -> None:
         raise VcAppError("Give --corpus data/corpus.csv (from the prepare stage) or --root CORPUS_DIR.")
     info = json.loads(info_path.read_text())["speakers"] if info_path and info_path.is_file() else {}
     genders = {s: v["gender"] for s, v in info.items() if v.get("gender")}
-    unseen = [s.strip() for s in args.unseen.split(",") if s.strip()] if args.unseen else None
-    split = split_corpus(utts, n_unseen=args.n_unseen, unseen=unseen, valid_fraction=args.valid_fraction,
-                         seed=args.seed, genders=genders)
+    unseen = _names(args.unseen) or None
+    cross = _names(args.cross_corpus)
+    split = split_corpus(utts, n_unseen=args.n_unseen, unseen=unseen, cross_corpus=cross,
+                         valid_fraction=args.valid_fraction, seed=args.seed, genders=genders)
     out = Path(args.out)
     for name in SPLITS:
         write_manifest(out / f"{name}.csv", getattr(split, name))
     speakers = {name: sorted({u.speaker for u in getattr(split, name)}) for name in SPLITS}
-    (out / "split.json").write_text(json.dumps({"seed": args.seed, **speakers}, indent=1) + "\n")
+    (out / "split.json").write_text(json.dumps({"seed": args.seed, **speakers, "cross_corpus": sorted(cross)},
+                                               indent=1) + "\n")
     held = ", ".join(f"{s} ({genders[s]})" if s in genders else s for s in speakers["unseen"])
     print(f"{len(split.train)} train, {len(split.valid)} valid, {len(split.unseen)} unseen utterances; "
-          f"unseen speakers: {held}")
+          f"unseen speakers: {held}" + (f" (cross-corpus set: {', '.join(sorted(cross))})" if cross else ""))
+
+
+def _names(text: str | None) -> list[str]:
+    """'a, b,,c' -> ['a', 'b', 'c']."""
+    return [s.strip() for s in (text or "").split(",") if s.strip()]
 
 
 def stage_features(args: argparse.Namespace) -> None:
@@ -135,46 +141,32 @@ def stage_evaluate(args: argparse.Namespace) -> None:
 
 
 def stage_pairs(args: argparse.Namespace) -> None:
-    """Conversion pairs of unseen speakers as a CSV for `vc-app evaluate` (source,target,reference,text,...).
+    """Conversion pairs among the unseen speakers of a manifest, as a pairs CSV for `vc-app evaluate`.
 
-    Targets are `--targets` other clips of the target speaker (`;`-separated). The reference is the
-    target speaker's clip of the same sentence when the corpus is parallel (same text, or same file
-    name for folder corpora such as VCC and ARCTIC).
+    Every ordered pair of distinct speakers (optionally only `--speakers`) gets `--pairs-per-speaker`
+    source clips, each with `--targets` clips of the target speaker saying other sentences; when the
+    corpus is parallel (same text, or same file name as in VCC and ARCTIC) the target speaker's clip of
+    the source's sentence is the reference for MCD (`vc_app.evaluate.pairs.speaker_pairs`).
     """
-    import csv
-
     from vc_app.corpus import read_manifest
+    from vc_app.evaluate.pairs import speaker_pairs, write_pairs
 
-    utts = read_manifest(args.manifest)
     by_speaker: dict[str, list] = {}
-    for u in utts:
+    for u in sorted(read_manifest(args.manifest), key=lambda u: u.path):
         by_speaker.setdefault(u.speaker, []).append(u)
+    chosen, excluded = _names(args.speakers), set(_names(args.exclude_speakers))
+    unknown = [s for s in chosen if s not in by_speaker]
+    if unknown:
+        raise VcAppError(f"Speaker(s) {', '.join(unknown)} are not in {args.manifest} "
+                         f"(it has {', '.join(sorted(by_speaker))}).")
+    by_speaker = {s: u for s, u in by_speaker.items() if (not chosen or s in chosen) and s not in excluded}
     if len(by_speaker) < 2:
         raise VcAppError(f"{args.manifest} needs at least two speakers to make conversion pairs.")
-    rng = random.Random(args.seed)
-    rows = []
-    for _ in range(args.n_pairs):
-        source = rng.choice(utts)
-        speaker = rng.choice(sorted(s for s in by_speaker if s != source.speaker))
-        reference = next((u for u in by_speaker[speaker] if _same_sentence(u, source)), None)
-        pool = [u for u in by_speaker[speaker] if u is not reference]
-        targets = rng.sample(pool, min(args.targets, len(pool))) or by_speaker[speaker][:1]
-        rows.append({"source": source.path, "target": ";".join(t.path for t in targets),
-                     "reference": reference.path if reference else "", "text": source.text,
-                     "source_speaker": source.speaker, "target_speaker": speaker})
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    print(f"{len(rows)} pairs ({sum(bool(r['reference']) for r in rows)} with a parallel reference) -> {out}")
-
-
-def _same_sentence(a, b) -> bool:
-    if a.text or b.text:
-        return bool(a.text) and a.text == b.text
-    return Path(a.path).stem == Path(b.path).stem
+    pairs = speaker_pairs(by_speaker, pairs_per_speaker=args.pairs_per_speaker, target_clips=args.targets,
+                          seed=args.seed, where=args.manifest)
+    write_pairs(args.out, pairs)
+    print(f"{len(pairs)} pairs among {len(by_speaker)} speakers ({sum(bool(p.reference) for p in pairs)} with a "
+          f"parallel reference) -> {args.out}")
 
 
 def stage_export(args: argparse.Namespace) -> None:
@@ -185,10 +177,16 @@ def stage_export(args: argparse.Namespace) -> None:
     checkpoint = resolve_checkpoint(args.checkpoint)
     bundle = load_bundle(checkpoint)
     metrics = json.loads(Path(args.metrics).read_text()) if args.metrics and Path(args.metrics).is_file() else None
-    reports = [Path(r).read_text() for r in args.report or [] if Path(r).is_file()]
+    reports = {}
+    for item in args.report or []:
+        title, sep, path = item.rpartition("=") if "=" in item else ("", "", item)
+        if Path(path).is_file():
+            reports[title or f"Evaluation {len(reports) + 1}"] = Path(path).read_text()
     out = Path(args.out)
     card = Path(args.card).read_text() if args.card else model_card(bundle.config, args.name or out.name, metrics,
                                                                      reports, args.note)
+    if args.paths_relative_to:
+        card = relative_paths(card, Path(args.paths_relative_to))
     save_bundle(bundle.model, bundle.mel, out, training=bundle.config.get("training"), card=card, half=args.half)
     print(f"exported {checkpoint} -> {out}")
     if args.push_to_hub:
@@ -200,10 +198,23 @@ def stage_export(args: argparse.Namespace) -> None:
         print(f"pushed to https://huggingface.co/{args.push_to_hub}")
 
 
-def model_card(config: dict, name: str, metrics: dict | None, reports: list[str] | str | None = None,
+def relative_paths(text: str, base: Path) -> str:
+    """`text` with every absolute path written relative to `base` (model cards name no machine's folders)."""
+    import os
+    import re
+
+    base = base.resolve()
+
+    def relative(match: re.Match) -> str:
+        return match.group(1) + os.path.relpath(match.group(2), base)
+
+    return re.sub(r"(^|[\s`'\"=(,;])(/[^\s`'\",;)]+)", relative, text, flags=re.MULTILINE)
+
+
+def model_card(config: dict, name: str, metrics: dict | None, reports: dict[str, str] | None = None,
                note: str = "") -> str:
     """A Markdown model card from a bundle config's training summary, the held-out losses (stage 4) and
-    `vc-app evaluate` reports (their text; headings moved one level down, plots left out)."""
+    `vc-app evaluate` reports ({title: report.md text}; headings moved one level down, plots left out)."""
     training = config.get("training", {})
     cfg = training.get("config", {})
     model, data = config.get("model", {}), cfg.get("data", {})
@@ -229,10 +240,8 @@ def model_card(config: dict, name: str, metrics: dict | None, reports: list[str]
                   "| measure | value |", "|---|---|"]
         lines += [f"| {k} | {v:.4f} |" for k, v in metrics.items() if isinstance(v, float)]
         lines.append("")
-    reports = [reports] if isinstance(reports, str) else reports or []
-    for i, report in enumerate(reports, start=1):
-        number = f" {i} of {len(reports)}" if len(reports) > 1 else ""
-        lines += [f"## Evaluation{number} (`vc-app evaluate`)", *_without_plots(report.splitlines()[1:])]
+    for title, report in (reports or {}).items():
+        lines += [f"## {title} (`vc-app evaluate`)", *_without_plots(report.splitlines()[1:])]
     text = "\n".join(lines)
     while "\n\n\n" in text:
         text = text.replace("\n\n\n", "\n\n")
@@ -267,6 +276,8 @@ def get_parser() -> argparse.ArgumentParser:
     m.add_argument("--out", required=True)
     m.add_argument("--mic", type=int, default=1, choices=(1, 2), help="VCTK 0.92 microphone (with --root)")
     m.add_argument("--unseen", default="", help="comma-separated speakers to hold out (overrides --n-unseen)")
+    m.add_argument("--cross-corpus", default="", help="comma-separated speakers from other recordings, held out "
+                   "too and evaluated as their own set")
     m.add_argument("--n-unseen", type=int, default=20)
     m.add_argument("--valid-fraction", type=float, default=0.05)
     m.add_argument("--seed", type=int, default=0)
@@ -288,7 +299,9 @@ def get_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("pairs", help="unseen-speaker conversion pairs for vc-app evaluate")
     r.add_argument("--manifest", required=True)
     r.add_argument("--out", required=True)
-    r.add_argument("--n-pairs", type=int, default=100)
+    r.add_argument("--speakers", default="", help="comma-separated speakers to pair (default: all in the manifest)")
+    r.add_argument("--exclude-speakers", default="", help="comma-separated speakers to leave out")
+    r.add_argument("--pairs-per-speaker", type=int, default=8, help="source clips per ordered speaker pair")
     r.add_argument("--targets", type=int, default=3, help="target clips per pair")
     r.add_argument("--seed", type=int, default=0)
     r.set_defaults(func=stage_pairs)
@@ -298,7 +311,10 @@ def get_parser() -> argparse.ArgumentParser:
     e.add_argument("--name", help="model name for the card (default: the folder name)")
     e.add_argument("--metrics", help="held-out metrics JSON (stage 4) for the model card")
     e.add_argument("--note", default="", help="a paragraph for the model card, e.g. the data and its credits")
-    e.add_argument("--report", action="append", help="vc-app evaluate's report.md (stage 4) for the model card; "
+    e.add_argument("--paths-relative-to", metavar="DIR", help="write the card's paths relative to DIR "
+                   "(e.g. the recipe folder) instead of as this machine's absolute paths")
+    e.add_argument("--report", action="append", metavar="[TITLE=]PATH",
+                   help="vc-app evaluate's report.md (stage 4) for the model card, under TITLE; "
                    "repeat for several evaluations")
     e.add_argument("--card", help="Markdown model card to use instead of the generated one")
     e.add_argument("--half", action="store_true", help="store float16 weights")

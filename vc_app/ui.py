@@ -1,11 +1,13 @@
 """The web UI (Gradio Blocks): `build_demo(converter) -> gr.Blocks`, launched by `app.py`.
 
 The page: a source clip and a target clip (each uploaded or recorded) plus optional further
-target clips, model and vocoder menus, Convert; then the converted audio (play or download as
-`<source>_as_<target>.wav`), log-mel pictures of source, target and result, and speaker
-similarities. The conversion is the public API endpoint `/convert` (source file, target file,
-then optional inputs with defaults: more target files, model, hub id, vocoder); the pictures are
-drawn by a second, private step the page runs after it, so API calls return the audio alone.
+target clips, a Voices panel (keep the target clips as a named voice, pick a saved voice instead
+of uploading, blend two saved voices, delete one), model and vocoder menus, Convert; then the
+converted audio (play or download as `<source>_as_<target>.wav`), log-mel pictures of source,
+target and result, and speaker similarities. The conversion is the public API endpoint `/convert`
+(source file, target file, then optional inputs with defaults: more target files, model, hub id,
+vocoder, saved voice, voice to blend with, share of the first voice); the pictures are drawn by a
+second, private step the page runs after it, so API calls return the audio alone.
 
 The work itself is in `vc_app.ui_service` (no Gradio there); this module only lays the page out and
 turns every failure into a one-sentence `gr.Error` — never a traceback on the page.
@@ -22,7 +24,7 @@ from pathlib import Path
 
 from vc_app.convert import VoiceConverter
 from vc_app.errors import VcAppError
-from vc_app.ui_service import (WARM_UP_NAME, Analysis, ConversionService, ConverterPool, UiLimits,
+from vc_app.ui_service import (WARM_UP_NAME, Analysis, ConversionService, ConverterPool, UiLimits, VoiceExists,
                                default_concurrency, share_threads, similarity_available, write_warm_up_clip)
 
 log = logging.getLogger(__name__)
@@ -34,6 +36,10 @@ Say the **source** clip's words in the **target** voice, for speakers the model 
 (AdaIN-VC). Upload or record both, press **Convert**, or start from an example at the bottom."""
 TARGET_NOTE = ("**10–30 s of target speech in total works better than 3 s.** Several clips of the same speaker "
                "are averaged into one voice.")
+VOICES_NOTE = ("Keep the target clips above as a named voice, then pick it on any later visit instead of uploading "
+               "again. A picked voice is used **instead of** the target clips; blending mixes two saved voices' "
+               "speaker vectors. Voices are kept on this server only, for the model they were made with.")
+NO_VOICE, NO_BLEND = ("none: use the target clips", ""), ("none", "")
 
 
 def how_it_works(readme_link: str | None) -> str:
@@ -53,7 +59,7 @@ def how_it_works(readme_link: str | None) -> str:
 
 
 def build_demo(converter: VoiceConverter, *, limits: UiLimits | None = None, work_dir: str | Path | None = None,
-               readme_link: str | None = None, warm_up: bool = False):
+               readme_link: str | None = None, voices_dir: str | Path | None = None, warm_up: bool = False):
     """The web UI around a loaded converter (shared by every session; other models load on demand).
 
     Args:
@@ -61,6 +67,7 @@ def build_demo(converter: VoiceConverter, *, limits: UiLimits | None = None, wor
         limits: upload size/duration limits and the concurrency limit (None: defaults sized to the device).
         work_dir: where results are written (None: a fresh temp folder, deleted with the demo or at exit).
         readme_link: a URL of the README for the "How it works" panel (None: named in words).
+        voices_dir: where the Voices panel keeps voices (None: `vc_app.voice.default_voices_dir()`).
         warm_up: convert and analyse a generated clip first, so the first visitor waits no longer than the
             next ones (a failure is logged, not raised).
     Returns:
@@ -72,7 +79,7 @@ def build_demo(converter: VoiceConverter, *, limits: UiLimits | None = None, wor
     concurrency = limits.concurrency or default_concurrency(converter.device)
     owned = work_dir is None
     work_dir = tempfile.mkdtemp(prefix="vc_app_ui_") if owned else work_dir
-    service = ConversionService(ConverterPool(converter), limits, work_dir)
+    service = ConversionService(ConverterPool(converter), limits, work_dir, voices_dir)
     if warm_up:
         try:
             log.info("warmed up in %.1f s (one conversion and analysis of a generated clip)", service.warm_up())
@@ -81,6 +88,7 @@ def build_demo(converter: VoiceConverter, *, limits: UiLimits | None = None, wor
     with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=(1800, 3600)) as demo:
         page = _layout(gr, service, limits, readme_link)
         _wire(gr, service, page, concurrency)
+        _wire_voices(gr, demo, service, page)
     demo.queue(max_size=limits.queue_size, default_concurrency_limit=concurrency)
     if owned:
         weakref.finalize(demo, shutil.rmtree, work_dir, ignore_errors=True)
@@ -144,6 +152,7 @@ def _layout(gr, service: ConversionService, limits: UiLimits, readme_link: str |
             more_targets = gr.File(file_count="multiple", file_types=["audio"], height=120,
                                    label="More clips of the same voice (optional)", elem_id="more-targets")
             gr.Markdown(TARGET_NOTE)
+    voices = _voices_panel(gr, service)
     with gr.Row():
         model = gr.Dropdown(choices.models, value=choices.default_model, label="Model", elem_id="model")
         hub_id = gr.Textbox(value="", label="…or a Hugging Face hub id (overrides the menu)",
@@ -167,7 +176,36 @@ def _layout(gr, service: ConversionService, limits: UiLimits, readme_link: str |
         gr.Markdown(how_it_works(readme_link))
     return _Page(source=source, target=target, more_targets=more_targets, model=model, hub_id=hub_id,
                  vocoder=vocoder, button=button, output=output, pictures=pictures, similarity=similarity,
-                 conversion=conversion)
+                 conversion=conversion, **voices)
+
+
+def _voices_panel(gr, service: ConversionService) -> dict:
+    """The Voices panel: pick / blend saved voices, save the target clips as one, delete one."""
+    saved = service.voice_choices()
+    with gr.Accordion("Voices: keep, pick and blend target voices", open=True, elem_id="voices"):
+        gr.Markdown(VOICES_NOTE)
+        with gr.Row():
+            # custom values: an API call may name a voice saved after the page was built (the service checks it)
+            voice = gr.Dropdown([NO_VOICE, *saved], value="", label="Saved voice", allow_custom_value=True,
+                                elem_id="voice")
+            blend_with = gr.Dropdown([NO_BLEND, *saved], value="", label="…blended with", allow_custom_value=True,
+                                     elem_id="blend-with")
+            voice_percent = gr.Slider(0, 100, value=50, step=5, label="Share of the saved voice in the blend (%)",
+                                      elem_id="voice-percent")
+        with gr.Row():
+            voice_name = gr.Textbox(label="Name for the target clips above", placeholder="e.g. alice", max_lines=1,
+                                    scale=2, elem_id="voice-name")
+            with gr.Column(scale=1, min_width=240):
+                save = gr.Button("Save the target clips as a voice", size="sm", elem_id="voice-save")
+                delete = gr.Button("Delete the saved voice", size="sm", elem_id="voice-delete")
+        voice_status = gr.Markdown(elem_id="voice-status")
+        with gr.Row():
+            confirm_replace = gr.Button("Yes, replace it", variant="stop", visible=False, elem_id="voice-replace")
+            confirm_delete = gr.Button("Yes, delete it", variant="stop", visible=False, elem_id="voice-delete-yes")
+        pending = gr.State("")  # the voice name a confirmation button acts on
+    return dict(voice=voice, blend_with=blend_with, voice_percent=voice_percent, voice_name=voice_name,
+                voice_save=save, voice_delete=delete, confirm_replace=confirm_replace, confirm_delete=confirm_delete,
+                voice_status=voice_status, pending=pending)
 
 
 def _examples(gr, source, target) -> None:
@@ -184,11 +222,14 @@ def _wire(gr, service: ConversionService, page: _Page, concurrency: int) -> None
     """The events: /convert (public API) and, after it succeeds, the private analysis step."""
     default_model, default_vocoder = service.choices.default_model, service.choices.default_vocoder
 
-    def convert(source: str, target: str, more_targets: list[str] | None = None, model: str = default_model,
-                hub_id: str = "", vocoder: str = default_vocoder, progress=gr.Progress()):
-        """Convert `source` into the voice of the target clip(s); returns the converted WAV."""
+    def convert(source: str, target: str | None = None, more_targets: list[str] | None = None,
+                model: str = default_model, hub_id: str = "", vocoder: str = default_vocoder, voice: str = "",
+                blend_with: str = "", voice_percent: float = 50, progress=gr.Progress()):
+        """Convert `source` into the voice of the target clip(s), or of the saved `voice` (blended with
+        `blend_with`, `voice_percent` % of `voice`); returns the converted WAV."""
         clips = ([target] if target else []) + list(more_targets or [])
         done = _user_errors(gr, service.convert, source, clips, model=model, hub_id=hub_id, vocoder=vocoder,
+                            voice=voice, blend_with=blend_with, voice_percent=voice_percent,
                             progress=lambda fraction, text: progress(fraction, desc=text))
         return str(done.output), done
 
@@ -203,12 +244,64 @@ def _wire(gr, service: ConversionService, page: _Page, concurrency: int) -> None
     page.button.click(lambda: (None, None, None, ""), outputs=[*page.pictures, page.similarity], queue=False,
                       api_visibility="private")  # no stale pictures beside a new result (or a new error)
     event = page.button.click(
-        convert, inputs=[page.source, page.target, page.more_targets, page.model, page.hub_id, page.vocoder],
+        convert, inputs=[page.source, page.target, page.more_targets, page.model, page.hub_id, page.vocoder,
+                         page.voice, page.blend_with, page.voice_percent],
         outputs=[page.output, page.conversion], api_name="convert", concurrency_limit=concurrency,
         concurrency_id="convert")
     event.success(analyse, inputs=[page.conversion], outputs=[*page.pictures, page.similarity],
                   api_visibility="private", concurrency_limit=concurrency, concurrency_id="convert",
                   show_progress="minimal")
+
+
+def _wire_voices(gr, demo, service: ConversionService, page: _Page) -> None:
+    """Save (asking before replacing), delete (asking first), and fresh voice menus on every page load."""
+
+    def menus(keep: str = "", keep_blend: str = ""):
+        saved = service.voice_choices()
+        names = {value for _, value in saved}
+        return (gr.Dropdown(choices=[NO_VOICE, *saved], value=keep if keep in names else ""),
+                gr.Dropdown(choices=[NO_BLEND, *saved], value=keep_blend if keep_blend in names else ""))
+
+    def save(name, target, more_targets, model, hub_id, voice, blend_with, overwrite=False, progress=gr.Progress()):
+        clips = ([target] if target else []) + list(more_targets or [])
+
+        def attempt() -> tuple[str, bool]:
+            try:
+                return service.save_voice(name, clips, model=model, hub_id=hub_id, overwrite=overwrite,
+                                          progress=lambda fraction, words: progress(fraction, desc=words)), False
+            except VoiceExists as err:
+                return f"{err} Press **Yes, replace it** to replace it with the target clips above.", True
+
+        text, exists = _user_errors(gr, attempt)
+        return text, gr.Button(visible=exists), name.strip() if exists else "", *menus(voice, blend_with)
+
+    def replace(pending, target, more_targets, model, hub_id, voice, blend_with, progress=gr.Progress()):
+        return save(pending, target, more_targets, model, hub_id, voice, blend_with, True, progress)
+
+    def ask_delete(voice):
+        if not voice:
+            raise gr.Error("Pick the saved voice to delete in the Saved voice menu first.", print_exception=False)
+        return (f"Delete the saved voice **{voice}**? This cannot be undone: press **Yes, delete it**.",
+                gr.Button(visible=True), voice)
+
+    def delete(pending, voice, blend_with):
+        text = _user_errors(gr, service.delete_voice, pending)
+        return text, gr.Button(visible=False), "", *menus(voice, blend_with)
+
+    voice_menus = [page.voice, page.blend_with]
+    clips = [page.target, page.more_targets, page.model, page.hub_id, *voice_menus]
+    page.voice_save.click(save, inputs=[page.voice_name, *clips],
+                          outputs=[page.voice_status, page.confirm_replace, page.pending, *voice_menus],
+                          api_visibility="private", concurrency_id="convert")
+    page.confirm_replace.click(replace, inputs=[page.pending, *clips],
+                               outputs=[page.voice_status, page.confirm_replace, page.pending, *voice_menus],
+                               api_visibility="private", concurrency_id="convert")
+    page.voice_delete.click(ask_delete, inputs=[page.voice], outputs=[page.voice_status, page.confirm_delete,
+                                                                       page.pending], api_visibility="private")
+    page.confirm_delete.click(delete, inputs=[page.pending, *voice_menus],
+                              outputs=[page.voice_status, page.confirm_delete, page.pending, *voice_menus],
+                              api_visibility="private")
+    demo.load(menus, outputs=voice_menus, api_visibility="private", queue=False)  # voices saved since start
 
 
 def _user_errors(gr, fn, *args, **kwargs):
@@ -228,13 +321,25 @@ def similarity_markdown(analysis: Analysis) -> str:
     sims = analysis.similarity
     if sims is None:
         return analysis.note
-    verdict = ("closer to the target than to the source" if sims["converted_vs_target"] > sims["converted_vs_source"]
-               else "still closer to the source than to the target")
-    return (f"**Speaker similarity** (cosine of Resemblyzer d-vectors, 1 = same voice): the result is {verdict}.\n\n"
-            f"| pair | similarity |\n|---|---|\n"
-            f"| converted ↔ target | {sims['converted_vs_target']:.3f} |\n"
-            f"| converted ↔ source | {sims['converted_vs_source']:.3f} |\n"
-            f"| source ↔ target (before) | {sims['source_vs_target']:.3f} |")
+    rows = []
+    if "converted_vs_target" in sims:
+        closer = sims["converted_vs_target"] > sims["converted_vs_source"]
+        head = ("the result is " + ("closer to the target than to the source." if closer
+                                    else "still closer to the source than to the target."))
+        rows.append(("converted ↔ target", sims["converted_vs_target"]))
+    elif any(key.startswith("converted_vs_voice:") for key in sims):
+        head = "the result against each voice of the blend, and against the source."
+    else:
+        head = "the result against the source (the target could not be measured)."
+    rows += [(f"converted ↔ voice {key.split(':', 1)[1]}", value) for key, value in sims.items()
+             if key.startswith("converted_vs_voice:")]
+    rows.append(("converted ↔ source", sims["converted_vs_source"]))
+    if "source_vs_target" in sims:
+        rows.append(("source ↔ target (before)", sims["source_vs_target"]))
+    table = "\n".join(f"| {label} | {value:.3f} |" for label, value in rows)
+    note = f"\n\n{analysis.note}" if analysis.note else ""
+    return (f"**Speaker similarity** (cosine of Resemblyzer d-vectors, 1 = same voice): {head}\n\n"
+            f"| pair | similarity |\n|---|---|\n{table}{note}")
 
 
 __all__ = ["UiLimits", "build_demo", "default_concurrency", "launch_kwargs", "readme_url", "share_threads",

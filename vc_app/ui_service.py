@@ -3,7 +3,8 @@
 `vc_app.ui` lays the page out with Gradio and calls `ConversionService`; everything here raises
 `VcAppError` with one sentence (file names, never server paths) and can be tested without a
 browser. Models are loaded once and shared by every session: `ConverterPool` keeps the converter
-built at start plus a few loaded on demand, keyed by (model spec, vocoder spec).
+built at start plus a few loaded on demand, keyed by (model spec, vocoder spec). Saved voices live
+in one folder of the server (`vc_app.voice.VoiceLibrary`), by name.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from vc_app.convert import VoiceConverter
 from vc_app.errors import VcAppError
 from vc_app.mel import mel_spectrogram
 from vc_app.vocoders import GRIFFINLIM_ITERATIONS, load_vocoder, parse_spec, vocoder_choices
+from vc_app.voice import Voice, VoiceLibrary, attach_dvector, check_voice_name, list_voices
 
 log = logging.getLogger(__name__)
 
@@ -139,13 +141,14 @@ class Conversion:
     source: str
     targets: list[str]
     mel: MelConfig
+    voices: tuple[tuple[Voice, float], ...] = ()  # the saved voice(s) used instead of clips, with their shares
 
 
 @dataclass
 class Analysis:
-    """Pictures (label, RGB uint8 (H, W, 3)) of source, target and converted; similarities or a note."""
+    """Pictures (label, RGB uint8 (H, W, 3) or None) of source, target and converted; similarities and/or a note."""
 
-    pictures: list[tuple[str, np.ndarray]]
+    pictures: list[tuple[str, np.ndarray | None]]
     similarity: dict[str, float] | None = None
     note: str = ""
 
@@ -167,6 +170,10 @@ class Choices:
         return self.vocoders[0][1]
 
 
+class VoiceExists(VcAppError):
+    """Saving would replace a saved voice: the page asks for a confirmation first."""
+
+
 class ConversionService:
     """Converts uploads with a shared `ConverterPool`, writing results under `work_dir` only.
 
@@ -175,10 +182,13 @@ class ConversionService:
         limits: upload size and duration limits.
         work_dir: a temp folder the service owns; results older than `limits.keep_outputs_seconds`
             are deleted as new requests arrive.
+        voices_dir: where saved voices are kept (None: `vc_app.voice.default_voices_dir()`).
     """
 
-    def __init__(self, pool: ConverterPool, limits: UiLimits, work_dir: str | os.PathLike):
+    def __init__(self, pool: ConverterPool, limits: UiLimits, work_dir: str | os.PathLike,
+                 voices_dir: str | os.PathLike | None = None):
         self.pool, self.limits, self.work_dir = pool, limits, Path(work_dir)
+        self.voices = VoiceLibrary(voices_dir)
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.choices = self._choices()
         self._similarity = None
@@ -248,20 +258,29 @@ class ConversionService:
 
     # -- converting ----------------------------------------------------------------------
     def convert(self, source: str | None, targets: Sequence[str] | None, *, model: str | None = None,
-                hub_id: str | None = None, vocoder: str | None = None,
+                hub_id: str | None = None, vocoder: str | None = None, voice: str | None = None,
+                blend_with: str | None = None, voice_percent: float = 100.0,
                 progress: Progress | None = None) -> Conversion:
-        """Convert `source` into the voice of `targets` (several clips: their speaker vectors are averaged).
+        """Convert `source` into the voice of `targets` (several clips: their speaker vectors are averaged),
+        or of the saved `voice` (then the clips are not used), blended with `blend_with` when given.
 
+        Args:
+            voice_percent: the share of `voice` in a blend with `blend_with`, 0 to 100.
         Raises:
-            VcAppError: one sentence naming the clip (by file name) or the choice that is wrong.
+            VcAppError: one sentence naming the clip (by file name), the voice or the choice that is wrong.
         """
         report = progress or (lambda fraction, text: None)
         targets = [str(t) for t in (targets or []) if t]
+        voice, blend_with = (voice or "").strip(), (blend_with or "").strip()
         if not source:
             raise VcAppError("Upload or record a source clip first.")
-        if not targets:
-            raise VcAppError("Give at least one target clip (upload files or record the target voice).")
-        paths = [str(source), *targets]
+        if blend_with and not voice:
+            raise VcAppError("Pick a saved voice to blend the second one with.")
+        if not targets and not voice:
+            raise VcAppError("Give at least one target clip (upload files or record the target voice), or pick "
+                             "a saved voice.")
+        targets = [] if voice else targets
+        paths = [str(source), *targets, *self._voice_files(voice, blend_with)]
         try:
             report(0.02, "Checking the clips")
             seconds = self.check_clip(source, "source")
@@ -270,16 +289,22 @@ class ConversionService:
             model_spec, vocoder_spec = self.resolve_model(model, hub_id), self.resolve_vocoder(vocoder)
             report(0.1, "Model ready" if self.pool.is_loaded(model_spec, vocoder_spec) else "Loading the model")
             converter = self.pool.get(model_spec, vocoder_spec)
-            report(0.25, f"Analysing the target voice ({len(targets)} clip{'s' * (len(targets) > 1)})")
-            speaker = converter.speaker_vector(targets)
+            if voice:
+                report(0.25, f"Loading the voice {voice}")
+                parts = self.saved_voices(voice, blend_with, voice_percent)
+                kept = converter.voice(parts[0][0]) if len(parts) == 1 else converter.blend(parts)
+                speaker, name = converter.speaker_vector([kept]), kept.name
+            else:
+                report(0.25, f"Analysing the target voice ({len(targets)} clip{'s' * (len(targets) > 1)})")
+                speaker, name, parts = converter.speaker_vector(targets), Path(targets[0]).stem, []
             report(0.45, f"Converting {seconds:.1f} s of speech")
             wav = converter.convert(str(source), speaker=speaker)
             report(0.95, "Writing the result")
-            output = self._output_path(source, targets)
+            output = self._output_path(source, name)
             write_audio(output, wav, converter.sample_rate)
         except VcAppError as err:
             raise VcAppError(_without_paths(str(err), paths)) from None
-        return Conversion(output, str(source), targets, converter.mel_cfg)
+        return Conversion(output, str(source), targets, converter.mel_cfg, tuple((v, w) for v, w in parts if w > 0))
 
     def warm_up(self) -> float:
         """Convert and analyse a generated clip once, so the first visitor does not pay the first-call costs
@@ -296,12 +321,91 @@ class ConversionService:
             shutil.rmtree(folder, ignore_errors=True)
         return time.perf_counter() - start
 
-    def _output_path(self, source: str, targets: list[str]) -> Path:
+    def _output_path(self, source: str, target_name: str) -> Path:
         """A fresh folder under work_dir holding `<source>_as_<target>.wav` (old folders are swept first)."""
         self.sweep()
         folder = self.work_dir / uuid.uuid4().hex
         folder.mkdir()
-        return folder / f"{_slug(Path(source).stem)}_as_{_slug(Path(targets[0]).stem)}.wav"
+        return folder / f"{_slug(Path(source).stem)}_as_{_slug(target_name)}.wav"
+
+    # -- saved voices ---------------------------------------------------------------------
+    def voice_choices(self) -> list[tuple[str, str]]:
+        """(label, name) of every readable saved voice, e.g. ("alice (2 clips, 8 s)", "alice")."""
+        if not self.voices.folder.is_dir():
+            return []
+        choices = []
+        for path, meta in list_voices(self.voices.folder):
+            if isinstance(meta, str):
+                log.warning("skipping a voice file: %s", meta)
+                continue
+            n = len(meta["clips"])
+            what = "a blend" if meta["mix"] else f"{n} clip{'s' * (n != 1)}"
+            choices.append((f"{path.stem} ({what}, {sum(c.seconds for c in meta['clips']):.0f} s)", path.stem))
+        return choices
+
+    def saved_voices(self, voice: str, blend_with: str = "", voice_percent: float = 100.0) -> list[tuple[Voice, float]]:
+        """The saved voice(s) to convert with and their shares: [(voice, 1.0)] or a two-voice blend."""
+        first = self.voices.load(check_voice_name(voice))
+        if not blend_with:
+            return [(first, 1.0)]
+        try:
+            share = float(voice_percent)
+        except (TypeError, ValueError):
+            raise VcAppError(f"The blend share must be a number from 0 to 100, not {voice_percent!r}.") from None
+        if not 0 <= share <= 100:
+            raise VcAppError(f"The blend share must be from 0 to 100 %, not {share:g}.")
+        return [(first, share / 100), (self.voices.load(check_voice_name(blend_with)), 1 - share / 100)]
+
+    def _voice_files(self, *names: str) -> list[str]:
+        """The server paths of these voices, so that messages can name them by file name instead."""
+        files = []
+        for name in names:
+            try:
+                files.append(str(self.voices.path(name)))
+            except VcAppError:
+                continue
+        return files
+
+    def save_voice(self, name: str | None, targets: Sequence[str] | None, *, model: str | None = None,
+                   hub_id: str | None = None, overwrite: bool = False, progress: Progress | None = None) -> str:
+        """Keep the target clips as the saved voice `name` (for the model chosen); returns what was saved.
+
+        Raises:
+            VoiceExists: a voice of that name exists and `overwrite` is False.
+            VcAppError: a bad name (a path, NUL, too long...), no clips, a bad clip.
+        """
+        report = progress or (lambda fraction, text: None)
+        name = check_voice_name(name)
+        targets = [str(t) for t in (targets or []) if t]
+        if not targets:
+            raise VcAppError("Upload or record the target clips to keep as a voice first.")
+        if self.voices.exists(name) and not overwrite:
+            raise VoiceExists(f"A voice called '{name}' is already saved.")
+        paths = [*targets, str(self.voices.path(name))]
+        try:
+            report(0.05, "Checking the clips")
+            for target in targets:
+                self.check_clip(target, "target")
+            model_spec = self.resolve_model(model, hub_id)
+            report(0.2, "Model ready" if self.pool.is_loaded(model_spec) else "Loading the model")
+            converter = self.pool.get(model_spec)
+            report(0.4, f"Analysing the target voice ({len(targets)} clip{'s' * (len(targets) > 1)})")
+            voice = converter.voice(targets, name=name)
+            if similarity_available():
+                report(0.7, "Measuring its d-vector for speaker similarity")
+                voice = attach_dvector(voice, targets, self._speaker_similarity())
+            self.voices.save(voice, name, overwrite=overwrite)
+        except VcAppError as err:
+            raise VcAppError(_without_paths(str(err), paths)) from None
+        n = len(voice.clips)
+        return f"Saved the voice **{name}** ({n} clip{'s' * (n != 1)}, {voice.seconds:.1f} s, model {voice.model})."
+
+    def delete_voice(self, name: str | None) -> str:
+        """Delete the saved voice `name`; returns what was done."""
+        if not (name or "").strip():
+            raise VcAppError("Pick the saved voice to delete first.")
+        self.voices.delete(check_voice_name(name))
+        return f"Deleted the voice **{name.strip()}**."
 
     def sweep(self, older_than: float | None = None) -> int:
         """Delete result folders older than `older_than` seconds (default: the limit); returns how many."""
@@ -328,15 +432,20 @@ class ConversionService:
             converted = load_audio(conversion.output, rate)
         except VcAppError as err:
             raise VcAppError(_without_paths(str(err), [conversion.source, *conversion.targets])) from None
-        n, target = len(targets), torch.cat(targets)
-        pictures = [(f"Source ({_seconds(source, rate)})", mel_picture(source, conversion.mel)),
-                    (f"Target ({n} clip{'s' * (n > 1)}, {_seconds(target, rate)})",
-                     mel_picture(target, conversion.mel)),
+        if targets:
+            n, target = len(targets), torch.cat(targets)
+            target_picture = (f"Target ({n} clip{'s' * (n > 1)}, {_seconds(target, rate)})",
+                              mel_picture(target, conversion.mel))
+        else:  # a saved voice keeps no audio to draw
+            target_picture = (f"Target: saved voice {' + '.join(v.name for v, _ in conversion.voices)}", None)
+        pictures = [(f"Source ({_seconds(source, rate)})", mel_picture(source, conversion.mel)), target_picture,
                     (f"Converted ({_seconds(converted, rate)})", mel_picture(converted, conversion.mel))]
         if not similarity_available():
             return Analysis(pictures, note=SIMILARITY_HELP)
         report(0.5, "Measuring speaker similarity")
         try:
+            if conversion.voices:
+                return self.voice_similarities(pictures, source, conversion.voices, converted, rate)
             return Analysis(pictures, self.similarities(source, targets, converted, rate))
         except ImportError as err:  # Resemblyzer is there but one of its own dependencies is not
             log.warning("speaker similarity is unavailable: %s", err)
@@ -353,6 +462,29 @@ class ConversionService:
         conv, src = encoder.embed(converted, rate), encoder.embed(source, rate)
         return {"converted_vs_target": cosine(conv, target), "converted_vs_source": cosine(conv, src),
                 "source_vs_target": cosine(src, target)}
+
+    def voice_similarities(self, pictures: list, source: torch.Tensor, voices: Sequence[tuple[Voice, float]],
+                           converted: torch.Tensor, rate: int) -> Analysis:
+        """Similarities to saved voices, through the d-vectors they carry: one voice -> the usual three numbers;
+        a blend -> the result against each voice of the blend (keys "converted_vs_voice:NAME")."""
+        from vc_app.evaluate.similarity import cosine
+
+        encoder = self._speaker_similarity()
+        conv, src = encoder.embed(converted, rate), encoder.embed(source, rate)
+        sims = {"converted_vs_source": cosine(conv, src)}
+        blended = len(voices) > 1
+        for voice, _ in voices:
+            if voice.dvector is None:
+                continue
+            if blended:
+                sims[f"converted_vs_voice:{voice.name}"] = cosine(conv, voice.dvector)
+            else:
+                sims.update(converted_vs_target=cosine(conv, voice.dvector),
+                            source_vs_target=cosine(src, voice.dvector))
+        missing = [v.name for v, _ in voices if v.dvector is None]
+        note = (f"The saved voice {', '.join(missing)} carries no d-vector (saved without the eval extra), so the "
+                f"similarity to it cannot be measured." if missing else "")
+        return Analysis(pictures, sims, note)
 
     def _speaker_similarity(self):
         with self._similarity_lock:

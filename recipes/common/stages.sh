@@ -2,7 +2,8 @@
 # these variables set (run.sh declares them with their defaults and documents them in --help):
 #   stage stop_stage data feats exp config tag seed n_unseen unseen valid_fraction nj
 #   nproc nnodes node_rank master_addr master_port resume train_args
-#   eval_tool n_pairs evaluate_args bundle half push_to_hub card_note     and PYTHON (path.sh)
+#   cross_corpus init_from eval_tool n_pairs pairs_per_speaker evaluate_args bundle half push_to_hub card_note
+#   and PYTHON (path.sh)
 
 in_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
 log() { echo "$(date '+%H:%M:%S') [$(basename "$recipe_dir")] $*"; }
@@ -13,7 +14,7 @@ if in_stage 1; then
   log "stage 1: manifests (train / valid / unseen speakers) -> $data"
   [ -f "$data/corpus.csv" ] || { echo "$data/corpus.csv is missing: run stage 0 first." >&2; exit 1; }
   $PYTHON -m vc_app.recipe manifests --corpus "$data/corpus.csv" --out "$data" --seed "$seed" \
-    --n-unseen "$n_unseen" --unseen "$unseen" --valid-fraction "$valid_fraction"
+    --n-unseen "$n_unseen" --unseen "$unseen" --cross-corpus "$cross_corpus" --valid-fraction "$valid_fraction"
 fi
 
 if in_stage 2; then
@@ -26,6 +27,8 @@ if in_stage 3; then
   [ -f "$valid_feats/index.csv" ] || valid_feats=""
   # Several processes: torchrun + DistributedDataParallel (NCCL on GPUs, gloo on CPUs);
   # data.batch_size is per process. One node: a free local port; several: rank 0's address.
+  init_flag=()
+  [ -n "$init_from" ] && init_flag=(--set "run.init_from=$init_from")
   if [ "$nnodes" -gt 1 ]; then
     launcher=($PYTHON -m torch.distributed.run --nproc_per_node "$nproc" --nnodes "$nnodes" --node_rank "$node_rank"
               --master_addr "$master_addr" --master_port "$master_port" -m vc_app.train)
@@ -39,6 +42,7 @@ if in_stage 3; then
   log "stage 3: train $config ($nproc process(es) x $nnodes node(s)) -> $expdir"
   # shellcheck disable=SC2086  # train_args is a list of words, e.g. "--set run.max_steps=1000"
   "${launcher[@]}" --config "$config" --out "$expdir" ${resume_flag[@]+"${resume_flag[@]}"} \
+    ${init_flag[@]+"${init_flag[@]}"} \
     --set "data.train_features=$feats/train" --set "data.valid_features=$valid_feats" $train_args
 fi
 
@@ -52,22 +56,33 @@ if in_stage 4; then
     auto) $PYTHON -m vc_app evaluate --help >/dev/null 2>&1 && use_vc_app=true ;;
   esac
   if [ "$use_vc_app" = true ]; then
-    $PYTHON -m vc_app.recipe pairs --manifest "$data/unseen.csv" --out "$expdir/eval/pairs.csv" \
-      --n-pairs "$n_pairs" --seed "$seed"
-    for ckpt in "$expdir"/checkpoints/step-*; do :; done  # the newest (names are zero-padded)
-    # shellcheck disable=SC2086
-    $PYTHON -m vc_app evaluate --pairs "$expdir/eval/pairs.csv" --checkpoint "$ckpt" --seed "$seed" \
-      --out "$expdir/eval/vc-app" --overwrite $evaluate_args
-    if [ "$text_pairs" = true ] && command -v flite >/dev/null; then
-      # WER needs known words: flite speaks Harvard sentences, converted into the unseen speakers' voices
-      $PYTHON "$recipe_dir/../common/text_pairs.py" --manifest "$data/unseen.csv" --out "$expdir/eval/text_pairs" \
-        --seed "$seed"
+    ckpt=$($PYTHON -c 'import sys; from vc_app.train.checkpoints import resolve_checkpoint as r; print(r(sys.argv[1]))' "$expdir")
+    # Two held-out sets: in-domain (unseen speakers of the training corpora) and cross-corpus (speakers of
+    # other recordings, --cross-corpus); each gets conversion pairs among its own speakers.
+    for set in in-domain cross-corpus; do
+      if [ "$set" = cross-corpus ]; then
+        [ -n "$cross_corpus" ] || continue
+        choose=(--speakers "$cross_corpus")
+      else
+        choose=(--exclude-speakers "$cross_corpus")
+      fi
+      out=$expdir/eval/$set
+      $PYTHON -m vc_app.recipe pairs --manifest "$data/unseen.csv" --out "$out/pairs.csv" "${choose[@]}" \
+        --pairs-per-speaker "$pairs_per_speaker" --seed "$seed"
       # shellcheck disable=SC2086
-      $PYTHON -m vc_app evaluate --pairs "$expdir/eval/text_pairs/pairs.csv" --checkpoint "$ckpt" --seed "$seed" \
-        --out "$expdir/eval/vc-app-text" --overwrite $evaluate_args
-    elif [ "$text_pairs" = true ]; then
-      log "flite not found: no WER evaluation (sudo apt-get install flite)"
-    fi
+      $PYTHON -m vc_app evaluate --pairs "$out/pairs.csv" --checkpoint "$ckpt" --seed "$seed" \
+        --out "$out/vc-app" --overwrite $evaluate_args
+      if [ "$text_pairs" = true ] && command -v flite >/dev/null; then
+        # WER needs known words: flite speaks Harvard sentences, converted into this set's voices
+        $PYTHON "$recipe_dir/../common/text_pairs.py" --manifest "$data/unseen.csv" "${choose[@]}" \
+          --out "$out/text_pairs" --seed "$seed"
+        # shellcheck disable=SC2086
+        $PYTHON -m vc_app evaluate --pairs "$out/text_pairs/pairs.csv" --checkpoint "$ckpt" --seed "$seed" \
+          --out "$out/vc-app-text" --overwrite $evaluate_args
+      elif [ "$text_pairs" = true ]; then
+        log "flite not found: no WER evaluation (sudo apt-get install flite)"
+      fi
+    done
   else
     log "vc-app evaluate not used (eval_tool=$eval_tool): held-out losses only"
   fi
@@ -77,8 +92,13 @@ if in_stage 5; then
   export_args=(--checkpoint "$expdir" --out "${bundle:-$expdir/bundle}" --name "$(basename "$expdir")"
                --note "$card_note")
   [ -f "$expdir/eval/heldout.json" ] && export_args+=(--metrics "$expdir/eval/heldout.json")
-  [ -f "$expdir/eval/vc-app/report.md" ] && export_args+=(--report "$expdir/eval/vc-app/report.md")
-  [ -f "$expdir/eval/vc-app-text/report.md" ] && export_args+=(--report "$expdir/eval/vc-app-text/report.md")
+  for set in cross-corpus in-domain; do
+    [ -f "$expdir/eval/$set/vc-app/report.md" ] && \
+      export_args+=(--report "Held-out speakers, $set: similarity and MCD=$expdir/eval/$set/vc-app/report.md")
+    [ -f "$expdir/eval/$set/vc-app-text/report.md" ] && \
+      export_args+=(--report "Held-out speakers, $set: WER of flite-spoken sentences=$expdir/eval/$set/vc-app-text/report.md")
+  done
+  export_args+=(--paths-relative-to "$recipe_dir")
   [ "$half" = true ] && export_args+=(--half)
   [ -n "$push_to_hub" ] && export_args+=(--push-to-hub "$push_to_hub")
   log "stage 5: export the newest checkpoint of $expdir -> ${bundle:-$expdir/bundle}"

@@ -41,6 +41,7 @@ def main() -> int:
     where.add_argument("--manifest", help="a recipe manifest (e.g. data/unseen.csv): its speakers are the targets")
     where.add_argument("--targets-corpus", help="folder-per-speaker corpus holding the targets")
     parser.add_argument("--speakers", help="comma-separated target speakers (default: all)")
+    parser.add_argument("--exclude-speakers", default="", help="comma-separated speakers not to use as targets")
     parser.add_argument("--voices", default="slt,rms", help="flite voices speaking the sources")
     parser.add_argument("--sentences", default=str(HERE / "sentences.txt"))
     parser.add_argument("--target-clips", type=int, default=3)
@@ -58,7 +59,8 @@ def main() -> int:
     clips = {}
     for utt in read_manifest(args.manifest) if args.manifest else scan_folder(args.targets_corpus):
         clips.setdefault(utt.speaker, []).append(str(utt.path))
-    speakers = args.speakers.split(",") if args.speakers else sorted(clips)
+    excluded = set(filter(None, args.exclude_speakers.split(",")))
+    speakers = [s for s in (args.speakers.split(",") if args.speakers else sorted(clips)) if s and s not in excluded]
     rng = random.Random(args.seed)
     rows = []
     for voice in args.voices.split(","):

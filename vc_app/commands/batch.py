@@ -1,6 +1,8 @@
 """`vc-app batch`: convert every clip of a folder (or the rows of a manifest); resumable and shardable.
 
     vc-app batch INPUT_DIR --target voice.wav [--target more.wav] --output OUT_DIR
+    vc-app batch INPUT_DIR --target alice.voice --output OUT_DIR        # a saved voice (vc-app voice)
+    vc-app batch INPUT_DIR --mix alice.voice:0.7 --mix bob.voice:0.3 --output OUT_DIR    # a blend
     vc-app batch --manifest pairs.csv --output OUT_DIR      # columns source,target[,output]
 """
 
@@ -10,6 +12,7 @@ import argparse
 import os
 
 from vc_app.commands.convert import add_model_options, add_threads_option
+from vc_app.commands.voice import add_target_options, parse_mix_options, target_files
 
 
 def add_parser(sub) -> None:
@@ -17,9 +20,8 @@ def add_parser(sub) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("input", nargs="?", metavar="INPUT_DIR", help="folder of source clips (searched recursively)")
     p.add_argument("--manifest", metavar="CSV", help="pairs to convert: columns source,target[,output]; "
-                   "several target clips of one speaker separated by ';'")
-    p.add_argument("--target", action="append", default=[], metavar="FILE",
-                   help="clip of the voice to use (folder mode); repeat for several clips of the same speaker")
+                   "several target clips of one speaker separated by ';', or one .voice file")
+    add_target_options(p, required=False)  # folder mode: --target clips or one .voice file, or --mix
     p.add_argument("--output", required=True, metavar="OUT_DIR", help="where outputs go (mirrors INPUT_DIR)")
     p.add_argument("--glob", metavar="PATTERN", help="only inputs whose path relative to INPUT_DIR matches, "
                    "e.g. '*.flac' or 'speaker1/*'")
@@ -43,36 +45,48 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from vc_app.audio import check_audio_file
     from vc_app.batch import failures_name, parse_shard, plan_folder, plan_manifest, run_batch, shard
     from vc_app.commands.convert import apply_threads, check_threads
     from vc_app.errors import VcAppError
+    from vc_app.voice import check_target_file, is_voice_path
 
     if (args.input is None) == (args.manifest is None):
         raise VcAppError("Give either INPUT_DIR (with --target) or --manifest, not both or neither.")
     if args.batch_size < 1 or args.workers < 0:
         raise VcAppError("--batch-size must be at least 1 and --workers at least 0.")
     check_threads(args.threads)
+    mix = parse_mix_options(args)
     if args.manifest:
-        if args.target:
-            raise VcAppError("--target is for folder mode; a manifest names its targets in its target column.")
+        if args.target or mix:
+            raise VcAppError("--target and --mix are for folder mode; a manifest names its targets in its target "
+                             "column.")
         jobs = plan_manifest(args.manifest, args.output, fmt=args.format)
     else:
-        jobs = plan_folder(args.input, args.target, args.output, glob=args.glob, fmt=args.format,
+        jobs = plan_folder(args.input, target_files(args, mix), args.output, glob=args.glob, fmt=args.format,
                            warn=lambda message: print(f"vc-app: warning: {message}", file=sys.stderr))
-        for target in args.target:
-            check_audio_file(target, "target")  # fail fast on a bad target, before PyTorch and the model load
+        for target in target_files(args, mix):
+            check_target_file(target)  # fail fast on a bad target, before PyTorch and the model load
     part = parse_shard(args.shard) if args.shard else None
     if part:
         jobs = shard(jobs, *part)
 
-    def load_converter():  # only when something is left to convert
+    def load_converter():
         from vc_app.convert import VoiceConverter
 
         apply_threads(args.threads)
         return VoiceConverter.from_specs(args.checkpoint, args.vocoder, device=args.device)
 
-    result = run_batch(load_converter, jobs, args.output, overwrite=args.overwrite, keep_rate=args.keep_rate,
+    converter = load_converter  # loaded by run_batch only when something is left to convert
+    if mix or (args.target and any(is_voice_path(t) for t in args.target)):
+        from dataclasses import replace
+
+        converter = load_converter()  # a blend needs the model, and a voice of another model is refused now
+        if mix:  # one blended voice for the whole folder
+            voice = converter.blend([(p.targets, p.weight) for p in mix])
+            jobs = [replace(job, targets=(voice,)) for job in jobs]
+        else:
+            converter.speaker_vector(args.target)
+    result = run_batch(converter, jobs, args.output, overwrite=args.overwrite, keep_rate=args.keep_rate,
                        workers=args.workers, batch_size=args.batch_size, progress=not args.quiet,
                        failures_file=failures_name(part))
     print(result.summary())

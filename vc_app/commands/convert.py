@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from vc_app.commands.voice import add_target_options
 from vc_app.vocoders import DEFAULT_VOCODER
 
 
@@ -44,8 +45,7 @@ def apply_threads(threads: int | None) -> None:
 def add_parser(sub) -> None:
     p = sub.add_parser("convert", help="convert one clip", description=__doc__)
     p.add_argument("--source", required=True, metavar="FILE", help="clip whose words are kept")
-    p.add_argument("--target", required=True, action="append", metavar="FILE",
-                   help="clip of the voice to use; repeat for several clips of the same speaker")
+    add_target_options(p)
     p.add_argument("--output", required=True, metavar="FILE", help="where to write the result (.wav/.flac/.ogg)")
     p.add_argument("--overwrite", action="store_true", help="replace the output if it exists")
     add_threads_option(p)
@@ -57,19 +57,24 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from vc_app.audio import check_audio_file
+    from vc_app.commands.voice import parse_mix_options, target_files
     from vc_app.paths import check_output_path
+    from vc_app.voice import check_target_file
 
+    parts = parse_mix_options(args)
     # bad options and inputs are refused before PyTorch is even imported (numpy and soundfile only)
-    check_output_path(args.output, inputs=[args.source, *args.target], overwrite=args.overwrite, try_write=True)
+    check_output_path(args.output, inputs=[args.source, *target_files(args, parts)], overwrite=args.overwrite,
+                      try_write=True)
     check_threads(args.threads)
     check_audio_file(args.source, "source")
-    for path in args.target:
-        check_audio_file(path, "target")
+    for path in target_files(args, parts):
+        check_target_file(path)
     from vc_app.convert import VoiceConverter
 
     apply_threads(args.threads)
     converter = VoiceConverter.from_specs(args.checkpoint, args.vocoder, device=args.device)
-    out = converter.convert_file(args.source, args.target, args.output, overwrite=args.overwrite,
+    targets = [converter.blend([(p.targets, p.weight) for p in parts])] if parts else args.target
+    out = converter.convert_file(args.source, targets, args.output, overwrite=args.overwrite,
                                  progress=sys.stderr.isatty())
     print(f"wrote {out}")
     return 0

@@ -17,6 +17,8 @@ from pathlib import Path
 
 from vc_app.corpus import Utterance, scan_folder
 from vc_app.errors import VcAppError
+from vc_app.paths import atomic_write
+from vc_app.voice import is_voice_path
 
 TARGET_SEPARATOR = ";"
 REQUIRED_COLUMNS = ("source", "target")
@@ -43,7 +45,7 @@ def _resolve(value: str, base: Path) -> str:
 def read_pairs(path: str | os.PathLike) -> list[Pair]:
     """Read `source,target[,reference][,text][,source_speaker][,target_speaker]` rows (with a header).
 
-    `target` may hold several clips separated by ';'. Relative paths are relative to the CSV's folder.
+    `target` may hold several clips separated by ';', or one .voice file. Relative paths are relative to the CSV's folder.
     A missing speaker column defaults to the name of the folder holding the clip.
     """
     path = Path(path)
@@ -73,19 +75,28 @@ def _pair_from_row(row: dict[str, str], base: Path, path: Path, line: int) -> Pa
     source = _resolve(row["source"], base)
     targets = tuple(_resolve(t, base) for t in row["target"].split(TARGET_SEPARATOR) if t.strip())
     reference = _resolve(row["reference"], base) if row.get("reference") else ""
+    target = Path(targets[0])
     return Pair(source, targets, reference, row.get("text", ""),
                 row.get("source_speaker") or Path(source).parent.name,
-                row.get("target_speaker") or Path(targets[0]).parent.name)
+                row.get("target_speaker") or (target.stem if is_voice_path(target) else target.parent.name))
 
 
 def check_pair_audio(pairs: list[Pair]) -> None:
-    """Fail early, with one sentence naming the pair, on any clip that is missing or not audio."""
+    """Fail early, with one sentence naming the pair, on any clip that is missing or not audio, and on a
+    voice-file target that is unreadable or carries no d-vector to measure similarity against."""
     from vc_app.audio import audio_info
+    from vc_app.voice import is_voice_path, read_voice_file
 
     for n, pair in enumerate(pairs, start=1):
         for clip in (pair.source, *pair.targets, *([pair.reference] if pair.reference else [])):
             try:
-                audio_info(clip)
+                if is_voice_path(clip):
+                    if "dvector" not in read_voice_file(clip)[1]:
+                        raise VcAppError(f"{Path(clip).name} carries no Resemblyzer d-vector to measure speaker "
+                                         f"similarity against (it is a blend, or was made without the eval extra); "
+                                         f"make it again with the eval extra installed, or give its clips")
+                else:
+                    audio_info(clip)
             except VcAppError as err:
                 raise VcAppError(f"Pair {n}: {str(err).rstrip('.')}.") from None
 
@@ -121,16 +132,25 @@ def corpus_utterances(root: str | os.PathLike, speakers: list[str] | None) -> di
 
 def pairs_from_corpus(root: str | os.PathLike, speakers: list[str] | None = None, *, pairs_per_speaker: int = 5,
                       target_clips: int = 1, seed: int = 0) -> list[Pair]:
-    """Unseen-speaker pairs: every ordered pair (A, B) of distinct speakers, `pairs_per_speaker` each.
+    """Unseen-speaker pairs of a folder-per-speaker corpus (`speaker_pairs` over its speaker folders)."""
+    return speaker_pairs(corpus_utterances(root, speakers), pairs_per_speaker=pairs_per_speaker,
+                         target_clips=target_clips, seed=seed, where=str(root))
+
+
+def speaker_pairs(by_speaker: dict[str, list[Utterance]], *, pairs_per_speaker: int = 5, target_clips: int = 1,
+                  seed: int = 0, where: str = "the corpus") -> list[Pair]:
+    """Every ordered pair (A, B) of distinct speakers, `pairs_per_speaker` pairs each.
 
     For each (A, B), `pairs_per_speaker` source utterances of A are drawn (seeded, without replacement);
     the target is `target_clips` utterances of B saying *other* sentences. When B has the source's
     sentence (a parallel corpus: the same file name), that clip is the `reference` for MCD and is never
-    used as a target clip. `text` comes from a `<clip>.txt` beside the source when present.
+    used as a target clip. `text` is the utterance's own, else a `<clip>.txt` beside the source.
+
+    Args:
+        by_speaker: {speaker: utterances}, each list in a fixed order (the draw depends on it).
     """
     if pairs_per_speaker < 1 or target_clips < 1:
         raise VcAppError("--pairs-per-speaker and --target-clips must be at least 1.")
-    by_speaker = corpus_utterances(root, speakers)
     pairs = []
     for a, sources in by_speaker.items():
         for b, candidates in by_speaker.items():
@@ -145,9 +165,10 @@ def pairs_from_corpus(root: str | os.PathLike, speakers: list[str] | None = None
                     continue
                 targets = rng.sample(others, min(target_clips, len(others)))
                 reference = by_key[key].path if key in by_key else ""
-                pairs.append(Pair(src.path, tuple(t.path for t in targets), reference, sidecar_text(src.path), a, b))
+                pairs.append(Pair(str(src.path), tuple(str(t.path) for t in targets), str(reference),
+                                  src.text or sidecar_text(src.path), a, b))
     if not pairs:
-        raise VcAppError(f"No pairs could be built from {root}: each target speaker needs a clip of another sentence.")
+        raise VcAppError(f"No pairs could be built from {where}: each target speaker needs a clip of another sentence.")
     return pairs
 
 
@@ -155,3 +176,18 @@ def pair_row(pair: Pair) -> dict[str, str]:
     """The pair as the first columns of a per-pair CSV row (readable again by `read_pairs`)."""
     return {"source": pair.source, "target": TARGET_SEPARATOR.join(pair.targets), "reference": pair.reference,
             "text": pair.text, "source_speaker": pair.source_speaker, "target_speaker": pair.target_speaker}
+
+
+def write_pairs(path: str | os.PathLike, pairs: list[Pair]) -> Path:
+    """Write `pairs` as a pairs CSV that `read_pairs` reads back (atomically)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(PAIR_COLUMNS))
+            writer.writeheader()
+            writer.writerows(pair_row(p) for p in pairs)
+
+    atomic_write(path, write)
+    return path

@@ -21,6 +21,7 @@ from vc_app.evaluate.mcd import mel_cepstral_distortion
 from vc_app.evaluate.pairs import Pair
 from vc_app.evaluate.probe import speaker_probe, utterance_codes
 from vc_app.evaluate.similarity import SpeakerSimilarity, cosine
+from vc_app.voice import is_voice_path
 
 NAN = float("nan")
 
@@ -167,7 +168,8 @@ def pair_clips(pairs: list[Pair]) -> list[tuple[str, str]]:
     for pair in pairs:
         seen.setdefault(pair.source, pair.source_speaker)
         for clip in (*pair.targets, *([pair.reference] if pair.reference else [])):
-            seen.setdefault(clip, pair.target_speaker)
+            if not is_voice_path(clip):  # a voice file holds no audio to probe
+                seen.setdefault(clip, pair.target_speaker)
     return sorted(seen.items(), key=lambda item: (item[1], item[0]))
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from vc_app.audio import load_audio, resample
+from vc_app.errors import VcAppError
 
 EMBED_RATE = 16000
 MIN_VOICED_SECONDS = 0.5  # when the VAD leaves less than this, embed the volume-normalised clip untrimmed
@@ -49,7 +50,14 @@ class SpeakerSimilarity:
         return self._cache[path]
 
     def embed_speaker(self, paths: list[str] | tuple[str, ...]) -> np.ndarray:
-        """Several clips of one speaker -> the normalised mean d-vector (256,)."""
+        """Several clips of one speaker -> the normalised mean d-vector (256,); one .voice file -> its stored one."""
+        if len(paths) == 1 and str(paths[0]).lower().endswith(".voice"):
+            from vc_app.voice import Voice
+
+            voice = Voice.load(paths[0])
+            if voice.dvector is None:
+                raise VcAppError(f"The voice {voice.name!r} carries no Resemblyzer d-vector to compare with.")
+            return voice.dvector
         mean = np.mean([self.embed_file(p) for p in paths], axis=0)
         return mean / np.linalg.norm(mean)
 

@@ -129,7 +129,9 @@ class Decoder(nn.Module):
 @dataclass
 class AdaINVCOutput:
     """One training forward pass. recon: (B, n_mels, T) scaled; mean/log_var/content: (B, C, T/8);
-    speaker: (B, c_speaker); vq: the quantiser's report when the VQ bottleneck is on."""
+    speaker: (B, c_speaker); vq: the quantiser's report when the VQ bottleneck is on; converted_speaker:
+    with `consistency`, the speaker vectors (B, c_speaker) read back from each clip converted to the voice of
+    the next clip in the batch (`speaker.roll(1, 0)`)."""
 
     recon: torch.Tensor
     mean: torch.Tensor
@@ -137,6 +139,7 @@ class AdaINVCOutput:
     content: torch.Tensor
     speaker: torch.Tensor
     vq: VQOutput | None
+    converted_speaker: torch.Tensor | None = None
 
 
 class AdaINVC(nn.Module):
@@ -178,7 +181,12 @@ class AdaINVC(nn.Module):
     def content(self, mel: torch.Tensor) -> torch.Tensor:
         """Deterministic content code. mel: (B, n_mels, T) raw -> (B, c_content, ceil(T / 8))."""
         mean, _ = self.content_encoder(self.scale(self._pad(mel)))
-        return self.quantizer(mean).quantized if self.quantizer is not None else mean
+        return self.guide(self.quantizer(mean).quantized if self.quantizer is not None else mean)
+
+    def guide(self, z: torch.Tensor) -> torch.Tensor:
+        """Activation guidance (AGAIN-VC) on a content code z (B, C, T'): sigmoid(alpha * z), or z when off."""
+        alpha = self.cfg.content_guidance
+        return torch.sigmoid(alpha * z) if alpha > 0 else z
 
     def speaker(self, mel: torch.Tensor) -> torch.Tensor:
         """Speaker vector. mel: (B, n_mels, T) raw -> (B, c_speaker)."""
@@ -199,12 +207,23 @@ class AdaINVC(nn.Module):
         return self.decode(self.content(source), speaker, source.shape[-1])
 
     # -- training ----------------------------------------------------------------
-    def forward(self, mel: torch.Tensor) -> AdaINVCOutput:
-        """Self-reconstruction for training. mel: (B, n_mels, T) raw; recon is in scaled units."""
+    def forward(self, mel: torch.Tensor, content_mel: torch.Tensor | None = None,
+                speaker_mel: torch.Tensor | None = None, consistency: bool = False) -> AdaINVCOutput:
+        """Self-reconstruction for training; recon is in scaled units.
+
+        Args:
+            mel: (B, n_mels, T) raw, the clip to rebuild.
+            content_mel: (B, n_mels, T) raw input of the content encoder (default `mel`), e.g. a perturbed `mel`.
+            speaker_mel: (B, n_mels, T_s) raw input of the speaker encoder (default `mel`), e.g. another clip
+                of the same voice.
+            consistency: also convert each clip to the next clip's voice and read its speaker vector back
+                with the speaker encoder's weights detached (the speaker-consistency term trains the content
+                encoder and decoder only).
+        """
         n_frames = mel.shape[-1]
-        scaled = self.scale(self._pad(mel))
+        scaled = self.scale(self._pad(mel if content_mel is None else content_mel))
         mean, log_var = self.content_encoder(scaled)
-        speaker = self.speaker_encoder(self.scale(mel))
+        speaker = self.speaker_encoder(self.scale(mel if speaker_mel is None else speaker_mel))
         vq = None
         if self.quantizer is not None:
             vq = self.quantizer(mean)
@@ -213,5 +232,11 @@ class AdaINVC(nn.Module):
             content = mean + torch.exp(0.5 * log_var) * torch.randn_like(mean)
         else:
             content = mean
+        content = self.guide(content)
         recon = self.decoder(content, speaker)[..., :n_frames]
-        return AdaINVCOutput(recon, mean, log_var, content, speaker, vq)
+        converted_speaker = None
+        if consistency:
+            converted = self.decoder(content, speaker.roll(1, 0))[..., :n_frames]
+            frozen = {name: p.detach() for name, p in self.speaker_encoder.named_parameters()}
+            converted_speaker = torch.func.functional_call(self.speaker_encoder, frozen, (converted,))
+        return AdaINVCOutput(recon, mean, log_var, content, speaker, vq, converted_speaker)

@@ -24,8 +24,23 @@ class DataConfig:
     segment_frames: int = 128
     batch_size: int = 32
     num_workers: int = 0
-    warp_range: tuple[float, float] = (1.0, 1.0)  # random frequency warp factor (1, 1 = off)
+    warp_range: tuple[float, float] = (1.0, 1.0)  # voice augmentation: frequency warp factor range (1, 1 = off)
     gain_db: float = 0.0                           # random gain, +/- dB (0 = off)
+    pseudo_speakers: int = 0                       # voices per real speaker, each a fixed warp + tilt (0 = a fresh
+                                                   # warp per segment)
+    tilt_db: float = 0.0                           # pseudo-speaker spectral tilt range, +/- dB at the top band
+    content_warp_range: tuple[float, float] = (1.0, 1.0)  # information perturbation of the content input (1, 1 = off)
+    speaker_segment: str = "same"                  # "other": the speaker encoder reads another clip of the same voice
+
+    def __post_init__(self) -> None:
+        if self.speaker_segment not in ("same", "other"):
+            raise ValueError(f"data.speaker_segment must be same or other, not {self.speaker_segment!r}")
+        for name in ("warp_range", "content_warp_range"):
+            low, high = getattr(self, name)
+            if not 0 < low <= high:
+                raise ValueError(f"data.{name} must be two positive factors, low <= high, not {[low, high]}")
+        if self.pseudo_speakers < 0:
+            raise ValueError("data.pseudo_speakers must be 0 or more")
 
 
 @dataclass
@@ -60,12 +75,13 @@ class RunConfig:
     save_every: int = 1000
     keep_last: int = 3
     sample_every: int = 2000
-    amp: str = "none"  # none | bf16 | fp16 (GPU only)
+    amp: str = "auto"  # auto (bf16 where native: AVX512-BF16/AMX CPUs, CUDA) | none | bf16 | fp16 (GPU only)
     threads: int = 0   # torch CPU threads (0 = torch default)
+    init_from: str = ""  # a bundle (folder or hub id) whose weights start a fresh run; "" = random init
 
     def __post_init__(self) -> None:
-        if self.amp not in ("none", "bf16", "fp16"):
-            raise ValueError(f"run.amp must be none, bf16 or fp16, not {self.amp!r}")
+        if self.amp not in ("auto", "none", "bf16", "fp16"):
+            raise ValueError(f"run.amp must be auto, none, bf16 or fp16, not {self.amp!r}")
         if min(self.log_every, self.valid_every, self.save_every, self.keep_last) < 1:
             raise ValueError("run.log_every, valid_every, save_every and keep_last must be at least 1")
 

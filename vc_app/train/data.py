@@ -1,11 +1,29 @@
 """Training data: random fixed-length segments sliced from a packed feature cache.
 
-No audio is decoded here. Each sample's randomness (segment offset, warp,
-gain) comes from a generator seeded by (seed, epoch, index), so a resumed run
-sees exactly the batches an uninterrupted run would have seen.
+No audio is decoded here. Each sample's randomness (segment offset, voice,
+perturbation, gain) comes from a generator seeded by (seed, epoch, index), so
+a resumed run sees exactly the batches an uninterrupted run would have seen.
+
+Three augmentations make a few real speakers teach a one-shot model (all in the
+log-mel domain, all keep the number of frames, so content and timing are
+untouched):
+
+- *voices*: frequency warping (a vocal-tract-length change, `warp_mel`) and a
+  spectral tilt (`tilt_mel`). With `pseudo_speakers` = K each real speaker
+  becomes K voices, each with its own fixed warp factor and tilt, applied to
+  every segment of that voice (voice 0 is the real one); with K = 0 every
+  segment gets a fresh random warp (the older, per-segment scheme).
+- *information perturbation*: `content_warp_range` warps the content encoder's
+  input alone, so any timbre the content code carries is the wrong one and the
+  decoder must take the voice from the speaker vector.
+- *another segment*: with `speaker_segment: other` the speaker encoder reads a
+  segment of another clip of the same voice, so the speaker vector can only
+  carry what the clips of a voice share.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -22,6 +40,17 @@ def band_centres(mel_cfg: MelConfig) -> np.ndarray:
     import librosa
 
     return librosa.mel_frequencies(mel_cfg.n_mels + 2, fmin=mel_cfg.f_min, fmax=mel_cfg.f_max)[1:-1]
+
+
+def tilt_mel(mel: np.ndarray, tilt_db: float, centres: np.ndarray) -> np.ndarray:
+    """Add a spectral tilt: 0 dB at 0 Hz rising linearly to `tilt_db` at the top band's centre.
+
+    mel: (n_mels, T) natural-log mel amplitude -> (n_mels, T).
+    """
+    if tilt_db == 0.0:
+        return mel
+    slope = (centres / centres[-1]) * (tilt_db / 20 * np.log(10))
+    return (mel + slope[:, None]).astype(np.float32)
 
 
 def warp_mel(mel: np.ndarray, factor: float, centres: np.ndarray) -> np.ndarray:
@@ -45,7 +74,9 @@ class SegmentDataset(Dataset):
     how `StepLoader` asks, so that loader worker processes need no shared epoch counter.
 
     Returns:
-        (mel (n_mels, segment_frames) float32, speaker index).
+        (mel, content_mel, speaker_mel, speaker index): the reconstruction target, the content encoder's input
+        and the speaker encoder's input, each (n_mels, segment_frames) float32 (the same tensor when no
+        perturbation or other segment is configured; all three are `mel` without augmentation).
     """
 
     def __init__(self, cache: FeatureCache, cfg: DataConfig, mel_cfg: MelConfig, seed: int, augment: bool = True):
@@ -56,6 +87,10 @@ class SegmentDataset(Dataset):
         self.speaker_names = sorted(set(cache.speakers))
         self.speaker_index = {s: i for i, s in enumerate(self.speaker_names)}
         self.centres = band_centres(mel_cfg)
+        self.by_speaker: dict[int, list[int]] = {}
+        for position, utt in enumerate(self.items):
+            self.by_speaker.setdefault(self.speaker_index[cache.speakers[utt]], []).append(position)
+        self.voices = pseudo_speaker_voices(len(self.speaker_names), cfg, seed)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -64,24 +99,99 @@ class SegmentDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
         epoch, i = key if isinstance(key, tuple) else (self.epoch, key)
         utt = int(self.items[i])
         rng = np.random.default_rng((self.seed, epoch, utt))
+        mel = self._segment(utt, rng)
+        speaker = self.speaker_index[self.cache.speakers[utt]]
+        content = speaker_mel = None
+        if self.augment:
+            voice = self._voice(speaker, rng)
+            mel = self._gain(self._apply_voice(mel, voice, rng), rng)
+            content = self._perturb(mel, rng)
+            if self.cfg.speaker_segment == "other":
+                others = self.by_speaker[speaker]
+                other = int(self.items[others[int(rng.integers(0, len(others)))]])
+                speaker_mel = self._gain(self._apply_voice(self._segment(other, rng), voice, rng), rng)
+        mel_t = torch.from_numpy(mel)
+        return (mel_t, mel_t if content is None else torch.from_numpy(content),
+                mel_t if speaker_mel is None else torch.from_numpy(speaker_mel), speaker)
+
+    def _segment(self, utt: int, rng: np.random.Generator) -> np.ndarray:
+        """A random `segment_frames` slice of utterance `utt`, (n_mels, segment_frames) float32."""
         frames = int(self.cache.frames[utt])
         start = int(rng.integers(0, frames - self.cfg.segment_frames + 1))
-        mel = np.array(self.cache.utterance(utt)[:, start:start + self.cfg.segment_frames], dtype=np.float32)
-        if self.augment:
-            mel = self._augment(mel, rng)
-        return torch.from_numpy(mel), self.speaker_index[self.cache.speakers[utt]]
+        return np.array(self.cache.utterance(utt)[:, start:start + self.cfg.segment_frames], dtype=np.float32)
 
-    def _augment(self, mel: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        low, high = self.cfg.warp_range
-        if high > low:
-            mel = warp_mel(mel, float(np.exp(rng.uniform(np.log(low), np.log(high)))), self.centres)
+    def _voice(self, speaker: int, rng: np.random.Generator) -> tuple[float, float] | None:
+        """(warp factor, tilt dB) of a pseudo-speaker of `speaker`; None: a fresh warp per segment."""
+        if self.cfg.pseudo_speakers <= 0:
+            return None
+        k = int(rng.integers(0, self.cfg.pseudo_speakers))
+        return self.voices[speaker][k]
+
+    def _apply_voice(self, mel: np.ndarray, voice: tuple[float, float] | None, rng: np.random.Generator):
+        if voice is None:
+            low, high = self.cfg.warp_range
+            if high > low:
+                mel = warp_mel(mel, float(np.exp(rng.uniform(np.log(low), np.log(high)))), self.centres)
+            return mel
+        factor, tilt = voice
+        return tilt_mel(warp_mel(mel, factor, self.centres), tilt, self.centres)
+
+    def _gain(self, mel: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if self.cfg.gain_db > 0:
             mel = mel + np.float32(rng.uniform(-self.cfg.gain_db, self.cfg.gain_db) / 20 * np.log(10))
         return mel
+
+    def _perturb(self, mel: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
+        """The content encoder's input: `mel` warped by a random factor (information perturbation), or None."""
+        low, high = self.cfg.content_warp_range
+        if high <= low:
+            return None
+        return warp_mel(mel, float(np.exp(rng.uniform(np.log(low), np.log(high)))), self.centres)
+
+
+def pseudo_speaker_voices(n_speakers: int, cfg: DataConfig, seed: int) -> list[list[tuple[float, float]]]:
+    """Each real speaker's `cfg.pseudo_speakers` voices as (warp factor, tilt dB); voice 0 is the real one.
+
+    Factors are log-uniform in `cfg.warp_range`, tilts uniform in +/- `cfg.tilt_db`, fixed by `seed`.
+    """
+    low, high = cfg.warp_range
+    out = []
+    for speaker in range(n_speakers):
+        rng = np.random.default_rng((seed, 7919, speaker))
+        voices = [(1.0, 0.0)]
+        for _ in range(1, cfg.pseudo_speakers):
+            factor = float(np.exp(rng.uniform(np.log(low), np.log(high)))) if high > low else 1.0
+            voices.append((factor, float(rng.uniform(-cfg.tilt_db, cfg.tilt_db))))
+        out.append(voices)
+    return out
+
+
+@dataclass
+class Batch:
+    """One training batch: mel, content_mel, speaker_mel (B, n_mels, T) raw log-mels; speaker (B,) indices.
+
+    `mel` is the reconstruction target; the content and speaker encoders read `content_mel` and
+    `speaker_mel` (equal to `mel` unless the data config perturbs or re-draws them).
+    """
+
+    mel: torch.Tensor
+    content_mel: torch.Tensor
+    speaker_mel: torch.Tensor
+    speaker: torch.Tensor
+
+    @classmethod
+    def collated(cls, items) -> Batch:
+        """From a DataLoader's collated (mel, content_mel, speaker_mel, speaker)."""
+        return cls(*items)
+
+    def to(self, device: torch.device) -> Batch:
+        move = {"non_blocking": True}
+        return Batch(self.mel.to(device, **move), self.content_mel.to(device, **move),
+                     self.speaker_mel.to(device, **move), self.speaker.to(device, **move))
 
 
 class StepBatches(Sampler):
@@ -123,11 +233,12 @@ class StepLoader:
                              f"(now {batch_size}).")
 
     def batches(self, start_step: int):
-        """Yield (mel (B, n_mels, T), speaker (B,)) forever, beginning with global step `start_step`."""
+        """Yield `Batch`es forever, beginning with global step `start_step`."""
         # Its own generator: a DataLoader otherwise draws its worker seed from the global RNG, so a run
         # resumed at step k would draw at a different point of the RNG stream than an uninterrupted one.
         loader = DataLoader(self.dataset, batch_sampler=StepBatches(self.sampler, self.batch_size,
                                                                     self.steps_per_epoch, start_step),
                             num_workers=self.num_workers, pin_memory=self.pin_memory,
                             generator=torch.Generator().manual_seed(self.seed))
-        yield from loader
+        for items in loader:
+            yield Batch.collated(items)

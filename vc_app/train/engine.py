@@ -11,7 +11,14 @@ Objective (AdaIN-VC): loss = sum(weight[k] * term[k]) over the named terms
   vq_commit    VQ commitment (bottleneck "vq"); vq_codebook too when the codebook is not EMA-updated
   adv          pushes the SpeakerClassifier's posterior on the content code to uniform (adversary on),
                weight ramped from 0; the classifier itself is trained in alternation (its loss: "cls")
+  spk_cons     speaker consistency (when its weight is > 0): 1 - cosine between the speaker vector of
+               the clip it was converted to and the one the (detached) speaker encoder reads back from
+               the conversion
 The names are the keys of `loss.weights` in the config, of metrics.jsonl and of TensorBoard.
+
+On CPUs with native bfloat16 (AVX512-BF16 or AMX) and on CUDA, `run.amp: auto` (the default) computes
+the forward and backward passes in bfloat16 autocast with float32 weights and optimiser, which is
+about 1.7x faster on a 2-core AVX512-BF16 CPU; `run.amp: none` keeps float32 throughout.
 """
 
 from __future__ import annotations
@@ -30,13 +37,14 @@ import torch
 import torch.nn.functional as F
 
 from vc_app.bundle import save_bundle
+from vc_app.config import to_dict
 from vc_app.errors import VcAppError
 from vc_app.features import FeatureCache
 from vc_app.models import AdaINVC, SpeakerClassifier
 from vc_app.models.adain_vc import AdaINVCOutput
 from vc_app.train.checkpoints import CKPT_PREFIX, STATE_FILE, checkpoint_dirs
 from vc_app.train.config import TrainConfig, config_to_dict
-from vc_app.train.data import SegmentDataset, StepLoader
+from vc_app.train.data import Batch, SegmentDataset, StepLoader
 
 
 class TrainingDiverged(VcAppError):
@@ -65,6 +73,7 @@ class TrainState:
     scaler: torch.amp.GradScaler | None = None
     speakers: list[str] = field(default_factory=list)
     step: int = 0
+    origin: dict = field(default_factory=dict)  # init_from_bundle's record when the run started from a bundle
 
     @property
     def core(self) -> AdaINVC:
@@ -109,6 +118,7 @@ def build_state(cfg: TrainConfig, cache: FeatureCache, dist: Dist) -> TrainState
     torch.manual_seed(cfg.seed)
     model = AdaINVC(cfg.model)
     model.set_mel_stats(torch.from_numpy(cache.mean), torch.from_numpy(cache.std))
+    origin = init_from_bundle(model, cfg) if cfg.run.init_from else {}
     model.to(dist.device)
     speakers = sorted(set(cache.speakers))
     classifier = cls_opt = None
@@ -122,11 +132,36 @@ def build_state(cfg: TrainConfig, cache: FeatureCache, dist: Dist) -> TrainState
         if classifier is not None:
             classifier = torch.nn.parallel.DistributedDataParallel(classifier, device_ids=ids)
     o = cfg.optim
+    # The fused kernel does the whole update in one pass (about 4 % of a CPU step saved); same arithmetic.
     optimizer = torch.optim.Adam(model.parameters(), lr=o.lr, betas=tuple(o.betas), amsgrad=o.amsgrad,
-                                 weight_decay=o.weight_decay)
+                                 weight_decay=o.weight_decay, fused=dist.device.type in ("cpu", "cuda"))
     scaler = torch.amp.GradScaler("cuda") if cfg.run.amp == "fp16" and dist.device.type == "cuda" else None
     torch.manual_seed(cfg.seed + dist.rank)
-    return TrainState(cfg, model, optimizer, classifier, cls_opt, scaler, speakers)
+    return TrainState(cfg, model, optimizer, classifier, cls_opt, scaler, speakers, origin=origin)
+
+
+def init_from_bundle(model: AdaINVC, cfg: TrainConfig) -> dict:
+    """Load the weights of the bundle `cfg.run.init_from` into `model` (strictly), mel statistics included.
+
+    The bundle's model and mel configs must equal the run's; a difference is refused naming it. Only the
+    weights are taken: the optimiser, step and schedules start fresh.
+
+    Returns:
+        what to record in the run's training summary: the bundle and the steps it had been trained for.
+    """
+    from vc_app.bundle import load_bundle
+
+    spec = cfg.run.init_from
+    bundle = load_bundle(spec)
+    ours = {"model": config_to_dict(cfg)["model"], "mel": config_to_dict(cfg)["mel"]}
+    theirs = {"model": to_dict(bundle.model.cfg), "mel": to_dict(bundle.mel)}
+    differences = [f"{section}.{key} is {theirs[section][key]!r} there, {ours[section][key]!r} here"
+                   for section in ours for key in ours[section] if ours[section][key] != theirs[section][key]]
+    if differences:
+        raise VcAppError(f"run.init_from {spec} does not fit this run's config: {'; '.join(differences)}.")
+    model.load_state_dict({k: v.float() for k, v in bundle.model.state_dict().items()}, strict=True)
+    training = bundle.config.get("training", {})
+    return {"init_from": str(spec), "init_steps": int(training.get("total_steps", training.get("steps", 0)) or 0)}
 
 
 def expected_terms(cfg: TrainConfig) -> list[str]:
@@ -140,6 +175,8 @@ def expected_terms(cfg: TrainConfig) -> list[str]:
             terms.append("vq_codebook")
     if cfg.adversary.enabled:
         terms.append("adv")
+    if cfg.loss.weights.get("spk_cons", 0) > 0:
+        terms.append("spk_cons")
     return terms
 
 
@@ -160,12 +197,35 @@ def term_weights(cfg: TrainConfig, step: int) -> dict[str, float]:
     return weights
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether `device` computes bfloat16 natively: CUDA with bf16 support, or a CPU with AVX512-BF16 or AMX."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    cpu = torch.cpu
+    return bool(getattr(cpu, "_is_avx512_bf16_supported", lambda: False)()
+                or getattr(cpu, "_is_amx_tile_supported", lambda: False)())
+
+
+def amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype `run.amp` gives on `device`, or None for float32.
+
+    auto: bfloat16 where it is native (`native_bf16`); bf16: bfloat16 on CUDA, and on CPUs with native
+    support; fp16: CUDA only.
+    """
+    amp = cfg.run.amp
+    if amp in ("auto", "bf16"):
+        return torch.bfloat16 if native_bf16(device) else None
+    if amp == "fp16" and device.type == "cuda":
+        return torch.float16
+    return None
+
+
 def autocast(cfg: TrainConfig, device: torch.device):
-    """bf16/fp16 autocast on CUDA when `run.amp` asks for it; a no-op context otherwise."""
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.run.amp)
-    if dtype is None or device.type != "cuda":
+    """The autocast context of `amp_dtype`; a no-op context for float32."""
+    dtype = amp_dtype(cfg, device)
+    if dtype is None:
         return nullcontext()
-    return torch.autocast("cuda", dtype=dtype)
+    return torch.autocast(device.type, dtype=dtype)
 
 
 def loss_terms(model: AdaINVC, out: AdaINVCOutput, mel: torch.Tensor, cfg: TrainConfig) -> dict[str, torch.Tensor]:
@@ -178,6 +238,9 @@ def loss_terms(model: AdaINVC, out: AdaINVCOutput, mel: torch.Tensor, cfg: Train
         terms["vq_commit"] = out.vq.commitment
         if not cfg.model.vq.ema:
             terms["vq_codebook"] = out.vq.codebook
+    if out.converted_speaker is not None:
+        wanted = out.speaker.roll(1, 0).detach().float()
+        terms["spk_cons"] = (1 - F.cosine_similarity(out.converted_speaker.float(), wanted, dim=-1)).mean()
     return terms
 
 
@@ -218,14 +281,13 @@ def _check_finite(values: dict[str, torch.Tensor], step: int) -> None:
             raise TrainingDiverged(f"The loss term {name!r} became {float(value.detach())} at step {step}.")
 
 
-def train_step(state: TrainState, mel: torch.Tensor, speaker: torch.Tensor) -> dict[str, float]:
-    """One optimisation step (classifier first when the adversary is on); returns every logged number.
-
-    mel: (B, n_mels, T) raw log-mel; speaker: (B,) speaker indices.
-    """
+def train_step(state: TrainState, batch: Batch) -> dict[str, float]:
+    """One optimisation step (classifier first when the adversary is on); returns every logged number."""
     cfg = state.cfg
+    mel, speaker = batch.mel, batch.speaker
     with autocast(cfg, mel.device):
-        out = state.model(mel)
+        out = state.model(mel, batch.content_mel, batch.speaker_mel, consistency="spk_cons" in cfg.loss.weights
+                          and cfg.loss.weights["spk_cons"] > 0)
         terms = loss_terms(state.core, out, mel, cfg)
     metrics = bottleneck_metrics(out)
     if state.classifier is not None:
@@ -310,7 +372,8 @@ def save_checkpoint(state: TrainState, folder: str | os.PathLike, data_summary: 
     final = folder / f"{CKPT_PREFIX}{state.step:08d}"
     tmp = folder / f".{final.name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    training = {"steps": state.step, "config": config_to_dict(state.cfg), "speakers": state.speakers, **data_summary}
+    training = {"steps": state.step, "total_steps": state.origin.get("init_steps", 0) + state.step,
+                "config": config_to_dict(state.cfg), "speakers": state.speakers, **state.origin, **data_summary}
     save_bundle(state.core, state.cfg.mel, tmp, training=training)
     extra = {"step": state.step, "optimizer": state.optimizer.state_dict(), "rng": rng or [rng_state()],
              "speakers": state.speakers}
@@ -416,7 +479,7 @@ def fixed_batches(dataset: SegmentDataset, batch_size: int, n_batches: int, spea
     for start in range(0, len(items), batch_size):
         chunk = [dataset[i] for i in items[start:start + batch_size]]
         mels = torch.stack([c[0] for c in chunk])
-        spk = torch.tensor([index.get(dataset.speaker_names[c[1]], -1) for c in chunk])
+        spk = torch.tensor([index.get(dataset.speaker_names[c[-1]], -1) for c in chunk])
         out.append((mels, spk))
     return out
 
@@ -445,14 +508,18 @@ def _train(cfg: TrainConfig, out_dir: Path, resume: bool, log, dist: Dist, stop:
     train_cache = FeatureCache.open(cfg.data.train_features)
     state = build_state(cfg, train_cache, dist)
     say = log if dist.is_main else (lambda message: None)
-    if cfg.run.amp != "none" and dist.device.type != "cuda":
-        say(f"run.amp={cfg.run.amp} applies to GPUs only; this {dist.device.type} run computes in float32.")
+    precision = amp_dtype(cfg, dist.device)
+    if cfg.run.amp in ("bf16", "fp16") and precision is None:
+        say(f"run.amp={cfg.run.amp} is not native on this {dist.device.type}; this run computes in float32.")
     last = checkpoint_dirs(ckpt_dir)[-1] if resume and checkpoint_dirs(ckpt_dir) else None
     if last is not None:
         load_checkpoint(state, last, dist.rank)
         say(f"resumed from {last} at step {state.step}")
     elif resume:
         say(f"no checkpoint in {ckpt_dir} yet: starting at step 0")
+    if last is None and state.origin:
+        say(f"starting from the weights of {state.origin['init_from']} ({state.origin['init_steps']} steps), "
+            "with a fresh optimiser")
     dataset = SegmentDataset(train_cache, cfg.data, cfg.mel, cfg.seed)
     loader = StepLoader(dataset, cfg.data.batch_size, world=dist.world, rank=dist.rank, seed=cfg.seed,
                         num_workers=cfg.data.num_workers, pin_memory=dist.device.type == "cuda")
@@ -460,7 +527,8 @@ def _train(cfg: TrainConfig, out_dir: Path, resume: bool, log, dist: Dist, stop:
     summary = {"train_utterances": len(train_cache.utt_ids), "train_frames": int(train_cache.frames.sum()),
                "train_speakers": len(state.speakers)}
     say(f"training on {summary['train_utterances']} utterances of {summary['train_speakers']} speakers; "
-        f"{dist.world} process(es) on {dist.device.type}, batch {cfg.data.batch_size} per process")
+        f"{dist.world} process(es) on {dist.device.type}, batch {cfg.data.batch_size} per process, "
+        f"{'float32' if precision is None else str(precision).removeprefix('torch.') + ' autocast'}")
     logger = TrainLogger(out_dir, enabled=dist.is_main, log=log)
     if dist.is_main:
         (out_dir / "config.json").write_text(json.dumps(config_to_dict(cfg), indent=2))
@@ -488,9 +556,9 @@ def _save(state: TrainState, ckpt_dir: Path, summary: dict, dist: Dist) -> Path:
     return ckpt_dir / f"{CKPT_PREFIX}{state.step:08d}"
 
 
-def _guarded_step(state: TrainState, mel: torch.Tensor, speaker: torch.Tensor, ckpt_dir: Path) -> dict[str, float]:
+def _guarded_step(state: TrainState, batch: Batch, ckpt_dir: Path) -> dict[str, float]:
     try:
-        return train_step(state, mel, speaker)
+        return train_step(state, batch)
     except TrainingDiverged as err:
         good = checkpoint_dirs(ckpt_dir)
         raise TrainingDiverged(f"{err} Training stopped; the last good checkpoint is "
@@ -506,10 +574,9 @@ def _loop(state, loader, valid, logger, ckpt_dir, summary, dist, stop) -> Path |
     since = 0
     tick = time.perf_counter()
     while state.step < run.max_steps:
-        mel, speaker = next(batches)
+        batch = next(batches)
         got = time.perf_counter()
-        mel, speaker = mel.to(dist.device, non_blocking=True), speaker.to(dist.device, non_blocking=True)
-        metrics = _guarded_step(state, mel, speaker, ckpt_dir)
+        metrics = _guarded_step(state, batch.to(dist.device), ckpt_dir)
         done = time.perf_counter()
         wait, busy, tick, since = wait + (got - tick), busy + (done - got), done, since + 1
         if state.step % run.log_every == 0 or state.step == 1:

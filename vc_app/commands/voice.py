@@ -1,0 +1,167 @@
+"""`vc-app voice`: keep a target voice as a file (create), see the kept ones (list), look inside one (show).
+
+A voice file holds the model's speaker vector for a set of target clips and which model it belongs
+to; `--target alice.voice` then works wherever target clips do (convert, batch, manifests, evaluate
+pairs), without analysing the clips again. Voices live in the per-user voices folder unless
+--output says otherwise; the web UI lists the same folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+MIX_HELP = ("a part of a blend, FILE[:WEIGHT]: a .voice file or clips of one speaker separated by ';' "
+            "(quote it), weight 1 when omitted; repeat, e.g. --mix alice.voice:0.7 --mix bob.voice:0.3. "
+            "Weights are normalised; the blend interpolates the speaker vectors")
+
+
+def add_target_options(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
+    """--target (clips or one .voice file) or --mix (a blend): for every command that takes a target voice."""
+    group = parser.add_mutually_exclusive_group(required=required)
+    group.add_argument("--target", action="append", metavar="FILE",
+                       help="clip of the voice to use, repeat for several clips of the same speaker; or one "
+                            ".voice file (see vc-app voice)")
+    group.add_argument("--mix", action="append", metavar="FILE[:WEIGHT]", help=MIX_HELP)
+
+
+def parse_mix_options(args: argparse.Namespace) -> list:
+    """The --mix parts (MixPart), checked without PyTorch; [] when --mix was not given."""
+    from vc_app.voice import blend_weights, parse_mix
+
+    parts = [parse_mix(text) for text in args.mix or []]
+    if parts:
+        blend_weights([p.weight for p in parts])
+    return parts
+
+
+def target_files(args: argparse.Namespace, parts: list) -> list[str]:
+    """Every file named by --target or --mix (clips and voice files)."""
+    return list(args.target or []) + [t for p in parts for t in p.targets]
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("voice", help="keep target voices as files: create, list, show", description=__doc__)
+    verbs = p.add_subparsers(dest="voice_command", metavar="VERB", required=True)
+
+    create = verbs.add_parser("create", help="make a voice file from target clips (or a blend)",
+                              description="Analyse target clips once and keep their speaker vector as NAME.voice.")
+    create.add_argument("name", metavar="NAME", help="the voice's name (letters, digits, spaces, _ - . ' ( ) +)")
+    add_target_options(create)
+    create.add_argument("--output", metavar="FILE.voice",
+                        help="where to write it (default: NAME.voice in the voices folder, see vc-app voice list)")
+    create.add_argument("--overwrite", action="store_true", help="replace an existing voice file")
+    create.add_argument("--checkpoint", metavar="DIR_OR_HUB_ID", help="the model the voice is for: bundle folder, "
+                        ".pt file or hub repo id (default: the shipped checkpoint)")
+    create.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                        help="where the speaker encoder runs (default: auto)")
+    create.set_defaults(run=run_create)
+
+    listing = verbs.add_parser("list", help="list the voice files in a folder",
+                               description="List the voice files in DIR (default: the voices folder).")
+    listing.add_argument("folder", nargs="?", metavar="DIR", help="folder to list (default: the voices folder, "
+                         "$VC_APP_VOICES_DIR or the per-user data folder)")
+    listing.set_defaults(run=run_list)
+
+    show = verbs.add_parser("show", help="show what a voice file holds", description="Show a voice file's contents.")
+    show.add_argument("file", metavar="FILE", help="a .voice file (a bare NAME.voice is looked up in the voices "
+                      "folder)")
+    show.set_defaults(run=run_show)
+
+
+def run_create(args: argparse.Namespace) -> int:
+    from vc_app.errors import VcAppError
+    from vc_app.paths import check_output_path
+    from vc_app.voice import VOICE_SUFFIX, VoiceLibrary, check_target_file, check_voice_name, find_voice, is_voice_path
+
+    name = check_voice_name(args.name)
+    parts = parse_mix_options(args)
+    library = VoiceLibrary()
+    output = Path(args.output) if args.output else library.path(name)
+    if output.suffix.lower() != VOICE_SUFFIX:
+        raise VcAppError(f"Cannot write {output.name}: a voice file's name ends in {VOICE_SUFFIX}.")
+    inputs = [find_voice(t) if is_voice_path(t) else Path(t) for t in target_files(args, parts)]
+    if any(output.resolve() == path.resolve() for path in inputs):
+        raise VcAppError(f"The output {output} is one of the inputs; choose another name or --output.")
+    if output.exists() and not args.overwrite:
+        raise VcAppError(f"{output} already exists; pass --overwrite to replace it.")
+    if args.output:
+        check_output_path(output, overwrite=args.overwrite, fmt="voice", try_write=True)
+    for path in target_files(args, parts):
+        check_target_file(path)  # fail fast on a missing or unreadable file, before the model loads
+    from vc_app.convert import VoiceConverter
+    from vc_app.voice import attach_dvector
+
+    converter = VoiceConverter.from_specs(args.checkpoint, "griffinlim", device=args.device)
+    if parts:
+        voice = converter.blend([(p.targets, p.weight) for p in parts], name=name)
+    else:
+        voice = converter.voice(args.target, name=name)
+        if not any(is_voice_path(t) for t in args.target):
+            voice = attach_dvector(voice, args.target)
+    if not args.output:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    voice.save(output, overwrite=args.overwrite)
+    print(f"wrote {output} (voice {voice.name!r}: {_clips(voice.clips)}, model {voice.model})")
+    return 0
+
+
+def _clips(clips) -> str:
+    seconds = sum(c.seconds for c in clips)
+    return f"{len(clips)} clip{'s' * (len(clips) != 1)}, {seconds:.1f} s"
+
+
+def run_list(args: argparse.Namespace) -> int:
+    from vc_app.errors import VcAppError
+    from vc_app.voice import default_voices_dir, list_voices
+
+    folder = Path(args.folder) if args.folder else default_voices_dir()
+    if args.folder and not folder.is_dir():
+        raise VcAppError(f"{folder} is not a folder.")
+    found = list_voices(folder) if folder.is_dir() else []
+    if not found:
+        print(f"No voices in {folder} yet; make one with: vc-app voice create NAME --target CLIP.wav")
+        return 0
+    rows = [("NAME", "MODEL", "CLIPS", "SECONDS", "CREATED", "FILE")]
+    broken = []
+    for path, meta in found:
+        if isinstance(meta, str):
+            broken.append(meta)
+            continue
+        kind = "blend" if meta["mix"] else str(len(meta["clips"]))
+        rows.append((meta["name"], meta["model"], kind, f"{sum(c.seconds for c in meta['clips']):.1f}",
+                     meta["created_at"].replace("T", " ").replace("Z", " UTC"), path.name))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    print(f"({len(rows) - 1} voice{'s' * (len(rows) != 2)} in {folder})")
+    for sentence in broken:
+        print(f"skipped: {sentence}", file=sys.stderr)
+    return 0
+
+
+def run_show(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from vc_app.voice import describe_mel, find_voice, read_voice_file
+
+    path = find_voice(args.file)
+    meta, tensors = read_voice_file(path)
+    speaker = tensors["speaker"]
+    lines = [("file", str(path)), ("name", meta["name"]),
+             ("model", f"{meta['model']} (weights sha256 {meta['model_sha256']})"),
+             ("mel recipe", describe_mel(meta["mel"])),
+             ("speaker vector", f"{speaker.size} values, norm {float(np.linalg.norm(speaker)):.3f}"),
+             ("clips", _clips(meta["clips"]) + "".join(f"\n    {c.name} ({c.seconds:.1f} s)" for c in meta["clips"]))]
+    if meta["mix"]:
+        lines.append(("blend of", ", ".join(f"{100 * w:.0f}% {n}" for n, w in meta["mix"])))
+    lines += [("d-vector", f"yes (Resemblyzer, {tensors['dvector'].size} values)" if "dvector" in tensors
+               else "no (made without the eval extra, or a blend)"),
+              ("created", meta["created_at"]),
+              ("format", f"vc_app voice format 1, {path.stat().st_size} bytes, written by vc_app "
+                         f"{meta['vc_app_version'] or '?'}")]
+    width = max(len(k) for k, _ in lines)
+    for key, value in lines:
+        print(f"{key + ':':<{width + 1}} {value}")
+    return 0
