@@ -72,20 +72,30 @@ def main(argv: list[str] | None = None) -> int:
     except VcAppError as err:
         print(f"app.py: error: {err}", file=sys.stderr)
         return 1
-    from vc_app.ui import build_demo, launch_kwargs, readme_url, share_threads
+    from vc_app.ui import build_demo, launch_kwargs, readme_url, share_threads, warm_up_server
 
     share_threads(converter.device, limits)
     _log_to_stderr()
     signal.signal(signal.SIGTERM, _stop)  # `kill` / systemd: shut down like Ctrl+C, so the temp folder goes too
     with tempfile.TemporaryDirectory(prefix="vc_app_ui_") as work_dir:
         demo = build_demo(converter, limits=limits, work_dir=work_dir, readme_link=readme_url(),
-                          voices_dir=args.voices_dir)
-        try:
-            demo.launch(server_name=args.host, server_port=args.port, share=args.share, **launch_kwargs(limits))
+                          voices_dir=args.voices_dir, warm_up=True)
+        try:  # quiet: Gradio's own hint would say `share=True` in launch(); ours names --share
+            demo.launch(server_name=args.host, server_port=args.port, share=args.share, quiet=True,
+                        prevent_thread_lock=True, **launch_kwargs(limits))
         except OSError as err:  # port taken, address not on this machine
             print(f"app.py: error: cannot serve on {args.host}:{args.port} ({str(err).split('. ')[0]}).",
                   file=sys.stderr)
             return 1
+        try:
+            logging.getLogger("vc_app").info("server warmed up in %.1f s (one request to /convert)",
+                                             warm_up_server(demo.local_url, work_dir))
+        except Exception as err:  # noqa: BLE001 - serving still works; the first request is just slower
+            logging.getLogger("vc_app").warning("server warm-up failed (%s: %s)", type(err).__name__, err)
+        print(f"* Running on local URL:  {demo.local_url}", flush=True)
+        if not args.share:
+            print("* To create a public link too, start it with --share.", flush=True)
+        demo.block_thread()
     return 0
 
 

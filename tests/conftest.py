@@ -20,8 +20,10 @@ SHARED_SPEECH = REPO.parent / "shared" / "data" / "speech"
 
 def pytest_configure(config):
     """Tiny test models run fastest on one thread, and do not stall when other work shares the cores.
-    Saved voices go to a fresh folder, never the user's own (vc_app.voice.default_voices_dir)."""
+    Saved voices go to a fresh folder, never the user's own (vc_app.voice.default_voices_dir). Tests never
+    touch the network: the Hugging Face hub is an address on this machine that refuses."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("HF_ENDPOINT", "http://127.0.0.1:9")
     config._vc_app_voices = tempfile.TemporaryDirectory(prefix="vc_app_test_voices_")
     os.environ["VC_APP_VOICES_DIR"] = config._vc_app_voices.name
     import torch

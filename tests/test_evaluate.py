@@ -62,7 +62,9 @@ def check_summary(summary: dict, n_pairs: int, n_references: int, failed: int = 
         assert 0.0 <= dis[probe]["accuracy"] <= 1.0
     assert 0.0 < dis["chance"] <= 0.5
     assert 0 < summary["speed"]["rtf"] < 10
-    assert [b["status"] in ("met", "not met") for b in summary["bars"]] == [True] * 4
+    assert [b["status"] in ("met", "not met") for b in summary["bars"][:3]] == [True] * 3
+    # one test clip per speaker: the probe ratio is not a measurement, and says so
+    assert summary["bars"][3]["status"] == "not measured (too few clips)" and summary["bars"][3]["measured"] is None
 
 
 @pytest.mark.slow
@@ -107,6 +109,24 @@ def test_evaluate_pairs_from_corpus(tiny_bundle, corpus, tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     check_summary(summary, 2, n_references=2)
     assert summary["disentanglement"]["speaker_probe"]["n_speakers"] == 2
+
+
+def test_probe_bar_needs_two_test_clips_per_speaker_and_a_speaker_probe_that_finds_something():
+    from vc_app.evaluate.summary import evaluate_bars
+
+    def summary(n_test: int, speaker_accuracy: float) -> dict:
+        probe = {"accuracy": speaker_accuracy, "chance": 0.25, "n_speakers": 4, "n_train": n_test, "n_test": n_test}
+        return {"speaker_similarity": {"n": 4, "share_closer_to_target": 1.0, "margin": 0.2},
+                "intelligibility": {"n": 0, "wer_converted": 0.0, "wer_source": 0.0, "ratio": float("nan")},
+                "disentanglement": {"measured": True, "content_probe": {**probe, "accuracy": 0.25},
+                                    "speaker_probe": probe, "chance": 0.25}}
+
+    assert evaluate_bars(summary(8, 1.0))[3].status == "met"
+    assert evaluate_bars(summary(8, 0.25))[3].status == "not met"
+    for n_test, accuracy in ((4, 1.0), (8, 0.0)):  # one test clip per speaker; a probe that learned nothing
+        bar = evaluate_bars(summary(n_test, accuracy))[3]
+        assert bar.status == "not measured (too few clips)" and bar.measured is None
+        assert bar.to_dict()["status"] == "not measured (too few clips)" and bar.to_dict()["measured"] is None
 
 
 def test_pairs_from_parallel_corpus_use_the_same_sentence_as_reference_never_as_target(corpus):

@@ -11,8 +11,10 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -24,11 +26,21 @@ VCTK_RUN = REPO / "recipes" / "vctk" / "run.sh"
 FOLDER_RUN = REPO / "recipes" / "folder" / "run.sh"
 
 
-def run_recipe(script: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    import sys
+def user_env() -> dict[str, str]:
+    """The environment of a user's fresh shell: PATH and HOME only (no PYTHON, no PYTHONPATH).
 
-    env = {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    return subprocess.run(["bash", str(script), *map(str, args)], capture_output=True, text=True, env=env,
+    The recipe must find its Python by itself: the checkout's .venv (the README's set-up), else
+    `python3` on PATH; without a .venv, the Python running these tests stands in for an activated one.
+    """
+    path = os.environ.get("PATH", "/usr/bin:/bin")
+    if not (REPO / ".venv" / "bin" / "python").exists():
+        path = f"{Path(sys.executable).parent}{os.pathsep}{path}"
+    return {"PATH": path, "HOME": os.environ.get("HOME", str(REPO))}
+
+
+def run_recipe(script: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run a recipe's run.sh as a user does: through bash, from a clean environment."""
+    return subprocess.run(["bash", str(script), *map(str, args)], capture_output=True, text=True, env=user_env(),
                           timeout=timeout)
 
 
@@ -93,16 +105,58 @@ def test_unknown_recipe_option_is_refused(tmp_path):
     assert "--stage N" in run_recipe(FOLDER_RUN, "--help").stdout
 
 
+def test_help_lists_stages_and_every_option_with_its_default():
+    for script in (FOLDER_RUN, VCTK_RUN):
+        done = run_recipe(script, "--help")
+        assert done.returncode == 0
+        assert "5 export" in done.stdout and "--stage N" in done.stdout
+        options = [line.split()[0] for line in done.stdout.splitlines() if line.startswith("  --")]
+        block = script.read_text().split("help_message=")[0]
+        declared = ["--" + name.replace("_", "-") for name in re.findall(r"^([a-z][a-z0-9_]*)=", block, re.M)]
+        assert options == declared
+        assert "  --stop-stage       last stage to run [default: 5]" in done.stdout
+
+
+def smoke_command(scratch: Path) -> str:
+    """The quick smoke-training line of recipes/folder/run.sh --help, writing into `scratch`."""
+    lines = run_recipe(FOLDER_RUN, "--help").stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("Quick smoke training")) + 1
+    command = [lines[start]]
+    while command[-1].endswith("\\"):
+        start += 1
+        command.append(lines[start])
+    return "\n".join(command).replace("/tmp/vc-smoke", str(scratch))
+
+
+@pytest.mark.slow
+def test_quick_smoke_line_from_help_runs_stages_0_to_5_in_a_clean_environment(tmp_path):
+    """What a newcomer pastes: a tiny generated corpus, then every stage, from a shell with no PYTHON set."""
+    from vc_app.bundle import load_bundle
+
+    done = subprocess.run(["bash", "-c", smoke_command(tmp_path)], capture_output=True, text=True, env=user_env(),
+                          timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    for stage in range(6):
+        assert f"stage {stage}:" in done.stdout
+    heldout = json.loads((tmp_path / "exp" / "adain" / "eval" / "heldout.json").read_text())
+    assert heldout["steps"] == 20 and heldout["speakers"] == 2
+    assert load_bundle(tmp_path / "exp" / "adain" / "bundle").config["training"]["steps"] == 20
+
+
 def test_folder_recipe_holds_out_the_named_speakers(voice_corpus, tmp_path):
     corpus = tmp_path / "corpus"
-    for speaker, clips in voice_corpus.items():
-        (corpus / speaker).mkdir(parents=True)
-        for wav, _ in clips:
-            os.symlink(wav, corpus / speaker / wav.name)
+    (corpus / "extra").mkdir(parents=True)
+    for speaker, clips in voice_corpus.items():  # a corpus assembled from links to speaker folders
+        os.symlink(clips[0][0].parent, corpus / speaker, target_is_directory=True)
+    os.symlink(corpus, corpus / "extra" / "loop", target_is_directory=True)
+    os.symlink(tmp_path / "missing.wav", corpus / "extra" / "gone.wav")
     for attempt in ("a", "b"):
         done = run_recipe(FOLDER_RUN, corpus, "--unseen", "p226,p228", "--stop-stage", "1",
                           *recipe_folders(tmp_path / attempt))
         assert done.returncode == 0, done.stderr
+        assert "30 clips of 6 speakers" in done.stdout
+        assert f"skipped {corpus / 'extra' / 'loop'}: a link back to a folder above it" in done.stderr
+        assert f"skipped {corpus / 'extra' / 'gone.wav'}: a broken link" in done.stderr
     data = tmp_path / "a" / "data"
     assert {r["speaker"] for r in read_csv(data / "unseen.csv")} == {"p226", "p228"}
     assert {r["speaker"] for r in read_csv(data / "train.csv")} == {"p225", "p227", "p229", "p230"}
@@ -114,8 +168,6 @@ def test_folder_recipe_holds_out_the_named_speakers(voice_corpus, tmp_path):
 
 
 def test_cross_corpus_speakers_are_held_out_whole_and_paired_as_their_own_set(voice_corpus, tmp_path):
-    import sys
-
     corpus = tmp_path / "corpus"
     for speaker, clips in voice_corpus.items():
         (corpus / speaker).mkdir(parents=True)
@@ -276,8 +328,6 @@ def test_vctk_reader_on_real_vctk_080_files(tmp_path):
 @pytest.mark.skipif(shutil.which("flite") is None, reason="needs flite (apt-get install flite)")
 def test_text_pairs_speak_known_sentences_for_the_unseen_speakers(tmp_path):
     """Stage 4's WER set: flite speaks the sentences; targets are clips of the manifest's (unseen) speakers."""
-    import sys
-
     rows = []
     for speaker, f0 in (("alice", 210), ("bob", 100)):
         for n in range(4):

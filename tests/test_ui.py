@@ -286,7 +286,9 @@ def server(tiny_bundle, tmp_path_factory):
     while True:
         try:
             urllib.request.urlopen(url, timeout=5)
-            break
+            if "Running on local URL" in (temp / "server.log").read_text():  # ready: after its warm-up request
+                break
+            raise OSError("warming up")
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
@@ -333,6 +335,13 @@ def test_api_converts_two_clips(server, client, clips):
     several = client.predict(handle_file(str(clips["source"])), handle_file(str(clips["target"])),
                              [handle_file(str(clips["target2"]))], api_name="/convert")
     _assert_converted(several, clips["source"])
+
+
+def test_app_warms_up_before_it_reports_ready_and_names_its_share_option(server):
+    log = (server.temp / "server.log").read_text()
+    assert "warmed up in" in log and "Running on local URL" in log, log
+    assert log.index("warmed up in") < log.index("Running on local URL")  # the first visitor pays no first-call costs
+    assert "--share" in log and "share=True" not in log  # app.py's option, not Gradio's launch() argument
 
 
 @pytest.mark.slow

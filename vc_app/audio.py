@@ -4,6 +4,10 @@ Owns the arrow "file -> mono float32 waveform at the model's rate" and the
 reverse "waveform -> file". Every user-facing problem with a clip (missing,
 not audio, corrupt, empty, too short, silent) becomes a `VcAppError` with one
 sentence that names the file.
+
+Importing this module is cheap (numpy and soundfile): PyTorch is imported by
+the functions that make tensors, so `check_audio_file` can refuse a bad input
+in a fraction of a second, before the CLI loads PyTorch and the model.
 """
 
 from __future__ import annotations
@@ -11,19 +15,25 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import soundfile as sf
-import torch
-import torch.nn.functional as F
 
 from vc_app.errors import VcAppError
 from vc_app.paths import check_output_path, open_temp_beside
+
+if TYPE_CHECKING:
+    import torch
 
 MIN_SECONDS = 0.3
 SILENCE_TOP_DB = 40.0
 SILENT_PEAK = 1e-3  # -60 dBFS: a clip whose loudest sample is below this is silence
 MIN_RATE, MAX_RATE = 8000, 192000
+TRIM_FRAME, TRIM_HOP, TRIM_RATE = 1024, 256, 22050  # silence-trimming frames (scaled to other rates)
+# check_audio_file reads the file at its own rate, before the resampling the model's check sees: it refuses
+# only what is clearly bad, so it never refuses a clip the converter would take
+CHECK_SLACK_SECONDS, CHECK_SLACK_PEAK = 0.05, 0.5
 
 
 def _check_path(path: Path) -> None:
@@ -85,6 +95,56 @@ def to_mono(samples: np.ndarray) -> np.ndarray:
     return samples.mean(axis=1, dtype=np.float32) if samples.shape[1] > 1 else samples[:, 0]
 
 
+def sound_bounds(samples: np.ndarray, rate: int = TRIM_RATE, top_db: float = SILENCE_TOP_DB) -> tuple[int, int]:
+    """[start, end) of the sound in `samples` (N,): from the first to the last frame within `top_db` of the
+    loudest frame; (0, 0) for all-zero audio.
+
+    The same rule as `librosa.effects.trim(frame_length=1024, hop_length=256)` (centred frames, RMS), with
+    the frames scaled to `rate` so they last as long as at 22 050 Hz; numpy only, so it costs no import.
+    """
+    frame = max(4, round(TRIM_FRAME * rate / TRIM_RATE))
+    hop = max(1, frame * TRIM_HOP // TRIM_FRAME)
+    padded = np.pad(np.asarray(samples, dtype=np.float32), frame // 2)
+    frames = np.lib.stride_tricks.sliding_window_view(padded, frame)[::hop]
+    power = np.mean(np.square(frames, dtype=np.float32), axis=1)
+    loud = np.flatnonzero(10 * np.log10(np.maximum(power, 1e-10)) > 10 * np.log10(max(power.max(), 1e-10)) - top_db)
+    if loud.size == 0:
+        return 0, 0
+    return int(loud[0]) * hop, min(len(samples), (int(loud[-1]) + 1) * hop)
+
+
+def check_audio_file(path: str | os.PathLike, role: str = "input") -> sf._SoundFileInfo:
+    """Refuse, without PyTorch, a clip that cannot be converted: missing, a folder, empty, not audio, an
+    unsupported rate, NaN samples, silent, or with too little sound. Reads the whole file once.
+
+    Args:
+        role: "source" or "target", used in messages ("The source clip a.wav is silent.").
+    Returns:
+        the file's soundfile info.
+    """
+    path = Path(path)
+    info = audio_info(path)
+    name = f"{role} clip {path.name}"
+    quiet = SILENT_PEAK * CHECK_SLACK_PEAK
+    block = info.samplerate * 60  # a minute at a time: long files stay flat in memory
+    peak, first, last = 0.0, None, 0
+    for start in range(0, info.frames, block):
+        data, rate = read_audio(path, start, min(start + block, info.frames))
+        mono = to_mono(data)
+        block_peak = float(np.abs(mono).max(initial=0.0))
+        peak = max(peak, block_peak)
+        a, b = sound_bounds(mono, rate) if block_peak >= quiet else (0, 0)
+        if b > a:
+            first = start + a if first is None else first
+            last = start + b
+    if peak < quiet:
+        raise VcAppError(f"The {name} is silent.")
+    seconds = (last - first) / info.samplerate if first is not None else 0.0
+    if seconds < MIN_SECONDS - CHECK_SLACK_SECONDS:
+        raise VcAppError(f"The {name} has {seconds:.2f} s of sound; at least {MIN_SECONDS} s is needed.")
+    return info
+
+
 def resample(wav: torch.Tensor, orig_rate: int, new_rate: int) -> torch.Tensor:
     """Band-limited resampling (torchaudio). wav: (..., N) -> (..., N')."""
     if orig_rate == new_rate:
@@ -100,6 +160,8 @@ def load_audio(path: str | os.PathLike, sample_rate: int) -> torch.Tensor:
     Returns:
         wav: (N,) float32.
     """
+    import torch
+
     samples, rate = read_audio(path)
     wav = torch.from_numpy(np.ascontiguousarray(to_mono(samples)))
     return resample(wav, rate, sample_rate).contiguous()
@@ -112,10 +174,8 @@ def peak_normalize(wav: torch.Tensor, peak: float = 0.95) -> torch.Tensor:
 
 
 def trim_silence(wav: torch.Tensor, top_db: float = SILENCE_TOP_DB) -> torch.Tensor:
-    """Drop leading and trailing silence (quieter than peak - top_db). wav: (N,)."""
-    import librosa
-
-    _, (start, end) = librosa.effects.trim(wav.numpy(), top_db=top_db, frame_length=1024, hop_length=256)
+    """Drop leading and trailing silence (quieter than peak - top_db; see `sound_bounds`). wav: (N,) at 22 050 Hz."""
+    start, end = sound_bounds(wav.detach().cpu().numpy(), TRIM_RATE, top_db)
     return wav[start:end]
 
 
@@ -163,6 +223,9 @@ class AudioStream:
 
     def read(self, start: int, length: int) -> torch.Tensor:
         """Samples [start, start + length) at the model rate, (length,), zero-padded past the end."""
+        import torch
+        import torch.nn.functional as F
+
         m0 = max(0, (start - self.MARGIN) // self.period_out)
         m1 = -(-(start + length + self.MARGIN) // self.period_out)
         data, _ = read_audio(self.path, m0 * self.period_in, min(m1 * self.period_in, self.frames))
@@ -178,6 +241,8 @@ class AudioStream:
 
     def level(self, top_db: float = SILENCE_TOP_DB, frame: int = 1024) -> tuple[float, float, float]:
         """(peak, active RMS, seconds of sound within top_db of the loudest frame), in one pass."""
+        import torch
+
         peak, energies = 0.0, []
         for block in self.blocks(frame * 1024):
             peak = max(peak, float(block.abs().max()))
@@ -218,7 +283,7 @@ def write_audio(path: str | os.PathLike, wav: torch.Tensor | np.ndarray, sample_
     """
     path = Path(path)
     fmt = check_output_path(path, overwrite=overwrite, fmt=fmt)
-    data = wav.detach().cpu().numpy() if isinstance(wav, torch.Tensor) else np.asarray(wav)
+    data = wav.detach().cpu().numpy() if hasattr(wav, "detach") else np.asarray(wav)  # a tensor, or numpy
     data = np.clip(data.astype(np.float32), -1.0, 1.0)
     subtype = "PCM_16" if fmt in ("WAV", "FLAC") else None
     tmp, handle = open_temp_beside(path)

@@ -14,18 +14,18 @@ import csv
 import fnmatch
 import os
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vc_app.corpus import AUDIO_EXTENSIONS
+from vc_app.corpus import AUDIO_EXTENSIONS, find_audio_files
 from vc_app.errors import VcAppError
 from vc_app.paths import TEMP_SUFFIX, temp_path_for
 from vc_app.voice import Voice
 
 FAILURES_FILE = "failures.csv"
-FORMATS = {"wav": ".wav", "flac": ".flac"}
+FORMATS = {"wav": ".wav", "flac": ".flac", "ogg": ".ogg"}  # what write_audio writes (paths.OUTPUT_FORMATS)
 
 
 @dataclass(frozen=True)
@@ -64,17 +64,17 @@ def _check_dirs(input_dir: Path, output_dir: Path) -> None:
 
 
 def plan_folder(input_dir: str | os.PathLike, targets: Sequence[str | os.PathLike], output_dir: str | os.PathLike,
-                *, glob: str | None = None, fmt: str = "wav") -> list[Job]:
-    """Every audio file under `input_dir` (recursively, filtered by `glob`), mirrored under `output_dir`."""
+                *, glob: str | None = None, fmt: str = "wav", warn: Callable[[str], None] | None = None) -> list[Job]:
+    """Every audio file under `input_dir` (recursively, symlinks followed, filtered by `glob`), mirrored
+    under `output_dir`; `warn` hears of each link that had to be skipped (a loop, a broken link)."""
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     if not input_dir.is_dir():
         raise VcAppError(f"Input folder {input_dir} does not exist.")
     if not targets:
         raise VcAppError("Give at least one --target clip.")
     _check_dirs(input_dir, output_dir)
-    sources = sorted(p for p in input_dir.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS
-                     and not p.name.startswith(".")
-                     and (glob is None or fnmatch.fnmatch(p.relative_to(input_dir).as_posix(), glob)))
+    sources = [p for p in find_audio_files(input_dir, AUDIO_EXTENSIONS, warn)
+               if glob is None or fnmatch.fnmatch(p.relative_to(input_dir).as_posix(), glob)]
     if not sources:
         raise VcAppError(f"No audio files under {input_dir}" + (f" match {glob!r}." if glob else "."))
     rels = [p.relative_to(input_dir) for p in sources]
@@ -218,13 +218,15 @@ def failures_name(shard_spec: tuple[int, int] | None = None) -> str:
 def run_batch(converter, jobs: list[Job], output_dir: str | os.PathLike, *, overwrite: bool = False,
               keep_rate: bool = False, workers: int = 1, batch_size: int = 1, progress: bool = True,
               failures_file: str = FAILURES_FILE) -> BatchResult:
-    """Convert `jobs` with a loaded `VoiceConverter`; record failures in OUT_DIR/`failures_file`.
+    """Convert `jobs`; record failures in OUT_DIR/`failures_file`.
 
-    Speaker vectors are computed once per distinct target set. Outputs that exist are skipped unless
-    `overwrite`. Inputs are never written.
+    Args:
+        converter: a loaded `VoiceConverter`, or a function that loads one. The function is called only
+            when something is left to convert: outputs that exist are skipped (unless `overwrite`) and
+            sources that cannot be converted are listed as failures first, with numpy and soundfile
+            alone, so resuming a finished run takes no model (and no PyTorch) at all.
+    Speaker vectors are computed once per distinct target set. Inputs are never written.
     """
-    from tqdm import tqdm
-
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     inputs = {p.resolve() for j in jobs for p in (j.source, *j.targets) if isinstance(p, Path)}
@@ -239,8 +241,38 @@ def run_batch(converter, jobs: list[Job], output_dir: str | os.PathLike, *, over
             result.skipped += 1
         else:
             todo.append(job)
+    try:
+        todo = _drop_leading_failures(todo, result)
+        if todo:
+            _convert_jobs(converter if hasattr(converter, "convert") else converter(), todo, result,
+                          keep_rate=keep_rate, overwrite=overwrite, workers=workers, batch_size=batch_size,
+                          progress=progress)
+    finally:
+        write_failures(output_dir / failures_file, result.failures)
+    return result
+
+
+def _drop_leading_failures(todo: list[Job], result: BatchResult) -> list[Job]:
+    """Fail the jobs before the first source that can be converted, without the model (the rest are checked as
+    they are decoded): a re-run whose only work left is the bad files needs no model."""
+    from vc_app.audio import check_audio_file
+
+    for i, job in enumerate(todo):
+        try:
+            check_audio_file(job.source, "source")
+            return todo[i:]
+        except VcAppError as err:
+            result.failures.append((str(job.source), str(err)))
+    return []
+
+
+def _convert_jobs(converter, todo: list[Job], result: BatchResult, *, keep_rate: bool, overwrite: bool,
+                  workers: int, batch_size: int, progress: bool) -> None:
+    """Decode (in `workers` processes) and convert `todo` with the loaded converter, a bar showing files/s."""
+    from tqdm import tqdm
+
     if batch_size > 1:  # neighbours of similar length pad least in one model call
-        todo.sort(key=_frames_or_zero)
+        todo = sorted(todo, key=_frames_or_zero)
     bar = tqdm(total=len(todo), unit="file", disable=not progress, dynamic_ncols=True)
     runner = _Runner(converter, result, keep_rate, overwrite, batch_size, bar)
     try:
@@ -249,8 +281,6 @@ def run_batch(converter, jobs: list[Job], output_dir: str | os.PathLike, *, over
         runner.flush()
     finally:
         bar.close()
-        write_failures(output_dir / failures_file, result.failures)
-    return result
 
 
 def _frames_or_zero(job: Job) -> float:

@@ -37,6 +37,9 @@ def get_parser() -> argparse.ArgumentParser:
                 continue
             raise
         module.add_parser(sub)
+    for command in sub.choices.values():  # `vc-app convert ... --debug` works as well as `vc-app --debug convert`
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                             help="show full tracebacks on errors")
     return parser
 
 
@@ -51,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.run(args) or 0)
     except VcAppError as err:
+        if args.debug:
+            raise
         print(f"vc-app: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

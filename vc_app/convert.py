@@ -176,7 +176,7 @@ class VoiceConverter:
     # -- conversion ----------------------------------------------------------------
     @torch.inference_mode()
     def convert(self, source, targets=None, *, speaker: torch.Tensor | None = None,
-                voice: Voice | str | os.PathLike | None = None) -> torch.Tensor:
+                voice: Voice | str | os.PathLike | None = None, progress: bool = False) -> torch.Tensor:
         """Convert one source.
 
         Args:
@@ -184,6 +184,7 @@ class VoiceConverter:
             targets: path(s) or waveform(s) of the target voice, or one .voice file; or pass `speaker`/`voice`.
             speaker: a precomputed (c_speaker,) vector from `speaker_vector` (or a `Voice`'s `vector`).
             voice: a `Voice` or .voice file made with this model (checked; refused otherwise).
+            progress: show chunks done and the time left on stderr (sources longer than one chunk).
         Returns:
             wav: (N,) float32 at `self.sample_rate`, as long as the source, at the source's loudness.
         """
@@ -197,14 +198,15 @@ class VoiceConverter:
         if not isinstance(source, torch.Tensor):
             stream = AudioStream(source, self.sample_rate)
             if stream.num_samples > self.chunk:
-                return self._convert_stream(stream, speaker)
+                return self._convert_stream(stream, speaker, progress)
             source = load_audio(source, self.sample_rate)
             name = f"source clip {Path(stream.path).name}"
         else:
             name = "source clip"
         raw = source.float().flatten()
         wav = check_clip(raw, self.sample_rate, name, trim=False)
-        return match_loudness(self._convert_chunks(wav.numel(), lambda a, b: wav[a:b], speaker), active_rms(raw))
+        out = self._convert_chunks(wav.numel(), lambda a, b: wav[a:b], speaker, progress)
+        return match_loudness(out, active_rms(raw))
 
     @torch.inference_mode()
     def convert_many(self, sources: Sequence[torch.Tensor], speakers: torch.Tensor) -> list[torch.Tensor]:
@@ -229,7 +231,7 @@ class VoiceConverter:
         wav = self.vocoder(self.model.convert(mel, speakers.to(self.device))).float().cpu()
         return [match_loudness(w[:s.numel()], level) for w, s, level in zip(wav, sources, levels)]
 
-    def _convert_stream(self, stream: AudioStream, speaker: torch.Tensor) -> torch.Tensor:
+    def _convert_stream(self, stream: AudioStream, speaker: torch.Tensor, progress: bool = False) -> torch.Tensor:
         """A long file, read a chunk at a time: two passes (level, then conversion), flat memory."""
         name = f"source clip {stream.path.name}"
         peak, level, sounding = stream.level()
@@ -238,16 +240,20 @@ class VoiceConverter:
         if sounding < MIN_SECONDS:
             raise VcAppError(f"The {name} has {sounding:.2f} s of sound; at least {MIN_SECONDS} s is needed.")
         gain = 0.95 / peak
-        out = self._convert_chunks(stream.num_samples, lambda a, b: stream.read(a, b - a) * gain, speaker)
+        out = self._convert_chunks(stream.num_samples, lambda a, b: stream.read(a, b - a) * gain, speaker, progress)
         return match_loudness(out, level)
 
-    def _convert_chunks(self, n: int, read, speaker: torch.Tensor) -> torch.Tensor:
-        """Convert n samples, `read(a, b)` giving samples [a, b); chunked with cross-faded overlaps."""
+    def _convert_chunks(self, n: int, read, speaker: torch.Tensor, progress: bool = False) -> torch.Tensor:
+        """Convert n samples, `read(a, b)` giving samples [a, b); chunked with cross-faded overlaps.
+
+        With `progress`, a bar on stderr counts the chunks and estimates the time left.
+        """
         if n <= self.chunk:
             return self._convert_piece(read(0, n), speaker)
         step = self.chunk - self.overlap
         out = torch.zeros(n)
         fade_in = 0.5 - 0.5 * torch.cos(torch.linspace(0, math.pi, self.overlap))
+        bar = _chunk_bar(-(-(n - self.chunk) // step) + 1, n / self.sample_rate) if progress else None
         for start in range(0, n, step):
             piece = self._convert_piece(read(start, min(start + self.chunk, n)), speaker)
             if start > 0:
@@ -255,8 +261,12 @@ class VoiceConverter:
                 piece[:head] *= fade_in[:head]
                 out[start:start + head] *= 1 - fade_in[:head]
             out[start:start + piece.numel()] += piece
+            if bar is not None:
+                bar.update(1)
             if start + self.chunk >= n:
                 break
+        if bar is not None:
+            bar.close()
         return out
 
     def _convert_piece(self, wav: torch.Tensor, speaker: torch.Tensor) -> torch.Tensor:
@@ -269,10 +279,24 @@ class VoiceConverter:
         return self.vocoder(converted)[0, :m].float().cpu()
 
     def convert_file(self, source: str | os.PathLike, targets: Sequence[str | os.PathLike | Voice],
-                     output: str | os.PathLike, *, overwrite: bool = False) -> Path:
+                     output: str | os.PathLike, *, overwrite: bool = False, progress: bool = False) -> Path:
         """Convert `source` to the voice of `targets` (clips, or one voice) and write `output` atomically
-        (never over an input)."""
+        (never over an input).
+
+        Args:
+            progress: show chunks done and the time left on stderr (for sources longer than one chunk).
+        """
         files = [t for t in self._as_list(targets) if isinstance(t, (str, os.PathLike))]
         check_output_path(output, inputs=[source, *files], overwrite=overwrite)
-        wav = self.convert(source, targets)
+        wav = self.convert(source, targets, progress=progress)
         return write_audio(output, wav, self.sample_rate, overwrite=overwrite)
+
+
+def _chunk_bar(chunks: int, seconds: float):
+    """A tqdm bar on stderr for a conversion of `chunks` chunks (`seconds` of audio)."""
+    import sys
+
+    from tqdm import tqdm
+
+    return tqdm(total=chunks, unit="chunk", desc=f"converting {seconds / 60:.1f} min", file=sys.stderr,
+                dynamic_ncols=True)

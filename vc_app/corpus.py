@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import os
 import random
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -28,16 +29,60 @@ class Utterance:
     text: str = ""
 
 
-def scan_folder(root: str | os.PathLike, extensions: tuple[str, ...] = AUDIO_EXTENSIONS) -> list[Utterance]:
-    """Every audio file under `root`; its speaker is the name of the folder that holds it."""
+def find_audio_files(root: str | os.PathLike, extensions: tuple[str, ...] = AUDIO_EXTENSIONS,
+                     warn: Callable[[str], None] | None = None) -> list[Path]:
+    """Every non-hidden file under `root` whose extension is in `extensions`, sorted, as paths under `root`.
+
+    Symlinked folders and files are followed (corpora are often assembled from links); a link back to a
+    folder above it is not followed twice. What cannot be used (such a loop, a broken link, an unreadable
+    folder) is passed to `warn` as one sentence, when given.
+    """
+    found: list[Path] = []
+    say = warn or (lambda message: None)
+
+    def visit(folder: Path, above: frozenset[tuple[int, int]]) -> None:
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as err:
+            return say(f"skipped {folder}: {err.strerror or err}")
+        for entry in entries:
+            path = folder / entry.name
+            try:
+                is_dir, is_file = entry.is_dir(), entry.is_file()  # both follow symlinks
+                stat = entry.stat() if is_dir else None
+            except OSError:
+                is_dir = is_file = False
+            key = (stat.st_dev, stat.st_ino) if is_dir else None
+            if is_dir and key in above:
+                say(f"skipped {path}: a link back to a folder above it")
+            elif is_dir:
+                visit(path, above | {key})
+            elif path.suffix.lower() in extensions and not entry.name.startswith("."):
+                if is_file:
+                    found.append(path)
+                elif entry.is_symlink():
+                    say(f"skipped {path}: a broken link")
+
+    root = Path(root)
+    top = root.stat()
+    visit(root, frozenset({(top.st_dev, top.st_ino)}))
+    return sorted(found)
+
+
+def scan_folder(root: str | os.PathLike, extensions: tuple[str, ...] = AUDIO_EXTENSIONS,
+                warn: Callable[[str], None] | None = None) -> list[Utterance]:
+    """Every audio file under `root` (symlinks followed); its speaker is the name of the folder that holds it.
+
+    Args:
+        warn: called with one sentence per link or folder that had to be skipped (see `find_audio_files`).
+    """
     root = Path(root)
     if not root.is_dir():
         raise VcAppError(f"Corpus folder {root} does not exist.")
     utts = []
-    for path in sorted(root.rglob("*")):
-        if path.suffix.lower() in extensions and path.is_file() and not path.name.startswith("."):
-            speaker = path.parent.name
-            utts.append(Utterance(f"{speaker}_{path.stem}", speaker, str(path.resolve())))
+    for path in find_audio_files(root, extensions, warn):
+        speaker = path.parent.name
+        utts.append(Utterance(f"{speaker}_{path.stem}", speaker, str(path.resolve())))
     if not utts:
         raise VcAppError(f"No audio files ({', '.join(extensions)}) under {root}.")
     return _unique_ids(utts)

@@ -90,10 +90,7 @@ def extract_features(utts: list[Utterance], cache: str | os.PathLike, mel_cfg: M
 
 def _preload_front_end() -> None:
     """Import the front end's heavy modules once in the parent: forked workers inherit them (seconds each)."""
-    import librosa.effects
     import torchaudio.functional  # noqa: F401
-
-    librosa.effects.trim(np.zeros(4096, np.float32))  # librosa loads most of itself lazily, on first use
 
     import vc_app.audio  # noqa: F401
     import vc_app.mel  # noqa: F401

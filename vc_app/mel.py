@@ -5,7 +5,7 @@ call `mel_spectrogram`; nothing else in the project computes a mel. It speaks
 the dialect of the public jik876 HiFi-GAN and NVIDIA BigVGAN vocoders:
 reflect-pad (n_fft - hop) / 2 each side, `torch.stft(center=False)`, periodic
 Hann window, magnitude sqrt(re^2 + im^2 + 1e-9), a Slaney mel filterbank
-(librosa defaults), natural log of clamp(x, 1e-5). Frames = samples // hop.
+(librosa's defaults), natural log of clamp(x, 1e-5). Frames = samples // hop.
 """
 
 from __future__ import annotations
@@ -21,12 +21,14 @@ from vc_app.config import MelConfig
 def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_max: float) -> torch.Tensor:
     """Slaney-scale, area-normalised mel filterbank, (n_mels, n_fft // 2 + 1), float32.
 
+    librosa's default filterbank (`librosa.filters.mel`, within 1e-7), built by torchaudio, which is
+    loaded anyway: importing librosa for it cost a cold `vc-app convert` over a second.
     Cached on every parameter; callers must not modify the returned tensor.
     """
-    import librosa
+    import torchaudio.functional as AF
 
-    basis = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=f_min, fmax=f_max)
-    return torch.from_numpy(basis).float()
+    basis = AF.melscale_fbanks(n_fft // 2 + 1, f_min, f_max, n_mels, sample_rate, norm="slaney", mel_scale="slaney")
+    return basis.T.contiguous().float()
 
 
 def mel_spectrogram(wav: torch.Tensor, cfg: MelConfig) -> torch.Tensor:

@@ -36,7 +36,7 @@ def stage_prepare(args: argparse.Namespace) -> None:
         release = detect_vctk_release(args.root)
         utts, info = scan_vctk(args.root, mic=args.mic), read_speaker_info(args.root)
     else:
-        release, utts, info = "folder", scan_folder(args.root), {}
+        release, utts, info = "folder", scan_folder(args.root, warn=lambda m: print(m, file=sys.stderr)), {}
     out = Path(args.out)
     write_manifest(out / CORPUS, utts)
     counts = Counter(u.speaker for u in utts)

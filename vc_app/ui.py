@@ -18,13 +18,14 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+import time
 import weakref
 from pathlib import Path
 
 from vc_app.convert import VoiceConverter
 from vc_app.errors import VcAppError
-from vc_app.ui_service import (Analysis, ConversionService, ConverterPool, UiLimits, VoiceExists,
-                               default_concurrency, share_threads, similarity_available)
+from vc_app.ui_service import (WARM_UP_NAME, Analysis, ConversionService, ConverterPool, UiLimits, VoiceExists,
+                               default_concurrency, share_threads, similarity_available, write_warm_up_clip)
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ def how_it_works(readme_link: str | None) -> str:
 
 
 def build_demo(converter: VoiceConverter, *, limits: UiLimits | None = None, work_dir: str | Path | None = None,
-               readme_link: str | None = None, voices_dir: str | Path | None = None):
+               readme_link: str | None = None, voices_dir: str | Path | None = None, warm_up: bool = False):
     """The web UI around a loaded converter (shared by every session; other models load on demand).
 
     Args:
@@ -67,6 +68,8 @@ def build_demo(converter: VoiceConverter, *, limits: UiLimits | None = None, wor
         work_dir: where results are written (None: a fresh temp folder, deleted with the demo or at exit).
         readme_link: a URL of the README for the "How it works" panel (None: named in words).
         voices_dir: where the Voices panel keeps voices (None: `vc_app.voice.default_voices_dir()`).
+        warm_up: convert and analyse a generated clip first, so the first visitor waits no longer than the
+            next ones (a failure is logged, not raised).
     Returns:
         a queued `gr.Blocks`; launch it with `demo.launch(**launch_kwargs(limits))`.
     """
@@ -77,6 +80,11 @@ def build_demo(converter: VoiceConverter, *, limits: UiLimits | None = None, wor
     owned = work_dir is None
     work_dir = tempfile.mkdtemp(prefix="vc_app_ui_") if owned else work_dir
     service = ConversionService(ConverterPool(converter), limits, work_dir, voices_dir)
+    if warm_up:
+        try:
+            log.info("warmed up in %.1f s (one conversion and analysis of a generated clip)", service.warm_up())
+        except Exception as err:  # noqa: BLE001 - the page still works; the first conversion is just slower
+            log.warning("warm-up failed (%s: %s); the first conversion will be slower", type(err).__name__, err)
     with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=(1800, 3600)) as demo:
         page = _layout(gr, service, limits, readme_link)
         _wire(gr, service, page, concurrency)
@@ -85,6 +93,27 @@ def build_demo(converter: VoiceConverter, *, limits: UiLimits | None = None, wor
     if owned:
         weakref.finalize(demo, shutil.rmtree, work_dir, ignore_errors=True)
     return demo
+
+
+def warm_up_server(url: str, work_dir: str | Path) -> float:
+    """Send one conversion of a generated clip through the running server's /convert, so Gradio's own
+    first-request costs (upload, queue, events) are paid before the first visitor; returns the seconds it took.
+
+    Its result (a folder under `work_dir` holding `vc-app-warm-up_as_vc-app-warm-up.wav`) is deleted.
+    """
+    from gradio_client import Client, handle_file  # a dependency of gradio itself
+
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = write_warm_up_clip(Path(tmp), 22050)
+        client = Client(url, verbose=False)
+        try:
+            client.predict(handle_file(str(clip)), handle_file(str(clip)), api_name="/convert")
+        finally:
+            client.close()
+    for result in Path(work_dir).glob(f"*/{WARM_UP_NAME}_as_{WARM_UP_NAME}.wav"):
+        shutil.rmtree(result.parent, ignore_errors=True)
+    return time.perf_counter() - start
 
 
 def launch_kwargs(limits: UiLimits | None = None) -> dict:
@@ -314,4 +343,4 @@ def similarity_markdown(analysis: Analysis) -> str:
 
 
 __all__ = ["UiLimits", "build_demo", "default_concurrency", "launch_kwargs", "readme_url", "share_threads",
-           "similarity_available"]
+           "similarity_available", "warm_up_server"]

@@ -306,6 +306,21 @@ class ConversionService:
             raise VcAppError(_without_paths(str(err), paths)) from None
         return Conversion(output, str(source), targets, converter.mel_cfg, tuple((v, w) for v, w in parts if w > 0))
 
+    def warm_up(self) -> float:
+        """Convert and analyse a generated clip once, so the first visitor does not pay the first-call costs
+        (PyTorch kernels, the vocoder's first run, loading Resemblyzer); returns the seconds it took."""
+        start = time.perf_counter()
+        folder = self.work_dir / f"{WARM_UP_NAME}-{uuid.uuid4().hex}"
+        folder.mkdir()
+        try:
+            path = write_warm_up_clip(folder, self.pool.default.sample_rate)
+            conversion = self.convert(str(path), [str(path)])
+            self.analyse(conversion)
+            shutil.rmtree(conversion.output.parent, ignore_errors=True)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        return time.perf_counter() - start
+
     def _output_path(self, source: str, target_name: str) -> Path:
         """A fresh folder under work_dir holding `<source>_as_<target>.wav` (old folders are swept first)."""
         self.sweep()
@@ -482,6 +497,16 @@ class ConversionService:
                     warnings.simplefilter("ignore", UserWarning)
                     self._similarity = SpeakerSimilarity("cpu")
             return self._similarity
+
+
+WARM_UP_NAME = "vc-app-warm-up"
+
+
+def write_warm_up_clip(folder: Path, rate: int) -> Path:
+    """FOLDER/vc-app-warm-up.wav: 1.5 s of a hummed tone at `rate`, enough to run every step once."""
+    t = np.arange(int(1.5 * rate)) / rate
+    clip = 0.3 * np.sin(2 * np.pi * 140 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t))
+    return write_audio(folder / f"{WARM_UP_NAME}.wav", clip.astype(np.float32), rate, overwrite=True)
 
 
 SIMILARITY_HELP = ("Speaker-similarity numbers need the `eval` extra (Resemblyzer): "

@@ -278,13 +278,14 @@ def find_voice(target: str | os.PathLike) -> Path:
 
 
 def check_target_file(target: str | os.PathLike) -> None:
-    """Fail fast, before the model loads, on a target that is neither readable audio nor a readable voice file."""
+    """Fail fast, before PyTorch and the model load, on a target that is neither a usable clip (readable, not
+    silent, not too short) nor a readable voice file."""
     if is_voice_path(target):
         read_voice_file(find_voice(target))
     else:
-        from vc_app.audio import audio_info  # imports PyTorch
+        from vc_app.audio import check_audio_file  # numpy and soundfile only
 
-        audio_info(target)
+        check_audio_file(target, "target")
 
 
 # -- the voices folder ------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ repo_root=$(cd "$recipe_dir/../.." && pwd)
 if [ -z "${PYTHON:-}" ]; then
   if [ -x "$repo_root/.venv/bin/python" ]; then PYTHON=$repo_root/.venv/bin/python; else PYTHON=python3; fi
 fi
+export PYTHON  # local/*.sh and other child scripts run it too
 export PYTHONPATH=$repo_root${PYTHONPATH:+:$PYTHONPATH}  # the vc_app of this checkout
 
 DATA_DIR=${DATA_DIR:-$recipe_dir/data}        # corpus list and train/valid/unseen manifests

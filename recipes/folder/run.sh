@@ -31,7 +31,7 @@ ngpu=""                 # alias of --nproc
 nnodes=1                # machines (torchrun multi-node)
 node_rank=0             # this machine's rank
 master_addr=localhost   # address of the machine with node_rank 0
-master_port=29500
+master_port=29500       # its port
 resume=false            # continue from the newest checkpoint of the experiment
 init_from=""            # start training from this bundle's weights (folder or hub id), fresh optimiser
 train_args=""           # extra training arguments, e.g. "--set run.max_steps=1000"
@@ -47,7 +47,11 @@ card_note=""            # a paragraph for the model card: the data, its licence 
 
 help_message="Usage: $0 CORPUS_DIR [--unseen A,B,...] [--stage N] [--stop-stage M] [--config conf/X.yaml]
           [--nproc N] [--nnodes M --node-rank R --master-addr HOST] [--resume] [--push-to-hub REPO] ...
-CORPUS_DIR is needed by stage 0 only. Options are the variables at the top of $0 (dashes for underscores)."
+CORPUS_DIR is needed by stage 0 only. Options are the variables at the top of $0 (dashes for underscores).
+Quick smoke training, about a minute on 2 CPU cores (a tiny generated corpus, 20 steps; all in /tmp/vc-smoke):
+  python3 $(dirname "$0")/../common/tiny_corpus.py /tmp/vc-smoke/corpus && $0 /tmp/vc-smoke/corpus --n-unseen 2 \\
+    --data /tmp/vc-smoke/data --feats /tmp/vc-smoke/feats --exp /tmp/vc-smoke/exp --eval-tool losses \\
+    --train-args \"--set run.max_steps=20 --set run.log_every=5 --set run.valid_every=10 --set run.save_every=10 --set data.batch_size=8\""
 . "$recipe_dir/../common/parse_options.sh"
 [ -n "$ngpu" ] && nproc=$ngpu
 [ -f "$config" ] || config=$recipe_dir/$config  # conf/X.yaml names this recipe's configs from anywhere

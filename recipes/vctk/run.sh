@@ -33,7 +33,7 @@ ngpu=""                 # alias of --nproc
 nnodes=1                # machines (torchrun multi-node)
 node_rank=0             # this machine's rank
 master_addr=localhost   # address of the machine with node_rank 0
-master_port=29500
+master_port=29500       # its port
 resume=false            # continue from the newest checkpoint of the experiment
 init_from=""            # start training from this bundle's weights (folder or hub id), fresh optimiser
 train_args=""           # extra training arguments, e.g. "--set run.max_steps=1000 --set run.amp=bf16"
@@ -49,7 +49,8 @@ card_note="Trained on the CSTR VCTK Corpus (Yamagishi, Veaux & MacDonald, Univer
 
 help_message="Usage: $0 [--vctk-root DIR] [--mic 1|2] [--stage N] [--stop-stage M] [--config conf/X.yaml]
           [--nproc N] [--nnodes M --node-rank R --master-addr HOST] [--resume] [--push-to-hub REPO] ...
-Options are the variables at the top of $0 (dashes for underscores)."
+Options are the variables at the top of $0 (dashes for underscores).
+A one-minute smoke training run needs no VCTK: see $(dirname "$0")/../folder/run.sh --help."
 . "$recipe_dir/../common/parse_options.sh"
 [ -n "$ngpu" ] && nproc=$ngpu
 [ -f "$config" ] || config=$recipe_dir/$config  # conf/X.yaml names this recipe's configs from anywhere

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from vc_app.commands.convert import add_model_options
+from vc_app.commands.convert import add_model_options, add_threads_option
 from vc_app.commands.voice import add_target_options, parse_mix_options, target_files
 
 
@@ -25,7 +25,8 @@ def add_parser(sub) -> None:
     p.add_argument("--output", required=True, metavar="OUT_DIR", help="where outputs go (mirrors INPUT_DIR)")
     p.add_argument("--glob", metavar="PATTERN", help="only inputs whose path relative to INPUT_DIR matches, "
                    "e.g. '*.flac' or 'speaker1/*'")
-    p.add_argument("--format", choices=("wav", "flac"), default="wav", help="output format (default wav)")
+    p.add_argument("--format", choices=("wav", "flac", "ogg"), default="wav",
+                   help="output format: wav or flac (16-bit), ogg (Vorbis) (default wav)")
     p.add_argument("--keep-rate", action="store_true", help="write each output at its source's sample rate "
                    "(default: 22050 Hz)")
     p.add_argument("--overwrite", action="store_true", help="convert again even when the output exists")
@@ -36,18 +37,24 @@ def add_parser(sub) -> None:
                         "both cores)")
     p.add_argument("--batch-size", type=int, default=1, help="clips per model call (useful on a GPU; default 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bar; print only the summary")
+    add_threads_option(p)
     add_model_options(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
+
     from vc_app.batch import failures_name, parse_shard, plan_folder, plan_manifest, run_batch, shard
+    from vc_app.commands.convert import apply_threads, check_threads
     from vc_app.errors import VcAppError
+    from vc_app.voice import check_target_file, is_voice_path
 
     if (args.input is None) == (args.manifest is None):
         raise VcAppError("Give either INPUT_DIR (with --target) or --manifest, not both or neither.")
     if args.batch_size < 1 or args.workers < 0:
         raise VcAppError("--batch-size must be at least 1 and --workers at least 0.")
+    check_threads(args.threads)
     mix = parse_mix_options(args)
     if args.manifest:
         if args.target or mix:
@@ -55,25 +62,30 @@ def run(args: argparse.Namespace) -> int:
                              "column.")
         jobs = plan_manifest(args.manifest, args.output, fmt=args.format)
     else:
-        jobs = plan_folder(args.input, target_files(args, mix), args.output, glob=args.glob, fmt=args.format)
-        from vc_app.voice import check_target_file  # PyTorch loads for audio only once the folders are good
-
+        jobs = plan_folder(args.input, target_files(args, mix), args.output, glob=args.glob, fmt=args.format,
+                           warn=lambda message: print(f"vc-app: warning: {message}", file=sys.stderr))
         for target in target_files(args, mix):
-            check_target_file(target)  # fail fast on an unreadable target, before the model loads
+            check_target_file(target)  # fail fast on a bad target, before PyTorch and the model load
     part = parse_shard(args.shard) if args.shard else None
     if part:
         jobs = shard(jobs, *part)
-    from dataclasses import replace
 
-    from vc_app.convert import VoiceConverter
-    from vc_app.voice import is_voice_path
+    def load_converter():
+        from vc_app.convert import VoiceConverter
 
-    converter = VoiceConverter.from_specs(args.checkpoint, args.vocoder, device=args.device)
-    if mix:  # one blended voice for the whole folder
-        voice = converter.blend([(p.targets, p.weight) for p in mix])
-        jobs = [replace(job, targets=(voice,)) for job in jobs]
-    elif args.target and any(is_voice_path(t) for t in args.target):
-        converter.speaker_vector(args.target)  # a voice of another model is refused now, not once per file
+        apply_threads(args.threads)
+        return VoiceConverter.from_specs(args.checkpoint, args.vocoder, device=args.device)
+
+    converter = load_converter  # loaded by run_batch only when something is left to convert
+    if mix or (args.target and any(is_voice_path(t) for t in args.target)):
+        from dataclasses import replace
+
+        converter = load_converter()  # a blend needs the model, and a voice of another model is refused now
+        if mix:  # one blended voice for the whole folder
+            voice = converter.blend([(p.targets, p.weight) for p in mix])
+            jobs = [replace(job, targets=(voice,)) for job in jobs]
+        else:
+            converter.speaker_vector(args.target)
     result = run_batch(converter, jobs, args.output, overwrite=args.overwrite, keep_rate=args.keep_rate,
                        workers=args.workers, batch_size=args.batch_size, progress=not args.quiet,
                        failures_file=failures_name(part))

@@ -1,4 +1,4 @@
-"""Per-pair results -> the summary (summary.json) and the issue's bars, each met / not met / not measured."""
+"""Per-pair results -> the summary (summary.json) and the project's bars, each met / not met / not measured."""
 
 from __future__ import annotations
 
@@ -14,6 +14,9 @@ MIN_SHARE_CLOSER_TO_TARGET = 0.80
 MIN_SIMILARITY_MARGIN = 0.10
 MAX_WER_RATIO = 2.0
 MAX_CONTENT_TO_SPEAKER_PROBE = 0.5
+# The probe ratio means something only with a few test clips per speaker and a speaker probe that finds anything.
+MIN_PROBE_TEST_CLIPS_PER_SPEAKER = 2
+TOO_FEW_CLIPS = "too few clips"
 
 
 def finite_or_none(value) -> float | None:
@@ -32,10 +35,13 @@ class Bar:
     measured: float | None
     required: str
     met: bool | None  # None: not measured
+    why_not_measured: str = ""
 
     @property
     def status(self) -> str:
-        return "not measured" if self.met is None else ("met" if self.met else "not met")
+        if self.met is None:
+            return f"not measured ({self.why_not_measured})" if self.why_not_measured else "not measured"
+        return "met" if self.met else "not met"
 
     def to_dict(self) -> dict:
         return {"name": self.name, "measured": finite_or_none(self.measured), "required": self.required,
@@ -80,7 +86,7 @@ def disentanglement_summary(probes) -> dict:
 
 
 def evaluate_bars(summary: dict) -> list[Bar]:
-    """The issue's four bars, judged on the summary's numbers."""
+    """The project's four bars (README, *Evaluation*), judged on the summary's numbers."""
     sim, wer, dis = summary["speaker_similarity"], summary["intelligibility"], summary["disentanglement"]
     share, margin = sim["share_closer_to_target"], sim["margin"]
     bars = [
@@ -91,15 +97,22 @@ def evaluate_bars(summary: dict) -> list[Bar]:
     ]
     wer_met = wer["wer_converted"] <= MAX_WER_RATIO * wer["wer_source"] if wer["n"] else None
     bars.append(Bar("WER converted / WER source", wer["ratio"], f"<= {MAX_WER_RATIO:g}", wer_met))
-    if dis["measured"]:
+    probe_bar = ("content-probe accuracy / speaker-probe accuracy", f"<= {MAX_CONTENT_TO_SPEAKER_PROBE:g}")
+    if _probes_enough(dis):
         content, speaker = dis["content_probe"]["accuracy"], dis["speaker_probe"]["accuracy"]
-        ratio = content / speaker if speaker > 0 else float("inf")
-        bars.append(Bar("content-probe accuracy / speaker-probe accuracy", ratio,
-                        f"<= {MAX_CONTENT_TO_SPEAKER_PROBE:g}", content <= MAX_CONTENT_TO_SPEAKER_PROBE * speaker))
+        bars.append(Bar(probe_bar[0], content / speaker, probe_bar[1], content <= MAX_CONTENT_TO_SPEAKER_PROBE * speaker))
     else:
-        bars.append(Bar("content-probe accuracy / speaker-probe accuracy", None,
-                        f"<= {MAX_CONTENT_TO_SPEAKER_PROBE:g}", None))
+        bars.append(Bar(probe_bar[0], None, probe_bar[1], None, TOO_FEW_CLIPS))
     return bars
+
+
+def _probes_enough(dis: dict) -> bool:
+    """Whether the probes were measured on enough clips: at least `MIN_PROBE_TEST_CLIPS_PER_SPEAKER` test clips
+    per speaker (so at least twice as many clips per speaker in all) and a speaker probe above zero."""
+    if not dis["measured"]:
+        return False
+    speaker = dis["speaker_probe"]
+    return speaker["n_test"] >= MIN_PROBE_TEST_CLIPS_PER_SPEAKER * speaker["n_speakers"] and speaker["accuracy"] > 0
 
 
 def _clean(obj):

@@ -1,0 +1,180 @@
+"""A new user's first commands: bad inputs refused at once (before PyTorch loads), a finished batch resumed
+without the model, symlinked folders followed, `--debug` anywhere, `--threads`, progress on a terminal."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import pty
+import struct
+import subprocess
+import sys
+import termios
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import REPO, run_cli, synthetic_speech
+
+FAST = ["--vocoder", "griffinlim:2", "--device", "cpu"]
+
+
+def run_in_process(args: list[str]) -> tuple[int, bool, str, str]:
+    """`vc-app ARGS` through `vc_app.cli.main` in a fresh interpreter: (exit code, torch imported?, stdout, stderr)."""
+    code = ("import json, sys; from vc_app.cli import main; rc = main(json.loads(sys.argv[1])); "
+            "print(json.dumps([rc, 'torch' in sys.modules]))")
+    done = subprocess.run([sys.executable, "-c", code, json.dumps(args)], capture_output=True, text=True,
+                          cwd=str(REPO), env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=300)
+    *out, last = done.stdout.strip().splitlines() or [""]
+    rc, torch_loaded = json.loads(last)
+    return rc, torch_loaded, "\n".join(out), done.stderr
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("clips")
+    good = synthetic_speech(1.5, 22050)
+    sf.write(str(root / "ok.wav"), good, 22050)
+    (root / "text.wav").write_text("not audio\n" * 20)
+    (root / "empty.wav").write_bytes(b"")
+    short = np.zeros(22050, np.float32)
+    short[:2000] = good[:2000]
+    sf.write(str(root / "short.flac"), short, 22050)
+    sf.write(str(root / "silent.ogg"), np.zeros(44100, np.float32), 44100)
+    (root / "folder.wav").mkdir()
+    return root
+
+
+def test_bad_inputs_are_refused_before_pytorch_loads(clips, tmp_path):
+    """Each needs no model: one sentence from numpy and soundfile alone, in a fraction of a second."""
+    cases = {"missing.wav": "does not exist", "folder.wav": "is a folder", "empty.wav": "is empty",
+             "text.wav": "not an audio file", "short.flac": "at least 0.3 s is needed", "silent.ogg": "is silent"}
+    code = ("import json, sys; from vc_app.cli import main\n"
+            "cases, ok, out = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]\n"
+            "for bad in cases:\n"
+            "    for args in (['--source', bad, '--target', ok], ['--source', ok, '--target', bad]):\n"
+            "        print(main(['convert', *args, '--output', out]), file=sys.stderr)\n"
+            "print('torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code, json.dumps([str(clips / name) for name in cases]),
+                           str(clips / "ok.wav"), str(tmp_path / "out.wav")], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
+    assert done.stdout.strip() == "False", done.stderr  # PyTorch was never imported
+    lines = done.stderr.strip().splitlines()
+    assert lines[1::2] == ["1"] * 2 * len(cases), done.stderr
+    messages = lines[0::2]
+    for i, (name, message) in enumerate(cases.items()):
+        as_source, as_target = messages[2 * i], messages[2 * i + 1]
+        assert message in as_source and message in as_target and name in as_source, (name, as_source, as_target)
+    assert "vc-app: error: The target clip silent.ogg is silent." in messages
+    assert not (tmp_path / "out.wav").exists()
+
+
+def test_debug_works_after_the_command_too(clips, tmp_path):
+    args = ["--source", str(clips / "missing.wav"), "--target", str(clips / "ok.wav"), "--output",
+            str(tmp_path / "o.wav")]
+    plain = run_cli("convert", *args)
+    assert plain.returncode == 1 and len(plain.stderr.strip().splitlines()) == 1
+    for debug in (["--debug", "convert", *args], ["convert", *args, "--debug"]):
+        done = run_cli(*debug)
+        assert done.returncode == 1 and "Traceback" in done.stderr and "missing.wav does not exist" in done.stderr
+
+
+def test_threads_option(clips, tiny_bundle, tmp_path):
+    ok = str(clips / "ok.wav")
+    refused = run_cli("convert", "--source", ok, "--target", ok, "--output", str(tmp_path / "o.wav"), "--threads", "0")
+    assert refused.returncode == 1 and "--threads must be at least 1" in refused.stderr
+    code = ("import sys; from vc_app.cli import main; import torch; "
+            "rc = main(sys.argv[1:]); print(rc, torch.get_num_threads())")
+    (tmp_path / "in").mkdir()
+    sf.write(str(tmp_path / "in" / "a.wav"), synthetic_speech(1.0, 16000), 16000)
+    for command in (["convert", "--source", ok, "--target", ok, "--output", str(tmp_path / "o.wav")],
+                    ["batch", str(tmp_path / "in"), "--target", ok, "--output", str(tmp_path / "b"), "--quiet"]):
+        done = subprocess.run([sys.executable, "-c", code, *command, "--threads", "3", "--checkpoint",
+                               str(tiny_bundle), *FAST], capture_output=True, text=True,
+                              env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=300)
+        assert done.stdout.split()[-2:] == ["0", "3"], done.stderr
+
+
+@pytest.fixture
+def linked_corpus(tmp_path) -> tuple[Path, Path]:
+    """INPUT_DIR with one real clip, a symlinked folder of two more (one flac), a link loop, a broken link
+    and a silent clip; and a target clip."""
+    elsewhere, root = tmp_path / "elsewhere", tmp_path / "in"
+    elsewhere.mkdir()
+    (root / "real").mkdir(parents=True)
+    sf.write(str(root / "real" / "a.wav"), synthetic_speech(1.0, 22050, seed=1), 22050)
+    sf.write(str(elsewhere / "b.wav"), synthetic_speech(1.2, 16000, seed=2), 16000)
+    sf.write(str(elsewhere / "c.flac"), synthetic_speech(1.1, 44100, seed=3), 44100)
+    sf.write(str(root / "real" / "silent.wav"), np.zeros(22050, np.float32), 22050)
+    os.symlink(elsewhere, root / "linked", target_is_directory=True)
+    os.symlink(root, root / "real" / "loop", target_is_directory=True)
+    os.symlink(tmp_path / "gone.wav", root / "real" / "gone.wav")
+    target = tmp_path / "voice.wav"
+    sf.write(str(target), synthetic_speech(2.0, 22050, f0=210, seed=9), 22050)
+    return root, target
+
+
+@pytest.mark.slow
+def test_batch_follows_symlinked_folders_writes_ogg_and_resumes_without_the_model(linked_corpus, tiny_bundle,
+                                                                                    tmp_path):
+    root, target = linked_corpus
+    out = tmp_path / "out"
+    args = ["batch", str(root), "--target", str(target), "--output", str(out), "--format", "ogg",
+            "--checkpoint", str(tiny_bundle), *FAST]
+    first = run_cli(*args, "--quiet")
+    assert first.returncode == 1, first.stderr  # the silent clip fails; everything else is converted
+    assert "3 converted, 0 skipped, 1 failed" in first.stdout
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.ogg"))
+    assert written == ["linked/b.ogg", "linked/c.ogg", "real/a.ogg"]
+    assert all(sf.info(str(out / name)).format == "OGG" for name in written)
+    warnings = [line for line in first.stderr.splitlines() if line.startswith("vc-app: warning:")]
+    assert warnings == [f"vc-app: warning: skipped {root / 'real' / 'gone.wav'}: a broken link",
+                        f"vc-app: warning: skipped {root / 'real' / 'loop'}: a link back to a folder above it"]
+
+    # resuming: the outputs are there and the one clip left is silent, so no model (nor PyTorch) is needed,
+    # and no progress bar is drawn (progress is on: no --quiet)
+    rc, torch_loaded, stdout, stderr = run_in_process(args)
+    assert (rc, torch_loaded) == (1, False), stderr
+    assert "0 converted, 3 skipped, 1 failed" in stdout
+    assert stderr.splitlines() == warnings
+    assert "silent.wav is silent" in (out / "failures.csv").read_text()
+    (root / "real" / "silent.wav").unlink()
+    rc, torch_loaded, stdout, stderr = run_in_process(args)
+    assert (rc, torch_loaded, stderr.splitlines()) == (0, False, warnings)
+    assert "0 converted, 3 skipped, 0 failed" in stdout and not (out / "failures.csv").exists()
+
+
+@pytest.mark.slow
+def test_long_convert_shows_chunks_and_eta_on_a_terminal_only(tiny_bundle, tmp_path):
+    source = tmp_path / "long.wav"
+    sf.write(str(source), synthetic_speech(45.0, 16000, seed=4), 16000)  # three 20 s chunks
+    target = tmp_path / "voice.wav"
+    sf.write(str(target), synthetic_speech(2.0, 22050, f0=210, seed=9), 22050)
+    args = [sys.executable, "-m", "vc_app", "convert", "--source", str(source), "--target", str(target),
+            "--checkpoint", str(tiny_bundle), *FAST]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    piped = subprocess.run([*args, "--output", str(tmp_path / "a.wav")], capture_output=True, text=True, env=env,
+                           timeout=300)
+    assert piped.returncode == 0 and piped.stderr == ""  # quiet when stderr is not a terminal
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a 100-column terminal
+    proc = subprocess.Popen([*args, "--output", str(tmp_path / "b.wav")], stdout=subprocess.DEVNULL,
+                            stderr=follower, env=env)
+    os.close(follower)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the process closed the terminal
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(leader)
+    assert proc.wait(timeout=300) == 0
+    text = shown.decode(errors="replace")
+    assert "3/3" in text and "chunk" in text and "converting 0.8 min" in text, text
+    assert sf.info(str(tmp_path / "b.wav")).frames == sf.info(str(tmp_path / "a.wav")).frames
