@@ -92,7 +92,8 @@ def load_vocoder(spec: str | None, mel: MelConfig, *, device: str = "cpu") -> Vo
             return bigvgan.load(files, mel, name=source.spec, device=device)
         from vc_app.vocoders import hifigan
 
-        return hifigan.load(files, mel, name=source.spec, layout=layout.name, device=device)
+        return hifigan.load(files, mel, name=source.spec, layout=layout.name, device=device,
+                            weights_sha256=source.packaged.sha256 if source.packaged else None)
     raise _unknown(spec)
 
 
