@@ -50,11 +50,22 @@ class DNSMOS:
         ImportError: speechmos or onnxruntime is not installed (check `dnsmos_missing()` first).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, threads: int | None = None) -> None:
+        import onnxruntime as ort
         from speechmos import dnsmos
 
         models = Path(dnsmos.__file__).resolve().parent / "dnsmos_models"
-        self._model = dnsmos.DNSMOS(str(models / "sig_bak_ovr.onnx"), str(models / "model_v8.onnx"))
+        options = ort.SessionOptions()  # as many threads as PyTorch, and no busy-waiting on a shared CPU
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # speechmos's class, with sessions built here (its own constructor takes no session options)
+        self._model = dnsmos.DNSMOS.__new__(dnsmos.DNSMOS)
+        self._model.primary_model_path = str(models / "sig_bak_ovr.onnx")
+        self._model.onnx_sess = ort.InferenceSession(self._model.primary_model_path, options,
+                                                     providers=["CPUExecutionProvider"])
+        self._model.p808_onnx_sess = ort.InferenceSession(str(models / "model_v8.onnx"), options,
+                                                          providers=["CPUExecutionProvider"])
 
     def score(self, wav: torch.Tensor | np.ndarray, sample_rate: int) -> Naturalness:
         """wav: (N,) mono at `sample_rate` -> its DNSMOS (NaN for an empty clip)."""

@@ -138,6 +138,16 @@ def bars_table(summary: dict) -> list[str]:
     return lines
 
 
+def naturalness_line(nat: dict) -> str:
+    """The DNSMOS means of a summary's "naturalness" entry, or why they were not measured."""
+    if not nat["n"]:
+        return f"DNSMOS: not measured ({nat['reason']})"
+    return (f"DNSMOS P.808 / OVRL ({nat['n']} pairs, {nat['n_sources']} sources): converted "
+            f"{_fmt(nat['p808_converted'], 2)} / {_fmt(nat['ovrl_converted'], 2)}, unconverted source "
+            f"{_fmt(nat['p808_source'], 2)} / {_fmt(nat['ovrl_source'], 2)}, source through the same vocoder "
+            f"{_fmt(nat['p808_copy_synthesis'], 2)} / {_fmt(nat['ovrl_copy_synthesis'], 2)}")
+
+
 def metrics_lines(summary: dict) -> list[str]:
     """The headline numbers as Markdown bullet lines (also printed on the console, without the bullets)."""
     sim, wer, mcd = summary["speaker_similarity"], summary["intelligibility"], summary["mcd"]
@@ -151,11 +161,7 @@ def metrics_lines(summary: dict) -> list[str]:
          f"{_fmt(wer['wer_source'])}, ratio {_fmt(wer['ratio'])}") if wer["n"] else "WER: not measured (no text)",
         (f"MCD ({mcd['n']} pairs): converted vs reference {_fmt(mcd['mean_db'], 2)} dB, unconverted source vs "
          f"reference {_fmt(mcd['mean_db_source'], 2)} dB") if mcd["n"] else "MCD: not measured (no reference)",
-        (f"DNSMOS P.808 / OVRL ({nat['n']} pairs, {nat['n_sources']} sources): converted "
-         f"{_fmt(nat['p808_converted'], 2)} / {_fmt(nat['ovrl_converted'], 2)}, unconverted source "
-         f"{_fmt(nat['p808_source'], 2)} / {_fmt(nat['ovrl_source'], 2)}, source through the same vocoder "
-         f"{_fmt(nat['p808_copy_synthesis'], 2)} / {_fmt(nat['ovrl_copy_synthesis'], 2)}") if nat["n"]
-        else f"DNSMOS: not measured ({nat['reason']})",
+        naturalness_line(nat),
     ]
     if dis["measured"]:
         c, s = dis["content_probe"], dis["speaker_probe"]
