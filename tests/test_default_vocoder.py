@@ -119,4 +119,5 @@ def test_windowed_vocoding_matches_one_pass_and_leaves_no_seam(universal):
 
 def test_help_names_the_default_vocoder():
     """(`tests/test_default_model.py` converts with it through the CLI, offline.)"""
-    assert "hifigan:universal" in run_cli("convert", "--help").stdout
+    for help_args in (("--help",), ("convert", "--help"), ("batch", "--help"), ("evaluate", "--help")):
+        assert "hifigan:universal" in run_cli(*help_args).stdout, help_args
