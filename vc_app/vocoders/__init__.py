@@ -19,7 +19,7 @@ This module imports nothing heavy; the backends load on first use.
 from __future__ import annotations
 
 import logging
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from vc_app.config import MelConfig
@@ -46,7 +46,7 @@ def _unknown(spec: str) -> VcAppError:
                       f"'hifigan[:HUB_ID_OR_FOLDER]' or 'bigvgan[:HUB_ID_OR_FOLDER]'.")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _fallback_notice(reason: str) -> None:
     """Say once per process that the default vocoder is unavailable and Griffin-Lim is used instead."""
     log.warning("Using Griffin-Lim instead of the default vocoder %s: %s", DEFAULT_VOCODER, reason)
