@@ -1,11 +1,14 @@
 """Real-time factor of conversion on CPU: the acoustic model alone, and the full pipeline with Griffin-Lim.
 
-    python bench/convert_speed.py [--checkpoint DIR] [--seconds 10] [--threads 2] [--repeats 3]
+    python bench/convert_speed.py [--checkpoint DIR] [--seconds 10] [--threads 2] [--repeats 3] [--official DIR]
 
 RTF here = seconds of compute per second of audio (lower is faster); "x real time" = 1 / RTF.
 Targets (2 CPU threads, 10 s of speech): acoustic model >= 100x real time, full pipeline >= 15x.
 Uses the shipped checkpoint when present, else a randomly initialised model of the default size
-(speed does not depend on the weights).
+(speed does not depend on the weights). --official DIR (a checkout of
+github.com/jjery2243542/adaptive_voice_conversion, never vendored here) also times the official
+model's conversion of the same mel (its content encoder and decoder, speaker vector given, as ours)
+alternately with ours, and prints the ratio.
 """
 
 from __future__ import annotations
@@ -32,12 +35,37 @@ def timed(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
+def acoustic_vs_official(folder: str, model, mel: torch.Tensor, speaker: torch.Tensor, repeats: int) -> None:
+    """Our acoustic model's conversion of mel (1, n_mels, T) to speaker (c_speaker,) beside the official
+    AdaIN-VC's (random weights, same sizes), timed alternately; prints each and the ratio."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from train_speed import official_solver
+
+    official = official_solver(Path(folder), mel.shape[1]).model.eval()
+    with torch.inference_mode():
+        emb = official.speaker_encoder(mel)
+        fns = {"ours": lambda: model.convert(mel, speaker.unsqueeze(0)),
+               "official": lambda: official.decoder(official.content_encoder(mel)[0], emb)}
+        for fn in fns.values():
+            fn()
+        times: dict[str, list[float]] = {name: [] for name in fns}
+        for _ in range(max(3, repeats)):
+            for name, fn in fns.items():
+                start = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - start)
+    ours, theirs = statistics.median(times["ours"]), statistics.median(times["official"])
+    print(f"acoustic model vs official AdaIN-VC on the same {mel.shape[-1]}-frame mel, alternating: ours "
+          f"{ours * 1e3:.1f} ms, official {theirs * 1e3:.1f} ms -> ours {theirs / ours:.2f}x the official speed")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--official", metavar="DIR", help="checkout of jjery2243542/adaptive_voice_conversion")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -71,6 +99,8 @@ def main() -> None:
         rtf = seconds / args.seconds
         verdict = "" if target is None else f"  target >= {target}x: {'met' if 1 / rtf >= target else 'NOT met'}"
         print(f"{name:28s} RTF {rtf:.4f}  = {1 / rtf:7.1f}x real time{verdict}")
+    if args.official:
+        acoustic_vs_official(args.official, bundle.model, mel, speaker, args.repeats)
 
 
 if __name__ == "__main__":

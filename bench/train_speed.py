@@ -141,37 +141,46 @@ class OurStep:
         return metrics
 
 
+def official_solver(folder: Path, n_mels: int = 80):
+    """The official AdaIN-VC `Solver` (imported from the user's checkout `folder`) with its `AE` and Adam built
+    from its config.yaml at `n_mels` bands; no data, no logger."""
+    import contextlib
+    import io
+    import types
+
+    import yaml
+
+    folder = Path(folder)
+    if not (folder / "solver.py").is_file() or not (folder / "model.py").is_file():
+        raise SystemExit(f"{folder} is not a checkout of jjery2243542/adaptive_voice_conversion "
+                         "(no solver.py / model.py).")
+    for name in ("tensorboardX", "editdistance"):  # logging-only imports of its utils.py
+        try:
+            __import__(name)
+        except ImportError:
+            stub = types.ModuleType(name)
+            stub.SummaryWriter = lambda *a, **k: None
+            sys.modules[name] = stub
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+    from solver import Solver  # noqa: E402 - the official code, from the user's checkout
+
+    config = yaml.safe_load((folder / "config.yaml").read_text())
+    config["SpeakerEncoder"]["c_in"] = config["ContentEncoder"]["c_in"] = n_mels
+    config["Decoder"]["c_out"] = n_mels
+    solver = Solver.__new__(Solver)
+    solver.config, solver.args = config, argparse.Namespace()
+    with contextlib.redirect_stdout(io.StringIO()):
+        solver.build_model()
+    return solver
+
+
 class OfficialStep:
     """The official AdaIN-VC `Solver.ae_step` (unmodified, imported from `folder`), on our batches."""
 
     def __init__(self, folder: Path, batches: OurStep, n_mels: int = 80):
-        import contextlib
-        import io
-        import types
-
-        import yaml
-
-        folder = Path(folder)
-        if not (folder / "solver.py").is_file() or not (folder / "model.py").is_file():
-            raise SystemExit(f"{folder} is not a checkout of jjery2243542/adaptive_voice_conversion "
-                             "(no solver.py / model.py).")
-        for name in ("tensorboardX", "editdistance"):  # logging-only imports of its utils.py
-            try:
-                __import__(name)
-            except ImportError:
-                stub = types.ModuleType(name)
-                stub.SummaryWriter = lambda *a, **k: None
-                sys.modules[name] = stub
-        sys.path.insert(0, str(folder))
-        from solver import Solver  # noqa: E402 - the official code, from the user's checkout
-
-        config = yaml.safe_load((folder / "config.yaml").read_text())
-        config["SpeakerEncoder"]["c_in"] = config["ContentEncoder"]["c_in"] = n_mels
-        config["Decoder"]["c_out"] = n_mels
-        self.solver = Solver.__new__(Solver)
-        self.solver.config, self.solver.args = config, argparse.Namespace()
-        with contextlib.redirect_stdout(io.StringIO()):
-            self.solver.build_model()
+        self.solver = official_solver(folder, n_mels)
+        config = self.solver.config
         self.params = sum(p.numel() for p in self.solver.model.parameters())
         self.lambda_kl = config["lambda"]["lambda_kl"] / config["annealing_iters"]
         self.ours = batches
