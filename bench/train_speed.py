@@ -202,6 +202,8 @@ def rounds(steps: dict, n_rounds: int, n_steps: int, warmup: int = 3) -> dict[st
             for _ in range(n_steps):
                 step()
             out[name].append(n_steps / (time.perf_counter() - start))
+        print("round: " + ", ".join(f"{name} {values[-1]:.2f}" for name, values in out.items()) + " steps/s",
+              flush=True)
     return out
 
 
