@@ -43,7 +43,7 @@ def main() -> None:
 
     from vc_app.bundle import default_checkpoint, load_bundle, save_bundle
     from vc_app.config import MelConfig, ModelConfig
-    from vc_app.convert import VoiceConverter
+    from vc_app.converter import VoiceConverter
     from vc_app.mel import mel_spectrogram
     from vc_app.models import AdaINVC
     from vc_app.vocoders import load_vocoder

@@ -4,7 +4,8 @@
     python -m vc_app.recipe manifests --corpus data/corpus.csv --out data/ [--unseen a,b | --n-unseen N] [--seed S]
     python -m vc_app.recipe features  --manifests data/ --out feats/ [--workers N]
     python -m vc_app.recipe evaluate  --checkpoint exp/adain --features feats/unseen --out heldout.json
-    python -m vc_app.recipe pairs     --manifest data/unseen.csv --out pairs.csv [--speakers A,B] [--pairs-per-speaker N]
+    python -m vc_app.recipe pairs     --manifest data/unseen.csv --out pairs.csv [--speakers A,B]
+                                      [--pairs-per-speaker N]
     python -m vc_app.recipe export    --checkpoint exp/adain --out bundle/ [--metrics heldout.json]
                                       [--half] [--push-to-hub REPO]
 
@@ -20,7 +21,7 @@ import json
 import sys
 from pathlib import Path
 
-from vc_app.errors import VcAppError
+from vc_app.errors import VcAppError, add_debug_option, run_entry_point
 
 SPLITS = ("train", "valid", "unseen")
 CORPUS, SPEAKERS = "corpus.csv", "speakers.json"
@@ -124,16 +125,15 @@ def stage_evaluate(args: argparse.Namespace) -> None:
     """Stage 4: reconstruction and conversion losses on the held-out (unseen) speakers."""
     from vc_app.bundle import load_bundle
     from vc_app.features import FeatureCache
-    from vc_app.train.heldout import heldout_losses
-
     from vc_app.train.checkpoints import resolve_checkpoint
+    from vc_app.train.heldout import heldout_losses
 
     checkpoint = resolve_checkpoint(args.checkpoint)
     bundle = load_bundle(checkpoint)
     metrics = heldout_losses(bundle.model, FeatureCache.open(args.features), n_pairs=args.n_pairs,
                              max_frames=args.max_frames, seed=args.seed)
     metrics["checkpoint"] = str(checkpoint)
-    metrics["steps"] = bundle.config.get("training", {}).get("steps")
+    metrics["steps"] = bundle.training_steps
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(metrics, indent=1) + "\n")
@@ -146,26 +146,17 @@ def stage_pairs(args: argparse.Namespace) -> None:
     Every ordered pair of distinct speakers (optionally only `--speakers`) gets `--pairs-per-speaker`
     source clips, each with `--targets` clips of the target speaker saying other sentences; when the
     corpus is parallel (same text, or same file name as in VCC and ARCTIC) the target speaker's clip of
-    the source's sentence is the reference for MCD (`vc_app.evaluate.pairs.speaker_pairs`).
+    the source's sentence is the reference for MCD (`vc_app.pairs.speaker_pairs`).
     """
     from vc_app.corpus import read_manifest
-    from vc_app.evaluate.pairs import speaker_pairs, write_pairs
+    from vc_app.pairs import by_speaker, speaker_pairs, write_pairs
 
-    by_speaker: dict[str, list] = {}
-    for u in sorted(read_manifest(args.manifest), key=lambda u: u.path):
-        by_speaker.setdefault(u.speaker, []).append(u)
-    chosen, excluded = _names(args.speakers), set(_names(args.exclude_speakers))
-    unknown = [s for s in chosen if s not in by_speaker]
-    if unknown:
-        raise VcAppError(f"Speaker(s) {', '.join(unknown)} are not in {args.manifest} "
-                         f"(it has {', '.join(sorted(by_speaker))}).")
-    by_speaker = {s: u for s, u in by_speaker.items() if (not chosen or s in chosen) and s not in excluded}
-    if len(by_speaker) < 2:
-        raise VcAppError(f"{args.manifest} needs at least two speakers to make conversion pairs.")
-    pairs = speaker_pairs(by_speaker, pairs_per_speaker=args.pairs_per_speaker, target_clips=args.targets,
+    groups = by_speaker(read_manifest(args.manifest), speakers=_names(args.speakers) or None,
+                        exclude=_names(args.exclude_speakers), where=args.manifest)
+    pairs = speaker_pairs(groups, pairs_per_speaker=args.pairs_per_speaker, target_clips=args.targets,
                           seed=args.seed, where=args.manifest)
     write_pairs(args.out, pairs)
-    print(f"{len(pairs)} pairs among {len(by_speaker)} speakers ({sum(bool(p.reference) for p in pairs)} with a "
+    print(f"{len(pairs)} pairs among {len(groups)} speakers ({sum(bool(p.reference) for p in pairs)} with a "
           f"parallel reference) -> {args.out}")
 
 
@@ -187,7 +178,7 @@ def stage_export(args: argparse.Namespace) -> None:
                                                                      reports, args.note)
     if args.paths_relative_to:
         card = relative_paths(card, Path(args.paths_relative_to))
-    save_bundle(bundle.model, bundle.mel, out, training=bundle.config.get("training"), card=card, half=args.half)
+    save_bundle(bundle.model, bundle.mel, out, training=bundle.training, card=card, half=args.half)
     print(f"exported {checkpoint} -> {out}")
     if args.push_to_hub:
         from huggingface_hub import HfApi
@@ -262,6 +253,7 @@ def _without_plots(lines: list[str]) -> list[str]:
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m vc_app.recipe", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_debug_option(parser)
     sub = parser.add_subparsers(dest="stage", required=True)
     p = sub.add_parser("prepare", help="stage 0: scan a corpus into data/corpus.csv")
     p.add_argument("--corpus-type", choices=("folder", "vctk"), default="folder")
@@ -325,12 +317,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
-    try:
-        args.func(args)
-    except VcAppError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    return 0
+    return run_entry_point("python -m vc_app.recipe", lambda: args.func(args), debug=args.debug)
 
 
 if __name__ == "__main__":

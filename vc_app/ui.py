@@ -22,10 +22,20 @@ import time
 import weakref
 from pathlib import Path
 
-from vc_app.convert import VoiceConverter
+from vc_app.converter import VoiceConverter
 from vc_app.errors import VcAppError
-from vc_app.ui_service import (WARM_UP_NAME, Analysis, ConversionService, ConverterPool, UiLimits, VoiceExists,
-                               default_concurrency, share_threads, similarity_available, write_warm_up_clip)
+from vc_app.ui_service import (
+    WARM_UP_NAME,
+    Analysis,
+    ConversionService,
+    ConverterPool,
+    UiLimits,
+    VoiceExists,
+    default_concurrency,
+    share_threads,
+    similarity_available,
+    write_warm_up_clip,
+)
 
 log = logging.getLogger(__name__)
 

@@ -15,12 +15,13 @@ import numpy as np
 import torch
 
 from vc_app.audio import load_audio, prepare_clip, write_audio
+from vc_app.converter import Converter
 from vc_app.errors import VcAppError
 from vc_app.evaluate.intelligibility import RECOGNISER_RATE, Recognizer, WordErrors, word_errors
 from vc_app.evaluate.mcd import mel_cepstral_distortion
-from vc_app.evaluate.pairs import Pair
 from vc_app.evaluate.probe import speaker_probe, utterance_codes
 from vc_app.evaluate.similarity import SpeakerSimilarity, cosine
+from vc_app.pairs import Pair
 from vc_app.voice import is_voice_path
 
 NAN = float("nan")
@@ -71,7 +72,7 @@ class Tools:
     transcripts: dict[str, str] = field(default_factory=dict)  # source path -> recognised words
 
 
-def measure_pair(converter, tools: Tools, pair: Pair, audio_path: Path | None) -> PairResult:
+def measure_pair(converter: Converter, tools: Tools, pair: Pair, audio_path: Path | None) -> PairResult:
     """Convert one pair (timed) and measure similarity, WER and MCD."""
     result = PairResult(pair)
     rate = converter.sample_rate
@@ -116,7 +117,7 @@ def audio_name(n: int, pair: Pair) -> str:
     return f"{n:04d}_" + "_".join(_file_safe(p) for p in parts) + ".wav"
 
 
-def convert_and_measure(converter, tools: Tools, pairs: list[Pair], out: Path, *, keep_audio: bool,
+def convert_and_measure(converter: Converter, tools: Tools, pairs: list[Pair], out: Path, *, keep_audio: bool,
                         progress: bool) -> list[PairResult]:
     """Measure every pair; a pair that fails (e.g. a silent clip) is recorded with its error and skipped."""
     from tqdm import tqdm
@@ -140,7 +141,7 @@ def convert_and_measure(converter, tools: Tools, pairs: list[Pair], out: Path, *
     return results
 
 
-def run_probes(converter, clips: list[tuple[str, str]], *, seed: int) -> Probes | None:
+def run_probes(converter: Converter, clips: list[tuple[str, str]], *, seed: int) -> Probes | None:
     """Probe time-averaged content codes and speaker vectors of (path, speaker) clips; None if there are none.
 
     Clips that cannot be analysed (silent, too short) are skipped and counted.
@@ -173,14 +174,15 @@ def pair_clips(pairs: list[Pair]) -> list[tuple[str, str]]:
     return sorted(seen.items(), key=lambda item: (item[1], item[0]))
 
 
-def evaluate(pairs: list[Pair], converter, out: str | Path, *, probe_clips: list[tuple[str, str]] | None = None,
-             keep_audio: bool = False, seed: int = 0, similarity_device: str = "cpu",
+def evaluate(pairs: list[Pair], converter: Converter, out: str | Path, *,
+             probe_clips: list[tuple[str, str]] | None = None, keep_audio: bool = False, seed: int = 0,
+             similarity_device: str = "cpu",
              progress: bool = True, run_info: dict | None = None) -> dict:
     """Run the whole protocol and write per_pair.csv, summary.json, report.md and plots into `out`.
 
     Args:
         pairs: what to convert and measure.
-        converter: a `vc_app.convert.VoiceConverter` (built once by the caller).
+        converter: a `vc_app.converter.VoiceConverter` (built once by the caller).
         probe_clips: (path, speaker) clips for the disentanglement probes; default: every clip of `pairs`.
         keep_audio: also write the converted clips to `out/audio/`.
         run_info: what produced the run (checkpoint, vocoder, command), stored in the summary.

@@ -100,7 +100,8 @@ def evaluate_bars(summary: dict) -> list[Bar]:
     probe_bar = ("content-probe accuracy / speaker-probe accuracy", f"<= {MAX_CONTENT_TO_SPEAKER_PROBE:g}")
     if _probes_enough(dis):
         content, speaker = dis["content_probe"]["accuracy"], dis["speaker_probe"]["accuracy"]
-        bars.append(Bar(probe_bar[0], content / speaker, probe_bar[1], content <= MAX_CONTENT_TO_SPEAKER_PROBE * speaker))
+        met = content <= MAX_CONTENT_TO_SPEAKER_PROBE * speaker
+        bars.append(Bar(probe_bar[0], content / speaker, probe_bar[1], met))
     else:
         bars.append(Bar(probe_bar[0], None, probe_bar[1], None, TOO_FEW_CLIPS))
     return bars

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from vc_app.audio import load_audio, peak_normalize, trim_silence, write_audio
-from vc_app.errors import VcAppError
+from vc_app.errors import VcAppError, add_debug_option, run_entry_point
 from vc_app.examples import CLIPS, EXAMPLES_DIR, Clip
 
 SAMPLE_RATE = 22050
@@ -56,15 +56,15 @@ def make_clip(clip: Clip, out_dir: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=EXAMPLES_DIR, help="where to write (default: the package folder)")
+    add_debug_option(parser)
     args = parser.parse_args(argv)
-    try:
+
+    def make_all() -> None:
         for clip in CLIPS:
             path = make_clip(clip, args.out)
             print(f"{path}  {path.stat().st_size / 1024:.0f} KiB  ({clip.voice}: {clip.text})")
-    except VcAppError as err:
-        print(f"make_examples: error: {err}", file=sys.stderr)
-        return 1
-    return 0
+
+    return run_entry_point("make_examples", make_all, debug=args.debug)
 
 
 if __name__ == "__main__":

@@ -18,8 +18,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from vc_app.config import ModelConfig
-from vc_app.models.blocks import (AdaIN, ConvBank, ConvBlock, DenseBlock, InstanceNorm, SameConv1d,
-                                  activation, pixel_shuffle_1d)
+from vc_app.models.blocks import (
+    AdaIN,
+    ConvBank,
+    ConvBlock,
+    DenseBlock,
+    InstanceNorm,
+    SameConv1d,
+    activation,
+    pixel_shuffle_1d,
+)
 from vc_app.models.vq import VectorQuantizer, VQOutput
 
 

@@ -166,7 +166,7 @@ def init_from_bundle(model: AdaINVC, cfg: TrainConfig) -> dict:
     if differences:
         raise VcAppError(f"run.init_from {spec} does not fit this run's config: {'; '.join(differences)}.")
     model.load_state_dict({k: v.float() for k, v in bundle.model.state_dict().items()}, strict=True)
-    training = bundle.config.get("training", {})
+    training = bundle.training
     return {"init_from": str(spec), "init_steps": int(training.get("total_steps", training.get("steps", 0)) or 0)}
 
 

@@ -25,8 +25,7 @@ from torch import nn
 from vc_app.config import MelConfig
 from vc_app.errors import VcAppError
 from vc_app.vocoders.generator import MRFConfig, MRFGenerator, mrf_config_from_dict, plain_conv
-from vc_app.vocoders.neural import (NeuralVocoder, TrainedMel, check_mel, config_json_errors,
-                                    trained_mel_from_json)
+from vc_app.vocoders.neural import NeuralVocoder, TrainedMel, check_mel, config_json_errors, trained_mel_from_json
 from vc_app.vocoders.weights import load_generator, read_state_dict
 
 CONFIG, WEIGHTS = "config.json", "bigvgan_generator.pt"

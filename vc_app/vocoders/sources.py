@@ -2,7 +2,7 @@
 
 The argument of `hifigan:ARG` / `bigvgan:ARG` is a folder, or a hub repo id
 with an optional revision (`org/name@<commit>`); empty means the family's
-default repo at its pinned revision. A folder or repo holds one of the known
+default repo at its default revision (`DEFAULT_REVISIONS`). A folder or repo holds one of the known
 file layouts (`LAYOUTS`); the one found decides how the files are read.
 """
 
@@ -13,15 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vc_app.errors import VcAppError
+from vc_app.hub import is_hub_repo_id
 
 HUB_DEFAULTS = {
     "hifigan": "speechbrain/tts-hifigan-libritts-22050Hz",
     "bigvgan": "nvidia/bigvgan_v2_22khz_80band_fmax8k_256x",
 }
-# The revision each default repo is fetched at. The commit hashes of these repos could not be looked up
-# where this was written, so they follow "main"; put a 40-hex commit here (or pass `org/name@<commit>`) to pin.
-PINNED_REVISIONS = {repo: "main" for repo in HUB_DEFAULTS.values()}
-HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
+# The revision each default repo is fetched at: its "main" branch, not a pinned commit (the repos' commit
+# hashes could not be looked up where this was written). To pin one, pass `org/name@<40-hex commit>`.
+DEFAULT_REVISIONS = {repo: "main" for repo in HUB_DEFAULTS.values()}
 JIK876_GENERATOR = re.compile(r"g_(\d+)")
 
 
@@ -70,10 +70,10 @@ def parse_source(family: str, argument: str) -> VocoderSource:
     if folder.is_dir():
         return VocoderSource(family, spec, folder=folder)
     repo_id, _, revision = argument.partition("@")
-    if not HUB_ID.fullmatch(repo_id) or repo_id.startswith((".", "-")) or (revision == "" and "@" in argument):
+    if not is_hub_repo_id(repo_id) or (revision == "" and "@" in argument):
         raise VcAppError(f"Vocoder {spec}: {argument!r} is neither an existing folder nor a hub repo id "
                          f"(org/name, optionally @revision).")
-    return VocoderSource(family, spec, repo_id=repo_id, revision=revision or PINNED_REVISIONS.get(repo_id, "main"))
+    return VocoderSource(family, spec, repo_id=repo_id, revision=revision or DEFAULT_REVISIONS.get(repo_id, "main"))
 
 
 def find_layout(family: str, names: list[str]) -> tuple[Layout, dict[str, str]] | None:
