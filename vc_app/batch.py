@@ -26,6 +26,8 @@ from vc_app.paths import TEMP_SUFFIX, write_csv
 from vc_app.voice import Voice
 
 if TYPE_CHECKING:
+    import torch
+
     from vc_app.converter import Converter
 
 FAILURES_FILE = "failures.csv"
@@ -292,7 +294,7 @@ class _JobConverter:
                  bar):
         self.converter, self.result, self.bar = converter, result, bar
         self.keep_rate, self.overwrite, self.batch_size = keep_rate, overwrite, max(1, batch_size)
-        self.speakers: dict[tuple[Path, ...], object] = {}
+        self.speakers: dict[tuple[Path | Voice, ...], torch.Tensor] = {}
         self.waiting: list[tuple[Job, object, int]] = []
 
     def add(self, job: Job, decoded: tuple) -> None:
@@ -331,7 +333,7 @@ class _JobConverter:
         for (job, _, rate), out in zip(batch, outs):
             self._finish(job, lambda out=out: out, rate)
 
-    def _speaker(self, targets: tuple[Path, ...]):
+    def _speaker(self, targets: tuple[Path | Voice, ...]) -> torch.Tensor:
         if targets not in self.speakers:
             self.speakers[targets] = self.converter.speaker_vector(list(targets))
         return self.speakers[targets]

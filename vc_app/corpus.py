@@ -53,7 +53,7 @@ def find_audio_files(root: str | os.PathLike, extensions: tuple[str, ...] = AUDI
                 stat = entry.stat() if is_dir else None
             except OSError:
                 is_dir = is_file = False
-            key = (stat.st_dev, stat.st_ino) if is_dir else None
+            key = (stat.st_dev, stat.st_ino) if is_dir and stat is not None else (0, 0)
             if is_dir and key in above:
                 say(f"skipped {path}: a link back to a folder above it")
             elif is_dir:

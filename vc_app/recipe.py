@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 from vc_app.errors import VcAppError, add_debug_option, run_entry_point
+from vc_app.paths import atomic_write
 
 SPLITS = ("train", "valid", "unseen")
 CORPUS, SPEAKERS = "corpus.csv", "speakers.json"
@@ -132,11 +133,10 @@ def stage_evaluate(args: argparse.Namespace) -> None:
     bundle = load_bundle(checkpoint)
     metrics = heldout_losses(bundle.model, FeatureCache.open(args.features), n_pairs=args.n_pairs,
                              max_frames=args.max_frames, seed=args.seed)
-    metrics["checkpoint"] = str(checkpoint)
-    metrics["steps"] = bundle.training_steps
+    report = {**metrics, "checkpoint": str(checkpoint), "steps": bundle.training_steps}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(metrics, indent=1) + "\n")
+    atomic_write(out, lambda tmp: tmp.write_text(json.dumps(report, indent=1) + "\n"))
     print(" ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float)) + f" -> {out}")
 
 
@@ -168,7 +168,7 @@ def stage_export(args: argparse.Namespace) -> None:
     checkpoint = resolve_checkpoint(args.checkpoint)
     bundle = load_bundle(checkpoint)
     metrics = json.loads(Path(args.metrics).read_text()) if args.metrics and Path(args.metrics).is_file() else None
-    reports = {}
+    reports: dict[str, str] = {}
     for item in args.report or []:
         title, sep, path = item.rpartition("=") if "=" in item else ("", "", item)
         if Path(path).is_file():

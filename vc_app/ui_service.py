@@ -403,10 +403,11 @@ class ConversionService:
 
     def delete_voice(self, name: str | None) -> str:
         """Delete the saved voice `name`; returns what was done."""
-        if not (name or "").strip():
+        name = (name or "").strip()
+        if not name:
             raise VcAppError("Pick the saved voice to delete first.")
         self.voices.delete(check_voice_name(name))
-        return f"Deleted the voice **{name.strip()}**."
+        return f"Deleted the voice **{name}**."
 
     def sweep(self, older_than: float | None = None) -> int:
         """Delete result folders older than `older_than` seconds (default: the limit); returns how many."""
@@ -433,14 +434,16 @@ class ConversionService:
             converted = load_audio(conversion.output, rate)
         except VcAppError as err:
             raise VcAppError(_without_paths(str(err), [conversion.source, *conversion.targets])) from None
+        target_picture: tuple[str, np.ndarray | None]
         if targets:
             n, target = len(targets), torch.cat(targets)
             target_picture = (f"Target ({n} clip{'s' * (n > 1)}, {_seconds(target, rate)})",
                               mel_picture(target, conversion.mel))
         else:  # a saved voice keeps no audio to draw
             target_picture = (f"Target: saved voice {' + '.join(v.name for v, _ in conversion.voices)}", None)
-        pictures = [(f"Source ({_seconds(source, rate)})", mel_picture(source, conversion.mel)), target_picture,
-                    (f"Converted ({_seconds(converted, rate)})", mel_picture(converted, conversion.mel))]
+        pictures: list[tuple[str, np.ndarray | None]] = [
+            (f"Source ({_seconds(source, rate)})", mel_picture(source, conversion.mel)), target_picture,
+            (f"Converted ({_seconds(converted, rate)})", mel_picture(converted, conversion.mel))]
         if not similarity_available():
             return Analysis(pictures, note=SIMILARITY_HELP)
         report(0.5, "Measuring speaker similarity")

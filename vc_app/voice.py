@@ -349,7 +349,7 @@ class VoiceLibrary:
 
 def list_voices(folder: str | os.PathLike) -> list[tuple[Path, dict[str, Any] | str]]:
     """Every `*.voice` file in `folder`: (path, metadata) or (path, the sentence saying why it is unreadable)."""
-    found = []
+    found: list[tuple[Path, dict[str, Any] | str]] = []
     for path in sorted(Path(folder).glob(f"*{VOICE_SUFFIX}"), key=lambda p: p.name.casefold()):
         if path.name.startswith("."):
             continue  # a temp file of a save in progress
@@ -430,7 +430,12 @@ def blend(voices: Sequence[Voice], weights: Sequence[float], *, name: str | None
         if voice.model_sha256 != first.model_sha256 or voice.mel != first.mel:
             raise VcAppError(f"The voices {first.name!r} and {voice.name!r} were made with different models "
                              f"({first.model} and {voice.model}); only voices of one model can be blended.")
-    vector = kept[0][0].vector.clone() if len(kept) == 1 else sum(w * v.vector for v, w in kept)
+    if len(kept) == 1:
+        vector = kept[0][0].vector.clone()
+    else:  # sum_i w_i s_i, in the order given
+        vector = kept[0][1] * kept[0][0].vector
+        for voice, weight in kept[1:]:
+            vector = vector + weight * voice.vector
     mix = tuple((v.name, w) for v, w in kept)
     label = name or (first.name if len(kept) == 1 else " + ".join(f"{100 * w:.0f}% {v.name}" for v, w in kept))
     return Voice(name=label, vector=vector, model=first.model, model_sha256=first.model_sha256, mel=first.mel,

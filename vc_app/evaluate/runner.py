@@ -158,9 +158,9 @@ def run_probes(converter: Converter, clips: list[tuple[str, str]], *, seed: int)
         labels.append(speaker)
     if not labels:
         return None
-    content, speaker = np.stack(contents), np.stack(speakers)
-    return Probes(speaker_probe(content, labels, seed=seed), speaker_probe(speaker, labels, seed=seed),
-                  speaker, content, labels, skipped)
+    content_codes, speaker_vectors = np.stack(contents), np.stack(speakers)
+    return Probes(speaker_probe(content_codes, labels, seed=seed), speaker_probe(speaker_vectors, labels, seed=seed),
+                  speaker_vectors, content_codes, labels, skipped)
 
 
 def pair_clips(pairs: list[Pair]) -> list[tuple[str, str]]:

@@ -138,5 +138,4 @@ def summarize(results, probes, info: dict) -> dict:
         "disentanglement": disentanglement_summary(probes),
         "speed": speed_summary(ok),
     }
-    summary["bars"] = [bar.to_dict() for bar in evaluate_bars(summary)]
-    return _clean(summary)
+    return _clean({**summary, "bars": [bar.to_dict() for bar in evaluate_bars(summary)]})

@@ -153,6 +153,9 @@ class AdaINVCOutput:
 class AdaINVC(nn.Module):
     """The whole voice-conversion model. Public methods take and return raw log-mels."""
 
+    mel_mean: torch.Tensor  # (n_mels,) buffers: the training data's per-band statistics
+    mel_std: torch.Tensor
+
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg

@@ -32,6 +32,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -84,7 +85,7 @@ class TrainState:
     @property
     def core(self) -> AdaINVC:
         """The AdaINVC without its DDP wrapper."""
-        return unwrap(self.model)
+        return cast(AdaINVC, unwrap(self.model))
 
 
 @dataclass
@@ -122,12 +123,13 @@ def build_state(cfg: TrainConfig, cache: FeatureCache, dist: Dist) -> TrainState
     """
     _check_loss_weights(cfg)
     torch.manual_seed(cfg.seed)
-    model = AdaINVC(cfg.model)
-    model.set_mel_stats(torch.from_numpy(cache.mean), torch.from_numpy(cache.std))
-    origin = init_from_bundle(model, cfg) if cfg.run.init_from else {}
-    model.to(dist.device)
+    core = AdaINVC(cfg.model)
+    core.set_mel_stats(torch.from_numpy(cache.mean), torch.from_numpy(cache.std))
+    origin = init_from_bundle(core, cfg) if cfg.run.init_from else {}
+    model: torch.nn.Module = core.to(dist.device)
     speakers = sorted(set(cache.speakers))
-    classifier = cls_opt = None
+    classifier: torch.nn.Module | None = None
+    cls_opt: torch.optim.Optimizer | None = None
     if cfg.adversary.enabled:
         classifier = SpeakerClassifier(cfg.model.c_content, cfg.adversary.c_h, len(speakers),
                                        n_layers=cfg.adversary.n_layers).to(dist.device)
@@ -139,7 +141,7 @@ def build_state(cfg: TrainConfig, cache: FeatureCache, dist: Dist) -> TrainState
             classifier = torch.nn.parallel.DistributedDataParallel(classifier, device_ids=ids)
     o = cfg.optim
     # The fused kernel does the whole update in one pass (about 4 % of a CPU step saved); same arithmetic.
-    optimizer = torch.optim.Adam(model.parameters(), lr=o.lr, betas=tuple(o.betas), amsgrad=o.amsgrad,
+    optimizer = torch.optim.Adam(model.parameters(), lr=o.lr, betas=(o.betas[0], o.betas[1]), amsgrad=o.amsgrad,
                                  weight_decay=o.weight_decay, fused=dist.device.type in ("cpu", "cuda"))
     scaler = torch.amp.GradScaler("cuda") if cfg.run.amp == "fp16" and dist.device.type == "cuda" else None
     torch.manual_seed(cfg.seed + dist.rank)
@@ -275,6 +277,7 @@ def adversarial_term(classifier: torch.nn.Module, content: torch.Tensor) -> torc
 
 def classifier_step(state: TrainState, content: torch.Tensor, speaker: torch.Tensor) -> dict[str, float]:
     """One float32 update of the SpeakerClassifier on detached content codes (B, C, T'); speaker: (B,)."""
+    assert state.classifier is not None and state.cls_optimizer is not None, "the adversary is off"
     logits = state.classifier(content.detach().float())
     loss = F.cross_entropy(logits, speaker)
     state.cls_optimizer.zero_grad(set_to_none=True)
@@ -306,7 +309,7 @@ def train_step(state: TrainState, batch: Batch) -> dict[str, float]:
             terms["adv"] = adversarial_term(state.classifier, out.content)
     _check_finite(terms, state.step + 1)
     weights = term_weights(cfg, state.total_step)
-    total = sum(weights[k] * terms[k].float() for k in terms)
+    total = cast(torch.Tensor, sum(weights[k] * terms[k].float() for k in terms))
     state.optimizer.zero_grad(set_to_none=True)
     if state.scaler is not None:
         state.scaler.scale(total).backward()
@@ -389,7 +392,7 @@ def save_checkpoint(state: TrainState, folder: str | os.PathLike, data_summary: 
              "speakers": state.speakers}
     if state.scaler is not None:
         extra["scaler"] = state.scaler.state_dict()
-    if state.classifier is not None:
+    if state.classifier is not None and state.cls_optimizer is not None:
         extra["classifier"] = unwrap(state.classifier).state_dict()
         extra["cls_optimizer"] = state.cls_optimizer.state_dict()
     torch.save(extra, tmp / STATE_FILE)
@@ -427,7 +430,7 @@ def load_checkpoint(state: TrainState, ckpt: Path, rank: int = 0) -> None:
         torch.cuda.set_rng_state(own["cuda"])
     if state.scaler is not None and "scaler" in extra:
         state.scaler.load_state_dict(extra["scaler"])
-    if state.classifier is not None:
+    if state.classifier is not None and state.cls_optimizer is not None:
         if "classifier" not in extra:
             raise VcAppError(f"{ckpt} was trained without the adversary; it cannot resume a run that has one.")
         unwrap(state.classifier).load_state_dict(extra["classifier"])

@@ -85,6 +85,8 @@ def kaiser_sinc_filter(cutoff: float, half_width: float, taps: int) -> torch.Ten
 class UpSample1d(nn.Module):
     """Upsample by `ratio` with a windowed-sinc interpolation filter. x: (B, C, L) -> (B, C, ratio * L)."""
 
+    filter: torch.Tensor  # a buffer: the low-pass taps
+
     def __init__(self, ratio: int = 2, taps: int = FILTER_TAPS):
         super().__init__()
         self.ratio = ratio
@@ -103,6 +105,8 @@ class UpSample1d(nn.Module):
 
 class LowPassFilter1d(nn.Module):
     """Low-pass (replicate-padded) then keep every `stride`-th sample. x: (B, C, L) -> (B, C, L / stride)."""
+
+    filter: torch.Tensor  # a buffer: the low-pass taps
 
     def __init__(self, cutoff: float, half_width: float, stride: int, taps: int = FILTER_TAPS):
         super().__init__()

@@ -108,20 +108,20 @@ def fetch(source: VocoderSource) -> tuple[Layout, dict[str, Path]]:
         if found is None:
             raise VcAppError(f"The folder {source.folder} holds no {source.family} vocoder: it needs "
                              f"{_expected(source.family)}.")
-        layout, names = found
-        return layout, {role: source.folder / name for role, name in names.items()}
+        layout, roles = found
+        return layout, {role: source.folder / name for role, name in roles.items()}
     if len(LAYOUTS[source.family]) == 1:  # fixed file names: no need to list the repo
-        layout = LAYOUTS[source.family][0]
-        names = [layout.config, layout.weights]
+        only = LAYOUTS[source.family][0]
+        names = [only.config, only.weights]
     else:
         names = hub_files(source.repo_id, revision=source.revision, what="vocoder", hint=source.download_hint)
     found = find_layout(source.family, names)
     if found is None:
         raise VcAppError(f"The hub repository {source.repo_id} holds no {source.family} vocoder: it needs "
                          f"{_expected(source.family)}.")
-    layout, names = found
+    layout, roles = found
     return layout, {role: hub_download(source.repo_id, name, revision=source.revision, what="vocoder",
-                                       hint=source.download_hint) for role, name in names.items()}
+                                       hint=source.download_hint) for role, name in roles.items()}
 
 
 def availability(source: VocoderSource) -> tuple[bool, str]:
