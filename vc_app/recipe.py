@@ -20,9 +20,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vc_app.errors import VcAppError, add_debug_option, run_entry_point
 from vc_app.paths import atomic_write
+
+if TYPE_CHECKING:
+    from vc_app.bundle import Bundle
 
 SPLITS = ("train", "valid", "unseen")
 CORPUS, SPEAKERS = "corpus.csv", "speakers.json"
@@ -174,7 +178,7 @@ def stage_export(args: argparse.Namespace) -> None:
         if Path(path).is_file():
             reports[title or f"Evaluation {len(reports) + 1}"] = Path(path).read_text()
     out = Path(args.out)
-    card = Path(args.card).read_text() if args.card else model_card(bundle.config, args.name or out.name, metrics,
+    card = Path(args.card).read_text() if args.card else model_card(bundle, args.name or out.name, metrics,
                                                                      reports, args.note)
     if args.paths_relative_to:
         card = relative_paths(card, Path(args.paths_relative_to))
@@ -202,25 +206,24 @@ def relative_paths(text: str, base: Path) -> str:
     return re.sub(r"(^|[\s`'\"=(,;])(/[^\s`'\",;)]+)", relative, text, flags=re.MULTILINE)
 
 
-def model_card(config: dict, name: str, metrics: dict | None, reports: dict[str, str] | None = None,
+def model_card(bundle: Bundle, name: str, metrics: dict | None, reports: dict[str, str] | None = None,
                note: str = "") -> str:
-    """A Markdown model card from a bundle config's training summary, the held-out losses (stage 4) and
+    """A Markdown model card from a bundle's training summary, the held-out losses (stage 4) and
     `vc-app evaluate` reports ({title: report.md text}; headings moved one level down, plots left out)."""
-    training = config.get("training", {})
-    cfg = training.get("config", {})
-    model, data = config.get("model", {}), cfg.get("data", {})
-    mel = config.get("mel", {})
-    hours = training.get("train_frames", 0) * mel.get("hop_length", 0) / mel.get("sample_rate", 1) / 3600
+    training, model, mel = bundle.training, bundle.model.cfg, bundle.mel
+    cfg = training.get("config", {})  # the training run's own config, as saved (a dict)
+    data = cfg.get("data", {})
+    hours = training.get("train_frames", 0) * mel.hop_length / mel.sample_rate / 3600
     lines = [f"# {name}: AdaIN-VC for vc_app", "",
              "One-shot voice conversion (Chou, Yeh & Lee 2019) trained with the vc_app recipes.", "",
              *([note, ""] if note else []),
              f"- steps: {training.get('steps', '?')}",
              f"- training data: {training.get('train_utterances', '?')} utterances of "
              f"{training.get('train_speakers', '?')} speakers ({hours:.2f} h)",
-             f"- bottleneck: {model.get('bottleneck', '?')}; adversary: "
-             f"{'on' if cfg.get('adversary', {}).get('enabled') else 'off'}; c_h {model.get('c_h')}, "
+             f"- bottleneck: {model.bottleneck}; adversary: "
+             f"{'on' if cfg.get('adversary', {}).get('enabled') else 'off'}; c_h {model.c_h}, "
              f"segment {data.get('segment_frames', '?')} frames, batch {data.get('batch_size', '?')}",
-             f"- mel: {mel.get('sample_rate')} Hz, {mel.get('n_mels')} bands, hop {mel.get('hop_length')} "
+             f"- mel: {mel.sample_rate} Hz, {mel.n_mels} bands, hop {mel.hop_length} "
              "(the HiFi-GAN / BigVGAN dialect)", ""]
     if metrics:
         lines += ["## Held-out speakers: training losses (recipe stage 4)", "",
