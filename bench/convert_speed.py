@@ -1,11 +1,16 @@
-"""Real-time factor of conversion on CPU: the acoustic model alone, and the full pipeline with Griffin-Lim.
+"""Real-time factor of conversion on CPU: the acoustic model, and the full pipeline with each vocoder, side by side.
 
     python bench/convert_speed.py [--checkpoint DIR] [--seconds 10] [--threads 2] [--repeats 3]
+                                  [--vocoder SPEC ...]
 
 RTF here = seconds of compute per second of audio (lower is faster); "x real time" = 1 / RTF.
-Targets (2 CPU threads, 10 s of speech): acoustic model >= 100x real time, full pipeline >= 15x.
-Uses the shipped checkpoint when present, else a randomly initialised model of the default size
-(speed does not depend on the weights).
+Pipelines (default): Griffin-Lim (32 it.) and HiFi-GAN universal (the default vocoder). Rounds are
+interleaved (acoustic, each pipeline, again...) so that other work on the machine slows all of them
+alike; medians are printed, and the ratio of each pipeline's time to the Griffin-Lim one.
+Targets (2 CPU threads, 10 s of speech): acoustic model >= 100x real time, full pipeline with Griffin-Lim
+>= 15x, with HiFi-GAN universal >= 2x. Uses the shipped checkpoint when present, else a randomly
+initialised model of the default size (speed does not depend on the weights). Each part is a function
+(Setup -> {name: callable}) in `parts` of `main`, so another comparison is one more function there.
 """
 
 from __future__ import annotations
@@ -15,21 +20,106 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+TARGETS = {"acoustic model": 100.0, "full pipeline (griffinlim:32)": 15.0, "full pipeline (hifigan:universal)": 2.0}
 
-def timed(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+
+@dataclass
+class Setup:
+    """What every part times: the bundle, 10 s of speech-like audio, its mel and a speaker vector."""
+
+    bundle: object
+    checkpoint: str
+    wav: torch.Tensor  # (N,) at the model's rate
+    mel: torch.Tensor  # (1, n_mels, T)
+    speaker: torch.Tensor  # (c_speaker,)
+    seconds: float
+
+
+def make_setup(checkpoint: str | None, seconds: float) -> Setup:
+    from vc_app.bundle import default_checkpoint, load_bundle, save_bundle
+    from vc_app.config import MelConfig, ModelConfig
+    from vc_app.mel import mel_spectrogram
+    from vc_app.models import AdaINVC
+
+    spec = checkpoint or default_checkpoint()
+    if not Path(spec).exists() and checkpoint is None:
+        spec = str(save_bundle(AdaINVC(ModelConfig()), MelConfig(), Path(tempfile.mkdtemp()) / "random"))
+        print("(no shipped checkpoint: timing a randomly initialised default-size model)")
+    bundle = load_bundle(spec)
+    sr = bundle.mel.sample_rate
+    t = torch.arange(int(seconds * sr)) / sr
+    wav = (0.3 * torch.sin(2 * torch.pi * 150 * t) * (1 + torch.sin(2 * torch.pi * 3 * t))).float()
+    wav += 0.01 * torch.randn_like(wav)
+    mel = mel_spectrogram(wav, bundle.mel).unsqueeze(0)
+    with torch.inference_mode():
+        speaker = bundle.model.speaker_from_clips([mel[0, :, : 5 * sr // bundle.mel.hop_length]])
+    return Setup(bundle, spec, wav, mel, speaker, seconds)
+
+
+def acoustic_part(setup: Setup) -> dict[str, Callable[[], object]]:
+    """The acoustic model alone: mel -> content -> AdaIN decoder -> mel."""
+    model, mel, speaker = setup.bundle.model, setup.mel, setup.speaker.unsqueeze(0)
+
+    def run():
+        with torch.inference_mode():
+            return model.convert(mel, speaker)
+
+    return {"acoustic model": run}
+
+
+def pipeline_part(spec: str) -> Callable[[Setup], dict[str, Callable[[], object]]]:
+    """The vocoder `spec` alone on the source mel, and the full pipeline (`VoiceConverter.convert`) with it."""
+
+    def part(setup: Setup) -> dict[str, Callable[[], object]]:
+        from vc_app.converter import VoiceConverter
+        from vc_app.vocoders import load_vocoder
+
+        vocoder = load_vocoder(spec, setup.bundle.mel)
+        converter = VoiceConverter(setup.bundle, vocoder)
+        backend = getattr(vocoder, "backend", "")
+        print(f"{vocoder.name}: {backend or 'no weights'}")
+
+        def vocode():
+            with torch.inference_mode():
+                return vocoder(setup.mel)
+
+        return {f"{vocoder.name} alone": vocode,
+                f"full pipeline ({vocoder.name})": lambda: converter.convert(setup.wav, speaker=setup.speaker)}
+
+    return part
+
+
+def time_interleaved(calls: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median seconds per call of each function, timed in interleaved rounds after one warm-up each."""
+    for fn in calls.values():
         fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(repeats):
+        for name, fn in calls.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def report(medians: dict[str, float], seconds: float, baseline: str | None) -> None:
+    base = medians.get(baseline) if baseline else None
+    for name, spent in medians.items():
+        rtf = spent / seconds
+        line = f"{name:36s} RTF {rtf:.4f} = {1 / rtf:7.2f}x real time"
+        if base and name.startswith("full pipeline"):
+            line += f"   {spent / base:5.2f}x the Griffin-Lim pipeline's time"
+        if name in TARGETS:
+            line += f"   target >= {TARGETS[name]:g}x: {'met' if 1 / rtf >= TARGETS[name] else 'NOT met'}"
+        print(line)
 
 
 def main() -> None:
@@ -38,39 +128,19 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--vocoder", action="append", metavar="SPEC",
+                        help="pipelines to time (repeatable; default: griffinlim:32 and hifigan:universal)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    from vc_app.bundle import default_checkpoint, load_bundle, save_bundle
-    from vc_app.config import MelConfig, ModelConfig
-    from vc_app.converter import VoiceConverter
-    from vc_app.mel import mel_spectrogram
-    from vc_app.models import AdaINVC
-    from vc_app.vocoders import load_vocoder
-
-    spec = args.checkpoint or default_checkpoint()
-    if not Path(spec).exists() and args.checkpoint is None:
-        spec = str(save_bundle(AdaINVC(ModelConfig()), MelConfig(), Path(tempfile.mkdtemp()) / "random"))
-        print("(no shipped checkpoint: timing a randomly initialised default-size model)")
-    bundle = load_bundle(spec)
-    converter = VoiceConverter(bundle, load_vocoder("griffinlim", bundle.mel))
-    sr = bundle.mel.sample_rate
-    t = torch.arange(int(args.seconds * sr)) / sr
-    wav = (0.3 * torch.sin(2 * torch.pi * 150 * t) * (1 + torch.sin(2 * torch.pi * 3 * t))).float()
-    wav += 0.01 * torch.randn_like(wav)
-    mel = mel_spectrogram(wav, bundle.mel).unsqueeze(0)
-    speaker = converter.speaker_vector([wav[: 5 * sr]])
-
-    with torch.inference_mode():
-        acoustic = timed(lambda: bundle.model.convert(mel, speaker.unsqueeze(0)), args.repeats)
-        vocoder = timed(lambda: converter.vocoder(mel), args.repeats)
-    full = timed(lambda: converter.convert(wav, speaker=speaker), args.repeats)
-    print(f"audio: {args.seconds:.1f} s, threads: {torch.get_num_threads()}, checkpoint: {spec}")
-    for name, seconds, target in (("acoustic model", acoustic, 100), ("griffinlim(32) alone", vocoder, None),
-                                  ("full pipeline (griffinlim)", full, 15)):
-        rtf = seconds / args.seconds
-        verdict = "" if target is None else f"  target >= {target}x: {'met' if 1 / rtf >= target else 'NOT met'}"
-        print(f"{name:28s} RTF {rtf:.4f}  = {1 / rtf:7.1f}x real time{verdict}")
+    setup = make_setup(args.checkpoint, args.seconds)
+    parts = [acoustic_part, *(pipeline_part(spec) for spec in args.vocoder or ["griffinlim:32", "hifigan:universal"])]
+    calls: dict[str, Callable[[], object]] = {}
+    for part in parts:
+        calls.update(part(setup))
+    print(f"audio: {args.seconds:.1f} s, threads: {torch.get_num_threads()}, checkpoint: {setup.checkpoint}, "
+          f"{args.repeats} interleaved rounds (medians)")
+    report(time_interleaved(calls, args.repeats), args.seconds, "full pipeline (griffinlim:32)")
 
 
 if __name__ == "__main__":

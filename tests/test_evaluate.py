@@ -65,6 +65,12 @@ def check_summary(summary: dict, n_pairs: int, n_references: int, failed: int = 
     assert [b["status"] in ("met", "not met") for b in summary["bars"][:3]] == [True] * 3
     # one test clip per speaker: the probe ratio is not a measurement, and says so
     assert summary["bars"][3]["status"] == "not measured (too few clips)" and summary["bars"][3]["measured"] is None
+    nat = summary["naturalness"]  # DNSMOS of the converted clips, the sources and their copy-synthesis
+    assert nat["n"] == n_pairs
+    for key in ("p808_converted", "ovrl_converted", "p808_source", "ovrl_source", "p808_copy_synthesis",
+                "ovrl_copy_synthesis"):
+        assert 1.0 <= nat[key] <= 5.0, key
+    assert summary["bars"][4]["name"].startswith("DNSMOS P.808") and summary["bars"][4]["status"] in ("met", "not met")
 
 
 @pytest.mark.slow
@@ -86,9 +92,12 @@ def test_evaluate_csv_end_to_end(tiny_bundle, corpus, tmp_path):
     assert len(list((out / "audio").glob("*.wav"))) == 4
     summary = json.loads((out / "summary.json").read_text())
     check_summary(summary, 4, n_references=3, failed=1)  # the pair without a reference has no MCD
-    assert "chance" in done.stdout and "bars:" in done.stdout
+    assert "chance" in done.stdout and "bars:" in done.stdout and "DNSMOS P.808 / OVRL" in done.stdout
     report = (out / "report.md").read_text()
     assert "## Bars" in report and "similarity.png" in report and "speaker_vectors.png" in report
+    assert "DNSMOS P.808 / OVRL (4 pairs" in report
+    header = (out / "per_pair.csv").read_text().splitlines()[0].split(",")
+    assert {"dnsmos_p808", "dnsmos_ovrl", "dnsmos_p808_source", "dnsmos_p808_copy_synthesis"} <= set(header)
     assert "## Failed pairs" in report and "silent.wav is silent" in report
 
     from vc_app.pairs import read_pairs
@@ -119,7 +128,8 @@ def test_probe_bar_needs_two_test_clips_per_speaker_and_a_speaker_probe_that_fin
         return {"speaker_similarity": {"n": 4, "share_closer_to_target": 1.0, "margin": 0.2},
                 "intelligibility": {"n": 0, "wer_converted": 0.0, "wer_source": 0.0, "ratio": float("nan")},
                 "disentanglement": {"measured": True, "content_probe": {**probe, "accuracy": 0.25},
-                                    "speaker_probe": probe, "chance": 0.25}}
+                                    "speaker_probe": probe, "chance": 0.25},
+                "naturalness": {"n": 0, "reason": "no clip was scored"}}
 
     assert evaluate_bars(summary(8, 1.0))[3].status == "met"
     assert evaluate_bars(summary(8, 0.25))[3].status == "not met"

@@ -244,6 +244,8 @@ def test_examples_are_small_real_clips_shipped_as_package_data():
     for clip in CLIPS:
         info = sf.info(str(clip.path))
         assert info.samplerate == 22050 and info.channels == 1 and 2 <= info.duration <= 8
+        # recorded speech from the credited corpora, not synthetic voices
+        assert all(r.startswith(("arctic/", "vctk_sample/")) for r in clip.recordings)
     assert (EXAMPLES_DIR / "make_examples.py").is_file()
 
 

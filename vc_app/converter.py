@@ -39,7 +39,7 @@ from vc_app.devices import resolve_device
 from vc_app.errors import VcAppError
 from vc_app.mel import mel_spectrogram
 from vc_app.paths import check_output_path
-from vc_app.vocoders import DEFAULT_VOCODER, Vocoder, load_vocoder
+from vc_app.vocoders import Vocoder, load_vocoder
 from vc_app.voice import Voice, VoiceClip, blend, find_voice, is_voice_path, model_display_name, weights_sha256
 
 if TYPE_CHECKING:
@@ -101,14 +101,15 @@ class VoiceConverter:
     @classmethod
     def from_specs(cls, checkpoint: str | None = None, vocoder: str | None = None, *, device: str = "auto",
                    **kwargs) -> VoiceConverter:
-        """Load the bundle (default: the shipped one) and the vocoder named by a spec string."""
+        """Load the bundle (default: the shipped one) and the vocoder named by a spec string (default:
+        `DEFAULT_VOCODER`, or Griffin-Lim with a notice when its package is missing)."""
         dev = resolve_device(device)
         spec = checkpoint or default_checkpoint()
         if checkpoint is None and not Path(spec).exists():
             raise VcAppError(f"The default checkpoint {spec} is missing; pass --checkpoint with a bundle "
                              f"folder or hub id.")
         bundle = load_bundle(spec, device=dev)
-        return cls(bundle, load_vocoder(vocoder or DEFAULT_VOCODER, bundle.mel, device=str(dev)), device=dev,
+        return cls(bundle, load_vocoder(vocoder, bundle.mel, device=str(dev)), device=dev,
                    **kwargs)
 
     # -- speaker -----------------------------------------------------------------

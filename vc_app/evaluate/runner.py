@@ -1,7 +1,7 @@
 """The evaluation run: convert every pair once, measure it, probe the model, write the results.
 
-`evaluate()` is what `vc-app evaluate` calls. The converter, the Resemblyzer encoder and the
-PocketSphinx decoder are each built once and passed around.
+`evaluate()` is what `vc-app evaluate` calls. The converter, the Resemblyzer encoder, the
+PocketSphinx decoder and the DNSMOS models are each built once and passed around.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from vc_app.converter import Converter
 from vc_app.errors import VcAppError
 from vc_app.evaluate.intelligibility import RECOGNISER_RATE, Recognizer, WordErrors, word_errors
 from vc_app.evaluate.mcd import mel_cepstral_distortion
+from vc_app.evaluate.naturalness import DNSMOS, NOT_MEASURED, Naturalness, dnsmos_missing
 from vc_app.evaluate.probe import speaker_probe, utterance_codes
 from vc_app.evaluate.similarity import SpeakerSimilarity, cosine
 from vc_app.pairs import Pair
@@ -43,6 +44,9 @@ class PairResult:
     errors_source: WordErrors | None = None
     mcd: float = NAN
     mcd_source: float = NAN
+    dnsmos_converted: Naturalness = NOT_MEASURED
+    dnsmos_source: Naturalness = NOT_MEASURED  # the unconverted source clip
+    dnsmos_copy_synthesis: Naturalness = NOT_MEASURED  # the source through the same vocoder: its ceiling
     audio: str = ""
     error: str = ""
 
@@ -70,6 +74,24 @@ class Tools:
     similarity: SpeakerSimilarity
     recognizer: Recognizer | None
     transcripts: dict[str, str] = field(default_factory=dict)  # source path -> recognised words
+    dnsmos: DNSMOS | None = None  # None: not installed (naturalness not measured)
+    source_dnsmos: dict[str, tuple[Naturalness, Naturalness]] = field(default_factory=dict)  # source, copy-synth.
+
+
+def source_naturalness(converter: Converter, tools: Tools, source: str) -> tuple[Naturalness, Naturalness]:
+    """DNSMOS of the unconverted source (at its own rate) and of its copy-synthesis through the converter's
+    vocoder (our mel of the source, vocoded): computed once per source clip."""
+    assert tools.dnsmos is not None, "called only when DNSMOS is installed"
+    if source not in tools.source_dnsmos:
+        from vc_app.audio import read_audio, to_mono
+        from vc_app.resynth import resynthesize
+
+        samples, rate = read_audio(source)
+        original = tools.dnsmos.score(to_mono(samples), rate)
+        wav = load_audio(source, converter.sample_rate)
+        copy = tools.dnsmos.score(resynthesize(wav, converter.vocoder, converter.mel_cfg), converter.sample_rate)
+        tools.source_dnsmos[source] = (original, copy)
+    return tools.source_dnsmos[source]
 
 
 def measure_pair(converter: Converter, tools: Tools, pair: Pair, audio_path: Path | None) -> PairResult:
@@ -104,6 +126,10 @@ def measure_pair(converter: Converter, tools: Tools, pair: Pair, audio_path: Pat
         reference = prepare_clip(pair.reference, rate, "reference", trim=False)  # refuses silent clips
         result.mcd = mel_cepstral_distortion(reference, converted, converter.mel_cfg)
         result.mcd_source = mel_cepstral_distortion(reference, load_audio(pair.source, rate), converter.mel_cfg)
+
+    if tools.dnsmos is not None:
+        result.dnsmos_converted = tools.dnsmos.score(converted, rate)
+        result.dnsmos_source, result.dnsmos_copy_synthesis = source_naturalness(converter, tools, pair.source)
     return result
 
 
@@ -194,11 +220,13 @@ def evaluate(pairs: list[Pair], converter: Converter, out: str | Path, *,
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    tools = Tools(SpeakerSimilarity(similarity_device), Recognizer() if any(p.text for p in pairs) else None)
+    missing = dnsmos_missing()
+    tools = Tools(SpeakerSimilarity(similarity_device), Recognizer() if any(p.text for p in pairs) else None,
+                  dnsmos=None if missing else DNSMOS())
     results = convert_and_measure(converter, tools, pairs, out, keep_audio=keep_audio, progress=progress)
     probes = run_probes(converter, probe_clips if probe_clips is not None else pair_clips(pairs), seed=seed)
     info = {**(run_info or {}), "device": str(converter.device), "torch_threads": torch.get_num_threads(),
-            "seed": seed}
+            "seed": seed, **({"dnsmos_not_measured": missing} if missing else {})}
     summary = summarize(results, probes, info)
     write_outputs(out, results, probes, summary)
     return summary

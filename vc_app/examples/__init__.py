@@ -1,8 +1,11 @@
-"""Ready-made example pairs for the web UI: short clips spoken by espeak-ng and flite voices.
+"""Ready-made example pairs for the web UI: short clips of real recorded speech.
 
-The clips are made by the project itself (`python -m vc_app.examples.make_examples` regenerates
-them) from Harvard sentences (IEEE 1969), so they carry no licence beyond the project's own. They
-are 22 050 Hz mono 16-bit FLAC, a few seconds each, shipped as package data.
+The clips are excerpts of two freely licensed corpora, credited in `CREDITS` and shown next to the
+examples: CMU ARCTIC (Kominek & Black, Carnegie Mellon University; free use, modification and
+redistribution with its copyright notice) and the CSTR VCTK Corpus (Yamagishi et al., University of
+Edinburgh; CC BY 4.0). `python -m vc_app.examples.make_examples --speech DIR` rebuilds them from those
+recordings. They are 22 050 Hz mono 16-bit FLAC, a few seconds each, shipped as package data. Every
+speaker here was among the shipped model's training speakers (its held-out numbers are in its model card).
 """
 
 from __future__ import annotations
@@ -12,13 +15,16 @@ from pathlib import Path
 
 EXAMPLES_DIR = Path(__file__).resolve().parent
 
+CREDITS = ("Example clips: CMU ARCTIC (Kominek & Black, Carnegie Mellon University) and the CSTR VCTK Corpus "
+           "(Yamagishi et al., University of Edinburgh, CC BY 4.0): real recorded speech.")
+
 
 @dataclass(frozen=True)
 class Clip:
-    """One example clip: its file name, the TTS voice ("espeak:VOICE" or "flite:VOICE") and its text."""
+    """One example clip: its file name, the recordings it is made of (joined with a short pause) and their text."""
 
     name: str
-    voice: str
+    recordings: tuple[str, ...]  # paths relative to the speech folder (`make_examples --speech`)
     text: str
 
     @property
@@ -28,22 +34,25 @@ class Clip:
 
 # Sources say one sentence; targets say two (more target speech gives a steadier speaker vector).
 CLIPS = (
-    Clip("awb_canoe.flac", "flite:awb", "The birch canoe slid on the smooth planks."),
-    Clip("slt_lemons.flac", "flite:slt", "The juice of lemons makes fine punch."),
-    Clip("espeak_us_truck.flac", "espeak:en-us+m3", "The box was thrown beside the parked truck."),
-    Clip("slt_target.flac", "flite:slt",
-         "Glue the sheet to the dark blue background. It's easy to tell the depth of a well."),
-    Clip("rms_target.flac", "flite:rms",
-         "These days a chicken leg is a rare dish. Rice is often served in round bowls."),
-    Clip("espeak_f3_target.flac", "espeak:en+f3",
-         "The hogs were fed chopped corn and garbage. Four hours of steady work faced us."),
+    Clip("vctk_p226_source.flac", ("vctk_sample/wav48/p226/p226_002.wav",),
+         "Ask her to bring these things with her from the store."),
+    Clip("arctic_clb_source.flac", ("arctic/clb/arctic_a0003.flac",),
+         "For the twentieth time that evening the two men shook hands."),
+    Clip("vctk_p228_source.flac", ("vctk_sample/wav48/p228/p228_004.wav",),
+         "We also need a small plastic snake and a big toy frog for the kids."),
+    Clip("arctic_slt_target.flac", ("arctic/slt/arctic_a0001.flac", "arctic/slt/arctic_a0004.flac"),
+         "Author of the danger trail, Philip Steels, etc. Lord, but I'm glad to see you again, Phil."),
+    Clip("vctk_p227_target.flac", ("vctk_sample/wav48/p227/p227_001.wav", "vctk_sample/wav48/p227/p227_002.wav"),
+         "Please call Stella. Ask her to bring these things with her from the store."),
+    Clip("vctk_p226_target.flac", ("vctk_sample/wav48/p226/p226_001.wav", "vctk_sample/wav48/p226/p226_004.wav"),
+         "Please call Stella. We also need a small plastic snake and a big toy frog for the kids."),
 )
 
 # (source clip, target clip, what the pair shows)
 PAIRS = (
-    ("awb_canoe.flac", "slt_target.flac", "Scottish male (flite awb) → US female (flite slt)"),
-    ("slt_lemons.flac", "rms_target.flac", "US female (flite slt) → US male (flite rms)"),
-    ("espeak_us_truck.flac", "espeak_f3_target.flac", "espeak-ng male → espeak-ng female"),
+    ("vctk_p226_source.flac", "arctic_slt_target.flac", "English male (VCTK p226) → US female (CMU ARCTIC slt)"),
+    ("arctic_clb_source.flac", "vctk_p227_target.flac", "US female (CMU ARCTIC clb) → English male (VCTK p227)"),
+    ("vctk_p228_source.flac", "vctk_p226_target.flac", "English female (VCTK p228) → English male (VCTK p226)"),
 )
 
 

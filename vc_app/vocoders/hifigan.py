@@ -193,11 +193,14 @@ def read_speechbrain_hparams(path: Path, origin: str) -> tuple[MRFConfig, Traine
 
 
 # -- loading ----------------------------------------------------------------------------
-def load(files: dict[str, Path], mel: MelConfig, *, name: str, layout: str, device: str = "cpu") -> NeuralVocoder:
+def load(files: dict[str, Path], mel: MelConfig, *, name: str, layout: str, device: str = "cpu",
+         weights_sha256: str | None = None) -> NeuralVocoder:
     """A HiFi-GAN vocoder from its files (`layout` "jik876" or "speechbrain"), checked against our mel recipe.
 
     Args:
         files: {"config": config.json or hyperparams.yaml, "weights": g_XXXXXXXX or generator.ckpt}.
+        weights_sha256: the checked SHA-256 of the weights (packaged vocoders): on CPU the generator then runs
+            under ONNX Runtime, exported once into the user cache under that key (`vc_app.vocoders.onnx_cpu`).
     """
     if layout == "speechbrain":
         cfg, trained, padding = read_speechbrain_hparams(files["config"], name)
@@ -207,4 +210,10 @@ def load(files: dict[str, Path], mel: MelConfig, *, name: str, layout: str, devi
         state = read_state_dict(files["weights"], key="generator")
     delay = check_mel(trained, mel, name)
     generator = load_generator(build_generator(cfg, speechbrain=layout == "speechbrain"), state, name)
-    return NeuralVocoder(generator, name=name, mel=mel, pad_frames=padding, delay=delay, device=device)
+    runner = None
+    if weights_sha256 and str(device) == "cpu":
+        from vc_app.vocoders.onnx_cpu import onnx_generator
+
+        runner = onnx_generator(generator, cfg.n_mels, weights_sha256)
+    return NeuralVocoder(generator, name=name, mel=mel, pad_frames=padding, delay=delay, device=device,
+                         runner=runner)

@@ -94,13 +94,17 @@ class NeuralVocoder:
         device: where the generator runs.
         chunk_frames / context_frames: mels longer than `chunk_frames` are vocoded in pieces of that many
             frames, each with `context_frames` of context on both sides (discarded), so memory stays flat.
+        runner: what runs the generator instead of `generator` itself, with the same numbers (the ONNX Runtime
+            session of `vc_app.vocoders.onnx_cpu`); None: the PyTorch module.
     """
 
     def __init__(self, generator: nn.Module, *, name: str, mel: MelConfig, pad_frames: int = 0, delay: int = 0,
                  device: str | torch.device = "cpu", chunk_frames: int = CHUNK_FRAMES,
-                 context_frames: int = CONTEXT_FRAMES):
+                 context_frames: int = CONTEXT_FRAMES, runner=None):
         self.device = torch.device(device)
         self.generator = generator.to(self.device).eval()
+        self.run = runner if runner is not None else self.generator
+        self.backend = "onnxruntime" if runner is not None else "pytorch"
         self.name = name
         self.sample_rate, self.hop_length, self.n_mels = mel.sample_rate, mel.hop_length, mel.n_mels
         self.pad_frames, self.delay = pad_frames, delay
@@ -125,7 +129,7 @@ class NeuralVocoder:
         x = mel[..., first:last]
         if self.pad_frames:
             x = F.pad(x, (self.pad_frames, self.pad_frames), mode="replicate")
-        wav = self.generator(x).squeeze(1)
+        wav = self.run(x).to(mel.device).squeeze(1)
         offset = (start - first + self.pad_frames) * hop - self.delay
         length = (stop - start) * hop
         if offset < 0:

@@ -1,8 +1,11 @@
 """Where a neural vocoder's files come from: a local folder, or a hub repo (downloaded once, then cached).
 
-The argument of `hifigan:ARG` / `bigvgan:ARG` is a folder, or a hub repo id
-with an optional revision (`org/name@<commit>`); empty means the family's
-default repo at its default revision (`DEFAULT_REVISIONS`). A folder or repo holds one of the known
+The argument of `hifigan:ARG` / `bigvgan:ARG` is the name of a vocoder shipped
+inside an installed package (`hifigan:universal`, see `vc_app.vocoders.packaged`),
+a folder, or a hub repo id with an optional revision (`org/name@<commit>`);
+empty means the family's default repo at its default revision (`DEFAULT_REVISIONS`).
+A packaged name wins over a folder of the same name in the current directory (write
+`./universal` for the folder). A folder or repo holds one of the known
 file layouts (`LAYOUTS`); the one found decides how the files are read.
 """
 
@@ -14,6 +17,8 @@ from pathlib import Path
 
 from vc_app.errors import VcAppError
 from vc_app.hub import is_hub_repo_id
+from vc_app.vocoders.packaged import PackagedWeights, packaged, packaged_files
+from vc_app.vocoders.packaged import availability as packaged_availability
 
 HUB_DEFAULTS = {
     "hifigan": "speechbrain/tts-hifigan-libritts-22050Hz",
@@ -45,13 +50,15 @@ LAYOUTS = {
 
 @dataclass(frozen=True)
 class VocoderSource:
-    """A parsed `family:argument`: a local `folder`, or hub `repo_id` at `revision`."""
+    """A parsed `family:argument`: weights in an installed package, a local `folder`, or hub `repo_id` at
+    `revision`."""
 
     family: str
     spec: str  # "family:argument" with the default filled in (shown to users)
     folder: Path | None = None
     repo_id: str = ""
     revision: str | None = None
+    packaged: PackagedWeights | None = None
 
     @property
     def download_hint(self) -> str:
@@ -65,6 +72,9 @@ def parse_source(family: str, argument: str) -> VocoderSource:
         VcAppError: neither an existing folder nor a hub id.
     """
     argument = argument or HUB_DEFAULTS[family]
+    shipped = packaged(family, argument)
+    if shipped is not None:
+        return VocoderSource(family, shipped.spec, packaged=shipped)
     spec = f"{family}:{argument}"
     folder = Path(argument).expanduser()
     if folder.is_dir():
@@ -103,6 +113,9 @@ def fetch(source: VocoderSource) -> tuple[Layout, dict[str, Path]]:
     """
     from vc_app.hub import hub_download, hub_files
 
+    if source.packaged is not None:
+        layout = next(layout for layout in LAYOUTS[source.family] if layout.name == source.packaged.layout)
+        return layout, packaged_files(source.packaged)
     if source.folder is not None:
         found = find_layout(source.family, [p.name for p in source.folder.iterdir() if p.is_file()])
         if found is None:
@@ -128,6 +141,8 @@ def availability(source: VocoderSource) -> tuple[bool, str]:
     """(usable now, why not): files in the folder, or in the local hub cache. Never touches the network."""
     from vc_app.hub import cached_hub_files
 
+    if source.packaged is not None:
+        return packaged_availability(source.packaged)
     if source.folder is not None:
         names = [p.name for p in source.folder.iterdir() if p.is_file()]
         if find_layout(source.family, names) is None:

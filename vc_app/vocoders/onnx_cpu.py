@@ -1,0 +1,102 @@
+"""Run a fused HiFi-GAN generator with ONNX Runtime on the CPU: the same numbers, about twice as fast.
+
+HiFi-GAN V1 spends ~90 % of its CPU time in convolutions (PyTorch profile:
+`mkldnn_convolution`). ONNX Runtime's CPU kernels ran the same generator 2.4x
+faster than eager PyTorch on the 2-core development machine (TorchScript
+freezing and `optimize_for_inference` gained nothing), with outputs equal to
+within 4e-5. So on CPU the generator is exported once to ONNX (opset 17,
+dynamic length) into the user cache, keyed by the weights' SHA-256 and the
+PyTorch version, checked against PyTorch on a test mel, and run from there.
+Anything missing or failing (no `onnx`/`onnxruntime`, an unwritable cache, a
+mismatch) keeps the PyTorch generator; nothing changes but the speed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+OPSET = 17
+CHECK_FRAMES = 40
+CHECK_TOLERANCE = 1e-3  # float32 differences between the two runtimes are ~1e-5
+
+
+class OnnxGenerator:
+    """An ONNX Runtime session that behaves like the generator: mel (B, n_mels, T) -> wav (B, 1, T * hop)."""
+
+    def __init__(self, path: Path, threads: int):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = max(1, threads)
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.path = path
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def __call__(self, mel: torch.Tensor) -> torch.Tensor:
+        out = self.session.run(None, {"mel": mel.detach().float().contiguous().cpu().numpy()})[0]
+        return torch.from_numpy(out)
+
+
+def cache_path(weights_sha256: str) -> Path:
+    """Where the exported model of these weights lives: <user cache>/vc-app/vocoders/<sha>-torch<version>.onnx."""
+    from platformdirs import user_cache_dir
+
+    version = torch.__version__.split("+")[0]
+    return Path(user_cache_dir("vc-app")) / "vocoders" / f"{weights_sha256[:16]}-torch{version}-opset{OPSET}.onnx"
+
+
+def _export(generator: nn.Module, n_mels: int, path: Path) -> None:
+    """Export `generator` to `path` atomically (a temp file beside it, then renamed)."""
+    import warnings
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(generator, (torch.zeros(1, n_mels, CHECK_FRAMES),), str(tmp), input_names=["mel"],
+                              output_names=["wav"], dynamic_axes={"mel": {0: "batch", 2: "frames"},
+                                                                  "wav": {0: "batch", 2: "samples"}},
+                              opset_version=OPSET, dynamo=False)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def onnx_generator(generator: nn.Module, n_mels: int, weights_sha256: str) -> OnnxGenerator | None:
+    """The generator under ONNX Runtime (exported on first use), or None when that is not possible here.
+
+    The session is checked against PyTorch on a fixed random mel before it is used.
+    """
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        log.debug("onnxruntime is not installed: the vocoder runs in PyTorch")
+        return None
+    path = cache_path(weights_sha256)
+    try:
+        if not path.is_file():
+            import onnx  # noqa: F401 - the exporter needs it
+
+            log.info("preparing the vocoder for ONNX Runtime (once): %s", path)
+            _export(generator, n_mels, path)
+        runner = OnnxGenerator(path, torch.get_num_threads())
+        mel = torch.randn(1, n_mels, CHECK_FRAMES, generator=torch.Generator().manual_seed(0)) - 4
+        with torch.inference_mode():
+            expected = generator(mel)
+        if (runner(mel) - expected).abs().max().item() > CHECK_TOLERANCE:
+            path.unlink(missing_ok=True)
+            log.warning("The ONNX export of the vocoder differs from PyTorch; using PyTorch.")
+            return None
+        return runner
+    except Exception as err:  # noqa: BLE001 - any failure only costs speed
+        log.debug("ONNX Runtime not used for the vocoder (%s: %s)", type(err).__name__, err)
+        return None
