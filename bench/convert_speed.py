@@ -1,7 +1,7 @@
 """Real-time factor of conversion on CPU: the acoustic model, and the full pipeline with each vocoder, side by side.
 
     python bench/convert_speed.py [--checkpoint DIR] [--seconds 10] [--threads 2] [--repeats 3]
-                                  [--vocoder SPEC ...]
+                                  [--vocoder SPEC ...] [--official DIR]
 
 RTF here = seconds of compute per second of audio (lower is faster); "x real time" = 1 / RTF.
 Pipelines (default): Griffin-Lim (32 it.) and HiFi-GAN universal (the default vocoder). Rounds are
@@ -11,6 +11,9 @@ Targets (2 CPU threads, 10 s of speech): acoustic model >= 100x real time, full 
 >= 15x, with HiFi-GAN universal >= 2x. Uses the shipped checkpoint when present, else a randomly
 initialised model of the default size (speed does not depend on the weights). Each part is a function
 (Setup -> {name: callable}) in `parts` of `main`, so another comparison is one more function there.
+--official DIR (a checkout of github.com/jjery2243542/adaptive_voice_conversion, never vendored here)
+also times the official model's conversion of the same mel (its content encoder and decoder, speaker
+vector given, as ours) alternately with ours, and prints the ratio.
 """
 
 from __future__ import annotations
@@ -122,6 +125,30 @@ def report(medians: dict[str, float], seconds: float, baseline: str | None) -> N
         print(line)
 
 
+def acoustic_vs_official(folder: str, model, mel: torch.Tensor, speaker: torch.Tensor, repeats: int) -> None:
+    """Our acoustic model's conversion of mel (1, n_mels, T) to speaker (c_speaker,) beside the official
+    AdaIN-VC's (random weights, same sizes), timed alternately; prints each and the ratio."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from train_speed import official_solver
+
+    official = official_solver(Path(folder), mel.shape[1]).model.eval()
+    with torch.inference_mode():
+        emb = official.speaker_encoder(mel)
+        fns = {"ours": lambda: model.convert(mel, speaker.unsqueeze(0)),
+               "official": lambda: official.decoder(official.content_encoder(mel)[0], emb)}
+        for fn in fns.values():
+            fn()
+        times: dict[str, list[float]] = {name: [] for name in fns}
+        for _ in range(max(3, repeats)):
+            for name, fn in fns.items():
+                start = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - start)
+    ours, theirs = statistics.median(times["ours"]), statistics.median(times["official"])
+    print(f"acoustic model vs official AdaIN-VC on the same {mel.shape[-1]}-frame mel, alternating: ours "
+          f"{ours * 1e3:.1f} ms, official {theirs * 1e3:.1f} ms -> ours {theirs / ours:.2f}x the official speed")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint")
@@ -130,6 +157,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--vocoder", action="append", metavar="SPEC",
                         help="pipelines to time (repeatable; default: griffinlim:32 and hifigan:universal)")
+    parser.add_argument("--official", metavar="DIR", help="checkout of jjery2243542/adaptive_voice_conversion")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -141,6 +169,8 @@ def main() -> None:
     print(f"audio: {args.seconds:.1f} s, threads: {torch.get_num_threads()}, checkpoint: {setup.checkpoint}, "
           f"{args.repeats} interleaved rounds (medians)")
     report(time_interleaved(calls, args.repeats), args.seconds, "full pipeline (griffinlim:32)")
+    if args.official:
+        acoustic_vs_official(args.official, setup.bundle.model, setup.mel, setup.speaker, args.repeats)
 
 
 if __name__ == "__main__":

@@ -4,15 +4,18 @@ The default model (official AdaIN-VC sizes, 4.89 M parameters) trains on a packe
 exactly as the recipes' stage 3 does (the loader only slices a memory-mapped array): a synthetic one,
 or a real one with --features. Three ways of timing:
 
-  python bench/train_speed.py                       ours: default step (run.amp auto) and float32
-                                                    step, plain and augmented data, data-wait share
+  python bench/train_speed.py                       ours: default step (run.amp auto, encoder branches
+                                                    side by side) and the reference step (float32, one
+                                                    branch after the other: the step before the speed
+                                                    work), data-wait share; --augmented adds the
+                                                    default step on augmented data
   python bench/train_speed.py --official DIR        + the official step, interleaved in rounds
-  python bench/train_speed.py --numerics 200        loss curves: default vs float32 step (same seed)
-                                                    against float32 vs float32 (another seed)
+  python bench/train_speed.py --numerics 200        loss curves: default vs reference step (same seed)
+                                                    against reference vs reference (another seed)
 
 --official DIR is a checkout of github.com/jjery2243542/adaptive_voice_conversion (never vendored
 here): its `Solver.ae_step`, unmodified, trains its `AE` built from its config.yaml with our 80 mel
-bands, on the same batches as ours. Rounds alternate official / ours (default) / ours (float32),
+bands, on the same batches as ours. Rounds alternate official / ours (default) / ours (reference),
 `--steps` steps each; the medians over rounds and their ratios are printed. Without --official only
 ours are timed.
 
@@ -104,15 +107,18 @@ def synthetic_cache(folder: Path, n_utts: int = 240, n_mels: int = 80, seed: int
 
 
 class OurStep:
-    """Our training step (`vc_app.train.engine.train_step`) on the default model, `amp` = run.amp."""
+    """Our training step (`vc_app.train.engine.train_step`) on the default model, `amp` = run.amp,
+    `parallel` = run.parallel_branches (the encoder branches side by side)."""
 
-    def __init__(self, cache: Path, batch: int, amp: str, augment: bool = False, seed: int = 1234):
+    def __init__(self, cache: Path, batch: int, amp: str, augment: bool = False, seed: int = 1234,
+                 parallel: bool = True):
         from vc_app.features import FeatureCache
         from vc_app.train.config import load_config
         from vc_app.train.data import SegmentDataset, StepLoader
         from vc_app.train.engine import Dist, amp_dtype, build_state
 
-        overrides = [f"data.train_features={cache}", f"data.batch_size={batch}", f"run.amp={amp}", f"seed={seed}"]
+        overrides = [f"data.train_features={cache}", f"data.batch_size={batch}", f"run.amp={amp}", f"seed={seed}",
+                     f"run.parallel_branches={str(parallel).lower()}"]
         if augment:
             overrides += ["data.warp_range=[0.85,1.18]", "data.gain_db=3.0"]
         cfg = load_config(None, overrides)
@@ -135,37 +141,46 @@ class OurStep:
         return metrics
 
 
+def official_solver(folder: Path, n_mels: int = 80):
+    """The official AdaIN-VC `Solver` (imported from the user's checkout `folder`) with its `AE` and Adam built
+    from its config.yaml at `n_mels` bands; no data, no logger."""
+    import contextlib
+    import io
+    import types
+
+    import yaml
+
+    folder = Path(folder)
+    if not (folder / "solver.py").is_file() or not (folder / "model.py").is_file():
+        raise SystemExit(f"{folder} is not a checkout of jjery2243542/adaptive_voice_conversion "
+                         "(no solver.py / model.py).")
+    for name in ("tensorboardX", "editdistance"):  # logging-only imports of its utils.py
+        try:
+            __import__(name)
+        except ImportError:
+            stub = types.ModuleType(name)
+            stub.SummaryWriter = lambda *a, **k: None
+            sys.modules[name] = stub
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+    from solver import Solver  # noqa: E402 - the official code, from the user's checkout
+
+    config = yaml.safe_load((folder / "config.yaml").read_text())
+    config["SpeakerEncoder"]["c_in"] = config["ContentEncoder"]["c_in"] = n_mels
+    config["Decoder"]["c_out"] = n_mels
+    solver = Solver.__new__(Solver)
+    solver.config, solver.args = config, argparse.Namespace()
+    with contextlib.redirect_stdout(io.StringIO()):
+        solver.build_model()
+    return solver
+
+
 class OfficialStep:
     """The official AdaIN-VC `Solver.ae_step` (unmodified, imported from `folder`), on our batches."""
 
     def __init__(self, folder: Path, batches: OurStep, n_mels: int = 80):
-        import contextlib
-        import io
-        import types
-
-        import yaml
-
-        folder = Path(folder)
-        if not (folder / "solver.py").is_file() or not (folder / "model.py").is_file():
-            raise SystemExit(f"{folder} is not a checkout of jjery2243542/adaptive_voice_conversion "
-                             "(no solver.py / model.py).")
-        for name in ("tensorboardX", "editdistance"):  # logging-only imports of its utils.py
-            try:
-                __import__(name)
-            except ImportError:
-                stub = types.ModuleType(name)
-                stub.SummaryWriter = lambda *a, **k: None
-                sys.modules[name] = stub
-        sys.path.insert(0, str(folder))
-        from solver import Solver  # noqa: E402 - the official code, from the user's checkout
-
-        config = yaml.safe_load((folder / "config.yaml").read_text())
-        config["SpeakerEncoder"]["c_in"] = config["ContentEncoder"]["c_in"] = n_mels
-        config["Decoder"]["c_out"] = n_mels
-        self.solver = Solver.__new__(Solver)
-        self.solver.config, self.solver.args = config, argparse.Namespace()
-        with contextlib.redirect_stdout(io.StringIO()):
-            self.solver.build_model()
+        self.solver = official_solver(folder, n_mels)
+        config = self.solver.config
         self.params = sum(p.numel() for p in self.solver.model.parameters())
         self.lambda_kl = config["lambda"]["lambda_kl"] / config["annealing_iters"]
         self.ours = batches
@@ -187,26 +202,33 @@ def rounds(steps: dict, n_rounds: int, n_steps: int, warmup: int = 3) -> dict[st
             for _ in range(n_steps):
                 step()
             out[name].append(n_steps / (time.perf_counter() - start))
+        print("round: " + ", ".join(f"{name} {values[-1]:.2f}" for name, values in out.items()) + " steps/s",
+              flush=True)
     return out
 
 
+REFERENCE = "reference (float32, sequential)"
+
+
 def numerics(cache: Path, batch: int, n_steps: int) -> None:
-    """Mean absolute difference of the first `n_steps` losses: default vs float32 step (same seed and
-    data), beside the run-to-run noise of the float32 step itself (seed 1234 vs 1235)."""
+    """Mean absolute difference of the first `n_steps` losses: default step vs the reference step (float32,
+    encoder branches one after the other: the step before any speed work), same seed and data, beside the
+    run-to-run noise of the reference step itself (seed 1234 vs 1235)."""
     import torch
 
     curves = {}
-    for name, amp, seed in (("float32", "none", 1234), ("default", "auto", 1234), ("float32, seed 1235", "none", 1235)):
+    for name, amp, parallel, seed in ((REFERENCE, "none", False, 1234), ("default", "auto", True, 1234),
+                                      (f"{REFERENCE}, seed 1235", "none", False, 1235)):
         torch.manual_seed(0)
-        step = OurStep(cache, batch, amp, seed=seed)
+        step = OurStep(cache, batch, amp, seed=seed, parallel=parallel)
         curves[name] = np.array([step()["loss"] for _ in range(n_steps)])
         print(f"{name}: {step.precision}, mean loss {curves[name].mean():.4f}, last 50 steps "
-              f"{curves[name][-50:].mean():.4f}")
-    ours = np.abs(curves["default"] - curves["float32"]).mean()
-    noise = np.abs(curves["float32, seed 1235"] - curves["float32"]).mean()
-    print(f"\nmean |loss difference| over the first {n_steps} steps:\n"
-          f"  default step vs float32 step, same seed and data: {ours:.4f}\n"
-          f"  float32 step, seed 1234 vs seed 1235 (run-to-run noise): {noise:.4f}\n"
+              f"{curves[name][-50:].mean():.4f}", flush=True)
+    ours = np.abs(curves["default"] - curves[REFERENCE]).mean()
+    noise = np.abs(curves[f"{REFERENCE}, seed 1235"] - curves[REFERENCE]).mean()
+    print(f"\nmean |loss difference| over the first {n_steps} steps (batch {batch}):\n"
+          f"  default step vs reference step, same seed and data: {ours:.4f}\n"
+          f"  reference step, seed 1234 vs seed 1235 (run-to-run noise): {noise:.4f}\n"
           f"  {'within' if ours <= noise else 'OUTSIDE'} the noise")
 
 
@@ -220,6 +242,7 @@ def main() -> int:
     parser.add_argument("--features", metavar="DIR", help="a packed feature cache (default: a synthetic one)")
     parser.add_argument("--numerics", type=int, metavar="N", help="compare the first N losses instead of timing")
     parser.add_argument("--pause-pattern", default="", help="pause matching processes while measuring")
+    parser.add_argument("--augmented", action="store_true", help="also time the default step on augmented data")
     args = parser.parse_args()
 
     import torch
@@ -232,16 +255,17 @@ def main() -> int:
                 numerics(cache, args.batch, args.numerics)
                 return 0
             steps = {"ours (default)": OurStep(cache, args.batch, "auto"),
-                     "ours (float32)": OurStep(cache, args.batch, "none"),
-                     "ours (default, augmented data)": OurStep(cache, args.batch, "auto", augment=True)}
+                     f"ours {REFERENCE}": OurStep(cache, args.batch, "none", parallel=False)}
+            if args.augmented:
+                steps["ours (default, augmented data)"] = OurStep(cache, args.batch, "auto", augment=True)
             if args.official:
-                steps = {"official ae_step": OfficialStep(Path(args.official), steps["ours (float32)"]), **steps}
+                steps = {"official ae_step": OfficialStep(Path(args.official), steps[f"ours {REFERENCE}"]), **steps}
             speed = rounds(steps, args.rounds, args.steps)
     ours = steps["ours (default)"]
     print(f"\nbatch {args.batch} x 128 frames, {torch.get_num_threads()} CPU threads, {args.rounds} rounds x "
           f"{args.steps} steps, interleaved; our default step computes in {ours.precision} "
           f"(native bf16 on this CPU: {ours.precision == 'bfloat16'})\n")
-    base = "official ae_step" if args.official else "ours (float32)"
+    base = "official ae_step" if args.official else f"ours {REFERENCE}"
     print(f"| step | parameters | steps/s (median) | rounds | vs {base} |")
     print("|---|---|---|---|---|")
     median = {name: float(np.median(v)) for name, v in speed.items()}
