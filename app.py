@@ -13,8 +13,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from vc_app.commands.convert import add_model_options  # light imports: no torch or gradio, so --help is quick
-from vc_app.config import UiLimits
+from vc_app.commands.options import add_model_options  # light imports: no torch or gradio, so --help is quick
+from vc_app.errors import VcAppError, add_debug_option, run_entry_point
+from vc_app.ui_limits import UiLimits
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -37,6 +38,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--voices-dir", metavar="DIR",
                         help="where the Voices panel keeps saved voices (default: $VC_APP_VOICES_DIR, else the "
                              "per-user data folder, e.g. ~/.local/share/vc-app/voices; the same as vc-app voice)")
+    add_debug_option(parser)
     return parser
 
 
@@ -60,18 +62,17 @@ def _stop(signum, frame):
 
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
-    from vc_app.errors import VcAppError
+    return run_entry_point("app.py", lambda: serve(args), debug=args.debug)
 
-    try:
-        from vc_app.convert import VoiceConverter
 
-        limits = limits_from_args(args)
-        if args.voices_dir and Path(args.voices_dir).exists() and not Path(args.voices_dir).is_dir():
-            raise VcAppError(f"--voices-dir {args.voices_dir} is a file, not a folder.")
-        converter = VoiceConverter.from_specs(args.checkpoint, args.vocoder, device=args.device)
-    except VcAppError as err:
-        print(f"app.py: error: {err}", file=sys.stderr)
-        return 1
+def serve(args: argparse.Namespace) -> int:
+    """Load the model and vocoder once, warm up, serve until stopped."""
+    from vc_app.converter import VoiceConverter
+
+    limits = limits_from_args(args)
+    if args.voices_dir and Path(args.voices_dir).exists() and not Path(args.voices_dir).is_dir():
+        raise VcAppError(f"--voices-dir {args.voices_dir} is a file, not a folder.")
+    converter = VoiceConverter.from_specs(args.checkpoint, args.vocoder, device=args.device)
     from vc_app.ui import build_demo, launch_kwargs, readme_url, share_threads, warm_up_server
 
     share_threads(converter.device, limits)
@@ -84,9 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             demo.launch(server_name=args.host, server_port=args.port, share=args.share, quiet=True,
                         prevent_thread_lock=True, **launch_kwargs(limits))
         except OSError as err:  # port taken, address not on this machine
-            print(f"app.py: error: cannot serve on {args.host}:{args.port} ({str(err).split('. ')[0]}).",
-                  file=sys.stderr)
-            return 1
+            raise VcAppError(f"cannot serve on {args.host}:{args.port} ({str(err).split('. ')[0]}).") from None
         try:
             logging.getLogger("vc_app").info("server warmed up in %.1f s (one request to /convert)",
                                              warm_up_server(demo.local_url, work_dir))

@@ -33,9 +33,9 @@ sys.path.insert(0, str(REPO))
 PROBE = """
 import json, sys, time
 marks = {"start": time.time()}
-import vc_app.cli, vc_app.convert
+import vc_app.cli, vc_app.converter
 marks["imported"] = time.time()
-C = vc_app.convert.VoiceConverter
+C = vc_app.converter.VoiceConverter
 load, convert_file = C.from_specs.__func__, C.convert_file
 def timed_load(cls, *a, **k):
     marks["load_start"] = time.time(); out = load(cls, *a, **k); marks["loaded"] = time.time(); return out
@@ -90,8 +90,10 @@ def cold_convert(python: list[str], env: dict, source: Path, target: Path, vocod
         wall([*python, "-c", PROBE, str(marks_file), *args], env=env)
         end = time.time()
         _, m = json.loads(marks_file.read_text())
-        parts.append({"interpreter start": m["start"] - start, "imports (PyTorch and vc_app)": m["imported"] - m["start"],
-                      "input checks": m["load_start"] - m["imported"], "model + vocoder load": m["loaded"] - m["load_start"],
+        parts.append({"interpreter start": m["start"] - start,
+                      "imports (PyTorch and vc_app)": m["imported"] - m["start"],
+                      "input checks": m["load_start"] - m["imported"],
+                      "model + vocoder load": m["loaded"] - m["load_start"],
                       "compute (read, convert, write)": m["converted"] - m["convert_start"],
                       "exit": end - m["done"]})
     return {"wall": plain, "parts": {k: statistics.median(p[k] for p in parts) for k in parts[0]}}

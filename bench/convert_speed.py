@@ -82,7 +82,7 @@ def pipeline_part(spec: str) -> Callable[[Setup], dict[str, Callable[[], object]
     """The vocoder `spec` alone on the source mel, and the full pipeline (`VoiceConverter.convert`) with it."""
 
     def part(setup: Setup) -> dict[str, Callable[[], object]]:
-        from vc_app.convert import VoiceConverter
+        from vc_app.converter import VoiceConverter
         from vc_app.vocoders import load_vocoder
 
         vocoder = load_vocoder(spec, setup.bundle.mel)

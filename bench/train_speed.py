@@ -99,7 +99,7 @@ def synthetic_cache(folder: Path, n_utts: int = 240, n_mels: int = 80, seed: int
         frames = int(rng.integers(170, 520))
         noise = rng.standard_normal((n_mels, frames)).astype(np.float32)
         kernel = np.ones(5, np.float32) / 5
-        smooth = np.apply_along_axis(lambda row: np.convolve(row, kernel, mode="same"), 1, noise)
+        smooth = np.apply_along_axis(lambda row, k=kernel: np.convolve(row, k, mode="same"), 1, noise)
         mel = (smooth * 2.0 - 6.0 + np.linspace(1, -3, n_mels, dtype=np.float32)[:, None]).astype(np.float32)
         np.save(folder / "utts" / f"u{i:04d}.npy", mel)
         utts.append(Utterance(f"u{i:04d}", f"spk{i % 24:02d}", ""))

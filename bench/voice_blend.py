@@ -42,7 +42,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    from vc_app.convert import VoiceConverter
+    from vc_app.converter import VoiceConverter
     from vc_app.evaluate.similarity import SpeakerSimilarity, cosine
     from vc_app.voice import Voice
 

@@ -106,8 +106,8 @@ def test_information_perturbation_warps_only_the_content_input(cache):
 
 
 def test_pseudo_speakers_give_each_voice_a_fixed_warp_and_tilt(cache):
-    from vc_app.train.data import pseudo_speaker_voices
     from vc_app.train.config import DataConfig
+    from vc_app.train.data import pseudo_speaker_voices
 
     cfg = DataConfig(pseudo_speakers=5, warp_range=(0.85, 1.18), tilt_db=4.0)
     voices = pseudo_speaker_voices(3, cfg, seed=7)

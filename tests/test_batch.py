@@ -133,8 +133,8 @@ def test_manifest_with_two_targets(tiny_bundle, tmp_path):
     sf.write(str(low), synthetic_speech(2.0, 22050, f0=90, seed=2), 22050)
     sf.write(str(high), synthetic_speech(2.0, 16000, f0=250, seed=3), 16000)
     manifest = tmp_path / "pairs.csv"
-    manifest.write_text(f"source,target,output\nsrc.wav,low.wav,as_low.wav\nsrc.wav,high.flac;low.wav,mixed.flac\n"
-                        f"src.wav,high.flac,\n")
+    manifest.write_text("source,target,output\nsrc.wav,low.wav,as_low.wav\nsrc.wav,high.flac;low.wav,mixed.flac\n"
+                        "src.wav,high.flac,\n")
     out = tmp_path / "out"
     done = run_cli("batch", "--manifest", str(manifest), "--output", str(out), "--checkpoint", str(tiny_bundle),
                    "--format", "flac", "--workers", "0", *FAST)
@@ -173,7 +173,7 @@ def test_usage_errors_are_one_sentence(corpus, tiny_bundle, tmp_path):
 def test_model_batches_match_one_by_one_conversion_in_length(corpus, tiny_bundle, tmp_path):
     """--batch-size N (GPU batching) converts every good clip, each at its own length, and lists the bad."""
     from vc_app.batch import plan_folder, run_batch
-    from vc_app.convert import VoiceConverter
+    from vc_app.converter import VoiceConverter
 
     root, good, bad, target = corpus
     converter = VoiceConverter.from_specs(str(tiny_bundle), "griffinlim:2", device="cpu")

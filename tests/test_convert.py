@@ -6,7 +6,7 @@ import soundfile as sf
 import torch
 
 from vc_app.audio import active_rms, load_audio
-from vc_app.convert import VoiceConverter
+from vc_app.converter import VoiceConverter
 from vc_app.errors import VcAppError
 
 from conftest import REPO, synthetic_speech
@@ -93,7 +93,7 @@ def test_ten_minute_source_stays_under_1_5_gb(tiny_bundle, tmp_path):
     sf.write(str(tgt), synthetic_speech(3.0, 22050, f0=210), 22050)
     script = (
         "import resource, sys\n"
-        "from vc_app.convert import VoiceConverter\n"
+        "from vc_app.converter import VoiceConverter\n"
         f"c = VoiceConverter.from_specs({str(tiny_bundle)!r}, 'griffinlim:2', device='cpu')\n"
         f"c.convert_file({str(long_src)!r}, [{str(tgt)!r}], {str(tmp_path / 'out.wav')!r})\n"
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"

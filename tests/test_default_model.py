@@ -59,7 +59,7 @@ def test_conversion_moves_the_voice_towards_the_target(default_bundle):
     """Resemblyzer d-vectors: the converted clip is closer to the target than to the source, and nearer the
     target voice than the source clip itself was."""
     pytest.importorskip("resemblyzer", reason="needs the eval extra")
-    from vc_app.convert import VoiceConverter
+    from vc_app.converter import VoiceConverter
     from vc_app.evaluate.similarity import SpeakerSimilarity, cosine
 
     converter = VoiceConverter.from_specs(str(default_bundle), "griffinlim", device="cpu")

@@ -100,7 +100,7 @@ def test_evaluate_csv_end_to_end(tiny_bundle, corpus, tmp_path):
     assert {"dnsmos_p808", "dnsmos_ovrl", "dnsmos_p808_source", "dnsmos_p808_copy_synthesis"} <= set(header)
     assert "## Failed pairs" in report and "silent.wav is silent" in report
 
-    from vc_app.evaluate.pairs import read_pairs
+    from vc_app.pairs import read_pairs
 
     again = read_pairs(out / "per_pair.csv")  # the per-pair CSV is itself a valid pairs file
     assert [len(p.targets) for p in again] == [1, 2, 1, 1, 1] and again[0].text == SENTENCES["s1"]
@@ -140,7 +140,7 @@ def test_probe_bar_needs_two_test_clips_per_speaker_and_a_speaker_probe_that_fin
 
 
 def test_pairs_from_parallel_corpus_use_the_same_sentence_as_reference_never_as_target(corpus):
-    from vc_app.evaluate.pairs import pairs_from_corpus
+    from vc_app.pairs import pairs_from_corpus
 
     pairs = pairs_from_corpus(corpus, ["en", "f3", "m3"], pairs_per_speaker=2, seed=3)
     assert len(pairs) == 3 * 2 * 2

@@ -1,4 +1,4 @@
-"""The one mel function: recipe J, checked against a librosa-built reference."""
+"""The one mel function: the project's mel recipe (ARCHITECTURE.md), checked against a librosa-built reference."""
 
 import inspect
 
@@ -47,7 +47,7 @@ def test_batch_equals_single_and_silence_hits_the_floor():
 
 def test_training_features_and_inference_use_the_same_function(monkeypatch, tmp_path, speech_clips, tiny_bundle):
     """Both code paths must go through vc_app.mel.mel_spectrogram (one function, everywhere)."""
-    import vc_app.convert
+    import vc_app.converter
     import vc_app.features
     import vc_app.mel
 
@@ -59,10 +59,10 @@ def test_training_features_and_inference_use_the_same_function(monkeypatch, tmp_
         return real(wav, cfg)
 
     monkeypatch.setattr(vc_app.mel, "mel_spectrogram", spy)
-    monkeypatch.setattr(vc_app.convert, "mel_spectrogram", spy)
+    monkeypatch.setattr(vc_app.converter, "mel_spectrogram", spy)
     feature = vc_app.features.utterance_mel(str(speech_clips["target"]), MelConfig())
     assert calls == ["utterance_mel"]
-    from vc_app.convert import VoiceConverter
+    from vc_app.converter import VoiceConverter
 
     converter = VoiceConverter.from_specs(str(tiny_bundle), "griffinlim:2", device="cpu")
     vector = converter.speaker_vector([speech_clips["target"]])

@@ -111,7 +111,7 @@ def test_help_lists_stages_and_every_option_with_its_default():
         assert done.returncode == 0
         assert "5 export" in done.stdout and "--stage N" in done.stdout
         options = [line.split()[0] for line in done.stdout.splitlines() if line.startswith("  --")]
-        block = script.read_text().split("help_message=")[0]
+        block = script.read_text().split("help_message=")[0] + (REPO / "recipes" / "common" / "options.sh").read_text()
         declared = ["--" + name.replace("_", "-") for name in re.findall(r"^([a-z][a-z0-9_]*)=", block, re.M)]
         assert options == declared
         assert "  --stop-stage       last stage to run [default: 5]" in done.stdout

@@ -290,7 +290,8 @@ def test_init_from_a_bundle_starts_near_its_loss_with_a_fresh_optimiser(tiny_fea
     start_loss = train_rows(tmp_path / "b")[1]["rec"]
     assert abs(start_loss - trained_loss) < 0.5 * abs(fresh_loss - trained_loss)
     assert second.state.step == 2 and second.state.optimizer.state_dict()["state"][0]["step"] == 2
-    assert train_rows(tmp_path / "b")[1]["weight_kl"] == pytest.approx(min(1.0, 31 / second.state.cfg.loss.kl_anneal_steps))
+    kl_weight = min(1.0, 31 / second.state.cfg.loss.kl_anneal_steps)
+    assert train_rows(tmp_path / "b")[1]["weight_kl"] == pytest.approx(kl_weight)
     training = load_bundle(second.checkpoint).config["training"]
     assert training["init_from"] == str(bundle) and training["init_steps"] == 30 and training["total_steps"] == 32
 
@@ -350,6 +351,7 @@ def test_branches_side_by_side_compute_the_sequential_step(tiny_features, bottle
     named = dict(states[True].core.named_parameters())
     for name, p in states[False].core.named_parameters():
         if p.grad is not None:
-            torch.testing.assert_close(named[name].grad, p.grad, rtol=1e-3, atol=1e-5, msg=lambda m, name=name: f"{name}: {m}")
+            torch.testing.assert_close(named[name].grad, p.grad, rtol=1e-3, atol=1e-5,
+                                       msg=lambda m, name=name: f"{name}: {m}")
         else:
             assert named[name].grad is None, name

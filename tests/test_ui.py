@@ -4,7 +4,6 @@ gradio_client, eight requests at once, and the page itself in headless Chromium 
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -27,14 +26,14 @@ VOCODER = "griffinlim:2"
 # -- fixtures -------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def converter(tiny_bundle):
-    from vc_app.convert import VoiceConverter
+    from vc_app.converter import VoiceConverter
 
     return VoiceConverter.from_specs(str(tiny_bundle), VOCODER, device="cpu")
 
 
 @pytest.fixture()
 def service(converter, tmp_path):
-    from vc_app.config import UiLimits
+    from vc_app.ui_limits import UiLimits
     from vc_app.ui_service import ConversionService, ConverterPool
 
     return ConversionService(ConverterPool(converter), UiLimits(max_seconds=20, max_upload_mb=1), tmp_path / "work")
@@ -161,7 +160,7 @@ def test_missing_inputs_and_bad_choices_are_refused(service, clips):
 
 def test_bundles_in_checkpoints_and_hub_ids_are_offered(converter, tiny_bundle, clips, tmp_path, monkeypatch):
     from vc_app import ui_service
-    from vc_app.config import UiLimits
+    from vc_app.ui_limits import UiLimits
 
     other = make_bundle(tmp_path / "checkpoints" / "other", seed=2)
     monkeypatch.setattr(ui_service, "list_local_bundles", lambda: [Path(tiny_bundle), other])
@@ -174,8 +173,8 @@ def test_bundles_in_checkpoints_and_hub_ids_are_offered(converter, tiny_bundle, 
 
 def test_unusable_vocoders_are_listed_with_their_reason(converter, tmp_path, monkeypatch):
     from vc_app import ui_service
-    from vc_app.config import UiLimits
     from vc_app.errors import VcAppError
+    from vc_app.ui_limits import UiLimits
 
     reason = "its weights are not in the local cache and the hub cannot be reached."
     monkeypatch.setattr(ui_service, "vocoder_choices",
@@ -192,7 +191,7 @@ def test_unusable_vocoders_are_listed_with_their_reason(converter, tmp_path, mon
 def test_handler_shows_errors_as_sentences_never_tracebacks(converter, clips, tmp_path, monkeypatch):
     import gradio as gr
 
-    from vc_app.convert import VoiceConverter
+    from vc_app.converter import VoiceConverter
     from vc_app.ui import build_demo
 
     demo = build_demo(converter, work_dir=tmp_path)

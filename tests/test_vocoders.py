@@ -402,7 +402,7 @@ def test_vocoder_choices_follow_the_cache(tmp_path, offline_cache):
 
 
 def test_convert_uses_a_hub_vocoder(tmp_path, tiny_bundle, speech_clips, offline_cache):
-    from vc_app.convert import VoiceConverter
+    from vc_app.converter import VoiceConverter
 
     write_bigvgan(tmp_path / "big")
     to_hub_cache(offline_cache, BIGVGAN_REPO, tmp_path / "big")

@@ -30,7 +30,7 @@ def clips(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def converter(tiny_bundle):
-    from vc_app.convert import VoiceConverter
+    from vc_app.converter import VoiceConverter
 
     return VoiceConverter.from_specs(str(tiny_bundle), "griffinlim:2", device="cpu")
 
@@ -70,7 +70,7 @@ def test_voice_file_records_model_clips_and_format(converter, alice):
 
 
 def test_a_voice_of_another_model_is_refused_naming_both_models(alice, clips, tmp_path):
-    from vc_app.convert import VoiceConverter
+    from vc_app.converter import VoiceConverter
     from vc_app.errors import VcAppError
 
     other = VoiceConverter.from_specs(str(make_bundle(tmp_path / "other", seed=1)), "griffinlim:2", device="cpu")
@@ -223,7 +223,7 @@ def test_a_blend_interpolates_every_adain_layers_statistics(converter, clips, al
 
 
 def test_voices_of_different_models_cannot_be_blended(alice, clips, tmp_path):
-    from vc_app.convert import VoiceConverter
+    from vc_app.converter import VoiceConverter
     from vc_app.errors import VcAppError
     from vc_app.voice import blend
 
@@ -316,8 +316,8 @@ def test_cli_batch_takes_voice_files_in_folder_mode_and_in_a_manifest(tiny_bundl
 def test_evaluate_pairs_take_a_voice_file_with_its_d_vector(converter, clips, tmp_path):
     pytest.importorskip("resemblyzer", reason="the eval extra is not installed")
     from vc_app.errors import VcAppError
-    from vc_app.evaluate.pairs import check_pair_audio, read_pairs
     from vc_app.evaluate.runner import evaluate
+    from vc_app.pairs import check_pair_audio, read_pairs
     from vc_app.voice import attach_dvector
 
     voice = converter.voice([clips["alice1"], clips["alice2"]], name="alice")
@@ -342,7 +342,7 @@ def test_a_50_50_blend_of_two_real_voices_lands_between_them():
     Resemblyzer similarity to each speaker lies between the two pure conversions' (bench/voice_blend.py: more)."""
     pytest.importorskip("resemblyzer", reason="the eval extra is not installed")
     from vc_app.bundle import default_checkpoint
-    from vc_app.convert import VoiceConverter
+    from vc_app.converter import VoiceConverter
     from vc_app.evaluate.similarity import SpeakerSimilarity, cosine
 
     corpus = SHARED_SPEECH / "vcc2018"

@@ -25,14 +25,14 @@ VOCODER = "griffinlim:2"
 
 @pytest.fixture(scope="module")
 def converter(tiny_bundle):
-    from vc_app.convert import VoiceConverter
+    from vc_app.converter import VoiceConverter
 
     return VoiceConverter.from_specs(str(tiny_bundle), VOCODER, device="cpu")
 
 
 @pytest.fixture()
 def service(converter, tmp_path):
-    from vc_app.config import UiLimits
+    from vc_app.ui_limits import UiLimits
     from vc_app.ui_service import ConversionService, ConverterPool
 
     return ConversionService(ConverterPool(converter), UiLimits(max_seconds=20, max_upload_mb=1), tmp_path / "work",
@@ -45,7 +45,7 @@ def _targets(speech_clips) -> list[str]:
 
 def test_a_saved_voice_converts_like_its_clips_and_is_still_there_after_a_restart(service, converter,
                                                                                      speech_clips, tmp_path):
-    from vc_app.config import UiLimits
+    from vc_app.ui_limits import UiLimits
     from vc_app.ui_service import ConversionService, ConverterPool
 
     said = service.save_voice(" alice ", _targets(speech_clips))
@@ -126,8 +126,8 @@ def clips_bob(tmp_path_factory):
 
 def test_a_voice_of_another_model_is_refused_naming_both(converter, tiny_bundle, speech_clips, tmp_path, monkeypatch):
     from vc_app import ui_service
-    from vc_app.config import UiLimits
     from vc_app.errors import VcAppError
+    from vc_app.ui_limits import UiLimits
 
     other = make_bundle(tmp_path / "checkpoints" / "other", seed=3)
     monkeypatch.setattr(ui_service, "list_local_bundles", lambda: [Path(tiny_bundle), other])
@@ -151,7 +151,7 @@ def test_the_convert_endpoint_takes_a_voice_and_the_analysis_names_it(converter,
     params = [(p["parameter_name"], p["parameter_has_default"]) for p in endpoint["parameters"]]
     assert params[:2] == [("source", False), ("target", True)]  # a voice may stand in for the target clip
     assert params[-3:] == [("voice", True), ("blend_with", True), ("voice_percent", True)]
-    from vc_app.config import UiLimits
+    from vc_app.ui_limits import UiLimits
     from vc_app.ui_service import ConversionService, ConverterPool
 
     service = ConversionService(ConverterPool(converter), UiLimits(), tmp_path / "work", voices_dir=tmp_path / "voices")

@@ -21,7 +21,7 @@ import numpy as np
 import soundfile as sf
 
 from vc_app.errors import VcAppError
-from vc_app.paths import check_output_path, open_temp_beside
+from vc_app.paths import atomic_write, check_output_path
 
 if TYPE_CHECKING:
     import torch
@@ -71,14 +71,18 @@ def audio_info(path: str | os.PathLike) -> sf._SoundFileInfo:
     return info
 
 
-def read_audio(path: str | os.PathLike, start: int = 0, stop: int | None = None) -> tuple[np.ndarray, int]:
+def read_audio(path: str | os.PathLike, start: int = 0, stop: int | None = None, *,
+               info: sf._SoundFileInfo | None = None) -> tuple[np.ndarray, int]:
     """Read a file (or frames [start, stop) of it) as float32 with its own rate and channels.
 
+    Args:
+        info: the file's `audio_info`, when the caller has it (the header is then not checked again).
     Returns:
         (samples (N, C) float32 in [-1, 1], sample rate).
     """
     path = Path(path)
-    audio_info(path)
+    if info is None:
+        audio_info(path)
     try:
         data, rate = sf.read(str(path), start=start, stop=stop, dtype="float32", always_2d=True)
     except READ_ERRORS as err:
@@ -129,7 +133,7 @@ def check_audio_file(path: str | os.PathLike, role: str = "input") -> sf._SoundF
     block = info.samplerate * 60  # a minute at a time: long files stay flat in memory
     peak, first, last = 0.0, None, 0
     for start in range(0, info.frames, block):
-        data, rate = read_audio(path, start, min(start + block, info.frames))
+        data, rate = read_audio(path, start, min(start + block, info.frames), info=info)
         mono = to_mono(data)
         block_peak = float(np.abs(mono).max(initial=0.0))
         peak = max(peak, block_peak)
@@ -160,11 +164,7 @@ def load_audio(path: str | os.PathLike, sample_rate: int) -> torch.Tensor:
     Returns:
         wav: (N,) float32.
     """
-    import torch
-
-    samples, rate = read_audio(path)
-    wav = torch.from_numpy(np.ascontiguousarray(to_mono(samples)))
-    return resample(wav, rate, sample_rate).contiguous()
+    return AudioStream(path, sample_rate).load()
 
 
 def peak_normalize(wav: torch.Tensor, peak: float = 0.95) -> torch.Tensor:
@@ -213,9 +213,11 @@ class AudioStream:
 
     MARGIN = 512  # output samples read beyond each side of a block
 
-    def __init__(self, path: str | os.PathLike, sample_rate: int):
+    def __init__(self, path: str | os.PathLike, sample_rate: int, *, info: sf._SoundFileInfo | None = None):
+        """Open `path` (its header read and checked here, unless `info` from `audio_info` or
+        `check_audio_file` is given)."""
         self.path, self.sample_rate = Path(path), sample_rate
-        info = audio_info(self.path)
+        self.info = info = info or audio_info(self.path)
         self.orig_rate, self.frames = info.samplerate, info.frames
         g = math.gcd(self.orig_rate, sample_rate)
         self.period_in, self.period_out = self.orig_rate // g, sample_rate // g
@@ -228,11 +230,19 @@ class AudioStream:
 
         m0 = max(0, (start - self.MARGIN) // self.period_out)
         m1 = -(-(start + length + self.MARGIN) // self.period_out)
-        data, _ = read_audio(self.path, m0 * self.period_in, min(m1 * self.period_in, self.frames))
+        data, _ = read_audio(self.path, m0 * self.period_in, min(m1 * self.period_in, self.frames), info=self.info)
         wav = resample(torch.from_numpy(np.ascontiguousarray(to_mono(data))), self.orig_rate, self.sample_rate)
         offset = start - m0 * self.period_out
         block = wav[offset:offset + length]
         return F.pad(block, (0, length - block.numel())) if block.numel() < length else block
+
+    def load(self) -> torch.Tensor:
+        """The whole file at `sample_rate`, mono float32, level untouched: (N,)."""
+        import torch
+
+        samples, rate = read_audio(self.path, info=self.info)
+        wav = torch.from_numpy(np.ascontiguousarray(to_mono(samples)))
+        return resample(wav, rate, self.sample_rate).contiguous()
 
     def blocks(self, size: int):
         """Yield consecutive (size,) blocks covering the whole file (the last one shorter)."""
@@ -274,26 +284,21 @@ def match_loudness(wav: torch.Tensor, target_rms: float, peak_limit: float = 0.9
 
 
 def write_audio(path: str | os.PathLike, wav: torch.Tensor | np.ndarray, sample_rate: int,
-                *, overwrite: bool = False, fmt: str | None = None) -> Path:
+                *, overwrite: bool = False, fmt: str | None = None, checked: bool = False) -> Path:
     """Write mono audio atomically: a temp file in the same folder, fsync, rename.
 
     Args:
         wav: (N,) float in [-1, 1].
         fmt: "WAV", "FLAC" or "OGG"; by default from the file extension.
+        checked: the caller has already run `paths.check_output_path` on `path` and passes the `fmt` it
+            returned; the path is then not checked again (an existing file is still never replaced
+            without `overwrite`).
     """
     path = Path(path)
-    fmt = check_output_path(path, overwrite=overwrite, fmt=fmt)
+    if not checked or fmt is None:
+        fmt = check_output_path(path, overwrite=overwrite, fmt=fmt)
     data = wav.detach().cpu().numpy() if hasattr(wav, "detach") else np.asarray(wav)  # a tensor, or numpy
     data = np.clip(data.astype(np.float32), -1.0, 1.0)
     subtype = "PCM_16" if fmt in ("WAV", "FLAC") else None
-    tmp, handle = open_temp_beside(path)
-    try:
-        with handle:
-            sf.write(handle, data, sample_rate, format=fmt, subtype=subtype)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: sf.write(str(tmp), data, sample_rate, format=fmt, subtype=subtype),
+                        fsync=True, overwrite=overwrite)

@@ -10,7 +10,6 @@ the main process runs the model. A failed input is recorded with its reason in
 
 from __future__ import annotations
 
-import csv
 import fnmatch
 import os
 import zlib
@@ -18,11 +17,18 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from vc_app.corpus import AUDIO_EXTENSIONS, find_audio_files
 from vc_app.errors import VcAppError
-from vc_app.paths import TEMP_SUFFIX, temp_path_for
+from vc_app.pairs import read_target_csv, split_targets
+from vc_app.paths import TEMP_SUFFIX, write_csv
 from vc_app.voice import Voice
+
+if TYPE_CHECKING:
+    import torch
+
+    from vc_app.converter import Converter
 
 FAILURES_FILE = "failures.csv"
 FORMATS = {"wav": ".wav", "flac": ".flac", "ogg": ".ogg"}  # what write_audio writes (paths.OUTPUT_FORMATS)
@@ -100,24 +106,12 @@ def plan_manifest(manifest: str | os.PathLike, output_dir: str | os.PathLike, *,
     default output is `<source stem>_as_<first target stem>.<fmt>`.
     """
     manifest, output_dir = Path(manifest), Path(output_dir)
-    if not manifest.is_file():
-        raise VcAppError(f"Manifest {manifest} does not exist.")
-    with open(manifest, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        columns = [c.strip() for c in reader.fieldnames or []]
-        if "source" not in columns or "target" not in columns:
-            raise VcAppError(f"Manifest {manifest} needs a header with the columns source and target "
-                             f"(found: {', '.join(columns) or 'nothing'}).")
-        rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
     base = manifest.resolve().parent
-    jobs, seen = [], {}
-    for line, row in enumerate(rows, start=2):
-        if not any(row.values()):
-            continue
-        if not row.get("source") or not row.get("target"):
-            raise VcAppError(f"Line {line} of {manifest.name} has an empty source or target.")
+    jobs: list[Job] = []
+    seen: dict[Path, int] = {}
+    for line, row in read_target_csv(manifest, what="Manifest"):
         source = _under(base, row["source"])
-        targets = tuple(_under(base, t) for t in row["target"].split(";") if t.strip())
+        targets = tuple(_under(base, t) for t in split_targets(row["target"]))
         name = row.get("output") or f"{source.stem}_as_{targets[0].stem}{FORMATS[fmt]}"
         output = _under(output_dir, name)
         if output in seen:
@@ -125,8 +119,6 @@ def plan_manifest(manifest: str | os.PathLike, output_dir: str | os.PathLike, *,
                              "give them different output names.")
         seen[output] = line
         jobs.append(Job(source, targets, output, name))
-    if not jobs:
-        raise VcAppError(f"Manifest {manifest} has a header but no rows.")
     return jobs
 
 
@@ -215,7 +207,8 @@ def failures_name(shard_spec: tuple[int, int] | None = None) -> str:
     return FAILURES_FILE if shard_spec is None else f"failures.shard-{shard_spec[0]}-of-{shard_spec[1]}.csv"
 
 
-def run_batch(converter, jobs: list[Job], output_dir: str | os.PathLike, *, overwrite: bool = False,
+def run_batch(converter: Converter | Callable[[], Converter], jobs: list[Job], output_dir: str | os.PathLike, *,
+              overwrite: bool = False,
               keep_rate: bool = False, workers: int = 1, batch_size: int = 1, progress: bool = True,
               failures_file: str = FAILURES_FILE) -> BatchResult:
     """Convert `jobs`; record failures in OUT_DIR/`failures_file`.
@@ -244,7 +237,8 @@ def run_batch(converter, jobs: list[Job], output_dir: str | os.PathLike, *, over
     try:
         todo = _drop_leading_failures(todo, result)
         if todo:
-            _convert_jobs(converter if hasattr(converter, "convert") else converter(), todo, result,
+            loaded = cast("Converter", converter) if hasattr(converter, "convert") else converter()
+            _convert_jobs(loaded, todo, result,
                           keep_rate=keep_rate, overwrite=overwrite, workers=workers, batch_size=batch_size,
                           progress=progress)
     finally:
@@ -266,7 +260,7 @@ def _drop_leading_failures(todo: list[Job], result: BatchResult) -> list[Job]:
     return []
 
 
-def _convert_jobs(converter, todo: list[Job], result: BatchResult, *, keep_rate: bool, overwrite: bool,
+def _convert_jobs(converter: Converter, todo: list[Job], result: BatchResult, *, keep_rate: bool, overwrite: bool,
                   workers: int, batch_size: int, progress: bool) -> None:
     """Decode (in `workers` processes) and convert `todo` with the loaded converter, a bar showing files/s."""
     from tqdm import tqdm
@@ -274,11 +268,11 @@ def _convert_jobs(converter, todo: list[Job], result: BatchResult, *, keep_rate:
     if batch_size > 1:  # neighbours of similar length pad least in one model call
         todo = sorted(todo, key=_frames_or_zero)
     bar = tqdm(total=len(todo), unit="file", disable=not progress, dynamic_ncols=True)
-    runner = _Runner(converter, result, keep_rate, overwrite, batch_size, bar)
+    jobs_converter = _JobConverter(converter, result, keep_rate, overwrite, batch_size, bar)
     try:
         for job, decoded in _decoded(todo, converter.sample_rate, converter.chunk, workers):
-            runner.add(job, decoded)
-        runner.flush()
+            jobs_converter.add(job, decoded)
+        jobs_converter.flush()
     finally:
         bar.close()
 
@@ -293,13 +287,14 @@ def _frames_or_zero(job: Job) -> float:
         return 0.0  # unreadable: fails quickly at decode time, first
 
 
-class _Runner:
+class _JobConverter:
     """Collects decoded jobs into model batches (GPU) or converts them one by one (CPU)."""
 
-    def __init__(self, converter, result: BatchResult, keep_rate: bool, overwrite: bool, batch_size: int, bar):
+    def __init__(self, converter: Converter, result: BatchResult, keep_rate: bool, overwrite: bool, batch_size: int,
+                 bar):
         self.converter, self.result, self.bar = converter, result, bar
         self.keep_rate, self.overwrite, self.batch_size = keep_rate, overwrite, max(1, batch_size)
-        self.speakers: dict[tuple[Path, ...], object] = {}
+        self.speakers: dict[tuple[Path | Voice, ...], torch.Tensor] = {}
         self.waiting: list[tuple[Job, object, int]] = []
 
     def add(self, job: Job, decoded: tuple) -> None:
@@ -338,7 +333,7 @@ class _Runner:
         for (job, _, rate), out in zip(batch, outs):
             self._finish(job, lambda out=out: out, rate)
 
-    def _speaker(self, targets: tuple[Path, ...]):
+    def _speaker(self, targets: tuple[Path | Voice, ...]) -> torch.Tensor:
         if targets not in self.speakers:
             self.speakers[targets] = self.converter.speaker_vector(list(targets))
         return self.speakers[targets]
@@ -368,9 +363,4 @@ def write_failures(path: Path, failures: list[tuple[str, str]]) -> None:
     if not failures:
         path.unlink(missing_ok=True)
         return
-    tmp = temp_path_for(path)
-    with open(tmp, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["source", "reason"])
-        writer.writerows(failures)
-    os.replace(tmp, path)
+    write_csv(path, ["source", "reason"], failures)

@@ -11,18 +11,20 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from vc_app.config import (FORMAT_VERSION, MelConfig, ModelConfig, mel_config_from_dict, model_config_from_dict,
-                           to_dict)
+from vc_app.config import FORMAT_VERSION, MelConfig, ModelConfig, mel_config_from_dict, model_config_from_dict, to_dict
 from vc_app.errors import VcAppError
-from vc_app.paths import temp_path_for
+from vc_app.paths import atomic_write
+from vc_app.state_dicts import check_state_dict, torch_load_plain
+
+if TYPE_CHECKING:
+    from vc_app.models import AdaINVC
 
 WEIGHTS, CONFIG, CARD = "model.safetensors", "config.json", "README.md"
 PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
@@ -32,12 +34,36 @@ CHECKPOINT_ENV = "VC_APP_CHECKPOINT"
 
 @dataclass
 class Bundle:
-    """A loaded model with its mel recipe and the config it was saved with."""
+    """A loaded model with its mel recipe and the config it was saved with (`config.json`, as a dict).
 
-    model: Any  # vc_app.models.AdaINVC, in eval mode
+    Read what the config says through the properties (`training`, `training_steps`, `format_version`) rather
+    than by digging into `config`.
+    """
+
+    model: AdaINVC  # in eval mode
     mel: MelConfig
     config: dict = field(default_factory=dict)
-    source: str = ""
+    source: str = ""  # what it was loaded from: a folder, a .pt file or a hub id
+
+    @property
+    def training(self) -> dict:
+        """The training summary saved with the weights (config, steps, data); {} when there is none."""
+        return self.config.get("training") or {}
+
+    @property
+    def training_steps(self) -> int | None:
+        """Optimiser steps of the run that produced the weights (None when not recorded)."""
+        return self.training.get("steps")
+
+    @property
+    def architecture(self) -> str:
+        """The model class the weights are for ("AdaINVC")."""
+        return self.config.get("architecture", "AdaINVC")
+
+    @property
+    def format_version(self) -> int | None:
+        """The bundle format the files were written in (`config.FORMAT_VERSION`)."""
+        return self.config.get("format_version")
 
 
 def checkpoints_dir() -> Path:
@@ -83,22 +109,12 @@ def save_bundle(model: torch.nn.Module, mel: MelConfig, folder: str | os.PathLik
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     config = {"format_version": FORMAT_VERSION, "architecture": "AdaINVC", "mel": to_dict(mel),
               "model": to_dict(model.cfg), "training": training or {}}
-    _atomic(folder / WEIGHTS, lambda p: save_file(state, str(p), metadata={"format_version": str(FORMAT_VERSION)}))
-    _atomic(folder / CONFIG, lambda p: p.write_text(json.dumps(config, indent=2) + "\n"))
+    atomic_write(folder / WEIGHTS, lambda p: save_file(state, str(p), metadata={"format_version": str(FORMAT_VERSION)}))
+    atomic_write(folder / CONFIG, lambda p: p.write_text(json.dumps(config, indent=2) + "\n"))
     if card is not None or not (folder / CARD).exists():
         text = card or f"# AdaIN-VC bundle\n\nWeights for vc_app (format {FORMAT_VERSION}); see config.json.\n"
-        _atomic(folder / CARD, lambda p: p.write_text(text))
+        atomic_write(folder / CARD, lambda p: p.write_text(text))
     return folder
-
-
-def _atomic(path: Path, write) -> None:
-    tmp = temp_path_for(path)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def load_bundle(spec: str | os.PathLike, *, device: str | torch.device = "cpu", revision: str | None = None) -> Bundle:
@@ -168,21 +184,7 @@ def _read_pickle_checkpoint(path: Path, config: dict | None = None) -> tuple[dic
     return config, state
 
 
-def torch_load_plain(path: Path) -> Any:
-    """`torch.load(path, weights_only=True)` on the CPU: tensors and plain containers only, never code.
-
-    Raises:
-        VcAppError: the file needs arbitrary unpickling, or is not a torch checkpoint.
-    """
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, AttributeError, EOFError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise VcAppError(f"Refused to load {path}: it is not a plain-tensor checkpoint that loads with "
-                         f"weights_only=True ({first[:160]}).") from None
-
-
-def build_model(config: dict, state: dict[str, torch.Tensor], origin: str = "the checkpoint"):
+def build_model(config: dict, state: dict[str, torch.Tensor], origin: str = "the checkpoint") -> AdaINVC:
     """An `AdaINVC` from a bundle config, with `state` loaded strictly (errors name the keys)."""
     from vc_app.models import AdaINVC
 
@@ -196,38 +198,11 @@ def build_model(config: dict, state: dict[str, torch.Tensor], origin: str = "the
     return model
 
 
-def check_state_dict(expected: dict[str, torch.Tensor], state: dict[str, torch.Tensor], problem: str) -> None:
-    """Raise a `VcAppError` "<problem>: missing keys ...; unexpected keys ..." (or the first wrong shape).
-
-    Args:
-        expected: the model's own state dict; state: the one to load into it.
-    """
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"missing keys {_names(missing)}")
-        if unexpected:
-            parts.append(f"unexpected keys {_names(unexpected)}")
-        raise VcAppError(f"{problem}: {'; '.join(parts)}.")
-    wrong = [k for k, v in state.items() if tuple(v.shape) != tuple(expected[k].shape)]
-    if wrong:
-        k = wrong[0]
-        raise VcAppError(f"{problem}: {k} has shape {tuple(state[k].shape)}, the model expects "
-                         f"{tuple(expected[k].shape)}.")
-
-
-def _names(keys: list[str], limit: int = 5) -> str:
-    shown = ", ".join(keys[:limit])
-    return shown + (f" (and {len(keys) - limit} more)" if len(keys) > limit else "")
-
-
 def _download_bundle(repo_id: str, revision: str | None) -> Path:
     """Fetch a bundle from the Hugging Face hub (or its cache when offline) into a local folder."""
-    from vc_app.hub import hub_download
+    from vc_app.hub import hub_download, is_hub_repo_id
 
-    if "/" not in repo_id or repo_id.count("/") > 1 or repo_id.startswith((".", "/", "~")):
+    if not is_hub_repo_id(repo_id):
         raise VcAppError(f"Checkpoint {repo_id} was not found: give a bundle folder, a .pt file or a hub id "
                          f"such as org/name.")
     config_path = hub_download(repo_id, CONFIG, revision=revision, what="checkpoint")

@@ -2,8 +2,9 @@
 
 Commands live in `vc_app.commands.<name>`, each with `add_parser(subparsers)`
 and `run(args) -> int`. Heavy imports happen inside `run`, so `vc-app --help`
-is instant. A `VcAppError` is printed as one sentence with a non-zero exit;
-a traceback is shown only with `--debug`.
+is instant. Errors meet the user at `vc_app.errors.run_entry_point`: a
+`VcAppError` is printed as one sentence with a non-zero exit; a traceback is
+shown only with `--debug`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import importlib
 import sys
 
 from vc_app import __version__
+from vc_app.errors import add_debug_option, run_entry_point
 
 COMMANDS = ("convert", "batch", "voice", "vocode", "download", "train", "evaluate")
 
@@ -30,7 +32,7 @@ def get_parser() -> argparse.ArgumentParser:
                "bigvgan[:HUB_ID_OR_FOLDER].",
     )
     parser.add_argument("--version", action="version", version=f"vc-app {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    add_debug_option(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         try:
@@ -52,24 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
-    from vc_app.errors import VcAppError
-
-    try:
-        return int(args.run(args) or 0)
-    except VcAppError as err:
-        if args.debug:
-            raise
-        print(f"vc-app: error: {err}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("vc-app: interrupted.", file=sys.stderr)
-        return 130
-    except Exception as err:  # noqa: BLE001 - the last line of defence against tracebacks
-        if args.debug:
-            raise
-        print(f"vc-app: internal error: {type(err).__name__}: {err} (re-run with --debug for details).",
-              file=sys.stderr)
-        return 1
+    return run_entry_point("vc-app", lambda: args.run(args), debug=args.debug)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Configuration dataclasses: the one place where default sizes live.
 
-`MelConfig` is DESIGN.md's "recipe J" (the jik876 HiFi-GAN / NVIDIA BigVGAN
-mel dialect); `ModelConfig` holds the AdaIN-VC sizes of the official config,
+`MelConfig` is the project's one mel recipe (ARCHITECTURE.md, *The mel recipe*: the
+jik876 HiFi-GAN / NVIDIA BigVGAN mel dialect); `ModelConfig` holds the AdaIN-VC sizes of the official config,
 with our 80 mel bands. Everything else (CLI, training, bundles) reads its
 defaults from here, so a default is never declared twice.
 """
@@ -12,14 +12,12 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from vc_app.errors import VcAppError
-
 FORMAT_VERSION = 1
 
 
 @dataclass(frozen=True)
 class MelConfig:
-    """The one mel recipe (DESIGN.md "recipe J")."""
+    """The one mel recipe (ARCHITECTURE.md, *The mel recipe*), computed by `vc_app.mel.mel_spectrogram`."""
 
     sample_rate: int = 22050
     n_fft: int = 1024
@@ -119,29 +117,3 @@ def _known(cls: type, d: dict) -> dict:
     if unknown:
         raise ValueError(f"unknown {cls.__name__} field(s): {', '.join(sorted(unknown))}")
     return d
-
-
-@dataclass(frozen=True)
-class UiLimits:
-    """What one web request may ask for.
-
-    Args:
-        max_upload_mb: the largest file accepted (also enforced by Gradio at upload).
-        max_seconds: the longest clip accepted (source and each target clip).
-        concurrency: conversions run at once (None: `default_concurrency` for the device).
-        queue_size: requests waiting beyond those; more are turned away with a message.
-        keep_outputs_seconds: how long converted files stay in the UI's temp folder.
-    """
-
-    max_upload_mb: float = 50.0
-    max_seconds: float = 300.0
-    concurrency: int | None = None
-    queue_size: int = 64
-    keep_outputs_seconds: float = 900.0
-
-    def __post_init__(self):
-        for name in ("max_upload_mb", "max_seconds", "queue_size", "keep_outputs_seconds"):
-            if not getattr(self, name) > 0:
-                raise VcAppError(f"The UI limit {name} must be positive, not {getattr(self, name)}.")
-        if self.concurrency is not None and self.concurrency < 1:
-            raise VcAppError(f"The concurrency limit must be at least 1, not {self.concurrency}.")

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from vc_app.errors import VcAppError
+from vc_app.paths import write_csv
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".au")
 VCTK_URL = "https://datashare.ed.ac.uk/handle/10283/3443"
@@ -52,7 +53,7 @@ def find_audio_files(root: str | os.PathLike, extensions: tuple[str, ...] = AUDI
                 stat = entry.stat() if is_dir else None
             except OSError:
                 is_dir = is_file = False
-            key = (stat.st_dev, stat.st_ino) if is_dir else None
+            key = (stat.st_dev, stat.st_ino) if is_dir and stat is not None else (0, 0)
             if is_dir and key in above:
                 say(f"skipped {path}: a link back to a folder above it")
             elif is_dir:
@@ -210,10 +211,7 @@ def _choose_speakers(speakers: list[str], n: int, rng: random.Random, genders: d
 def write_manifest(path: str | os.PathLike, utts: list[Utterance]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=[f.name for f in fields(Utterance)])
-        writer.writeheader()
-        writer.writerows(asdict(u) for u in utts)
+    write_csv(path, [f.name for f in fields(Utterance)], [asdict(u) for u in utts])
 
 
 def read_manifest(path: str | os.PathLike) -> list[Utterance]:

@@ -21,7 +21,7 @@ import numpy as np
 from vc_app.config import MelConfig, mel_config_from_dict, to_dict
 from vc_app.corpus import Utterance
 from vc_app.errors import VcAppError
-from vc_app.paths import temp_path_for
+from vc_app.paths import atomic_write, write_csv
 
 
 def utterance_mel(path: str, mel_cfg: MelConfig) -> np.ndarray:
@@ -51,11 +51,14 @@ def _extract_one(job: tuple[str, str, dict]) -> tuple[str, str]:
         mel = utterance_mel(path, mel_config_from_dict(mel_dict))
     except VcAppError as err:
         return utt_id, str(err)
-    tmp = temp_path_for(out)
-    with open(tmp, "wb") as handle:
-        np.save(handle, mel)
-    os.replace(tmp, out)
+    atomic_write(out, lambda tmp: _save_npy(tmp, mel))
     return utt_id, ""
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    """np.save by handle: by name it would append '.npy' to a temp file's name."""
+    with open(path, "wb") as handle:
+        np.save(handle, array)
 
 
 def extract_features(utts: list[Utterance], cache: str | os.PathLike, mel_cfg: MelConfig, *, workers: int = 2,
@@ -125,30 +128,26 @@ def pack_features(utts: list[Utterance], cache: str | os.PathLike, mel_cfg: MelC
     if _packed_rows(cache) == rows:
         return cache
     total, sq = np.zeros(n_mels), np.zeros(n_mels)
-    tmp = temp_path_for(cache / "mels.npy")
-    packed = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n_mels, offset))
-    for utt_id, _, start, frames in rows:
-        mel = np.load(cache / "utts" / f"{utt_id}.npy").astype(np.float64)
-        packed[:, start:start + frames] = mel
-        total += mel.sum(axis=1)
-        sq += (mel ** 2).sum(axis=1)
-    packed.flush()
-    del packed
+
+    def write_pack(tmp: Path) -> None:
+        packed = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n_mels, offset))
+        for utt_id, _, start, frames in rows:
+            mel = np.load(cache / "utts" / f"{utt_id}.npy").astype(np.float64)
+            packed[:, start:start + frames] = mel
+            total[:] += mel.sum(axis=1)
+            sq[:] += (mel ** 2).sum(axis=1)
+        packed.flush()
+        del packed
+
     (cache / "index.csv").unlink(missing_ok=True)  # an interrupted pack is never taken for a finished one
-    os.replace(tmp, cache / "mels.npy")
+    atomic_write(cache / "mels.npy", write_pack)
     mean = total / offset
     stats = {"mean": mean.tolist(), "std": np.sqrt(np.maximum(sq / offset - mean ** 2, 0)).tolist(),
              "frames": int(offset), "utterances": len(rows), "speakers": len({r[1] for r in rows}),
              "mel": to_dict(mel_cfg)}
-    tmp = temp_path_for(cache / "stats.json")
-    tmp.write_text(json.dumps(stats, indent=1))
-    os.replace(tmp, cache / "stats.json")
-    tmp = temp_path_for(cache / "index.csv")  # last: its presence marks a finished pack
-    with open(tmp, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["utt_id", "speaker", "offset", "frames"])
-        writer.writerows(rows)
-    os.replace(tmp, cache / "index.csv")
+    atomic_write(cache / "stats.json", lambda tmp: tmp.write_text(json.dumps(stats, indent=1)))
+    # last: its presence marks a finished pack
+    write_csv(cache / "index.csv", ["utt_id", "speaker", "offset", "frames"], rows)
     return cache
 
 
@@ -158,13 +157,6 @@ def _packed_rows(cache: Path) -> list[tuple[str, str, int, int]] | None:
         return None
     with open(cache / "index.csv", newline="") as handle:
         return [(r["utt_id"], r["speaker"], int(r["offset"]), int(r["frames"])) for r in csv.DictReader(handle)]
-
-
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    tmp = temp_path_for(path)
-    with open(tmp, "wb") as handle:
-        np.save(handle, array)
-    os.replace(tmp, path)
 
 
 @dataclass

@@ -26,11 +26,17 @@ from urllib.parse import urlsplit
 from vc_app.errors import VcAppError
 
 COMMIT_HASH = re.compile(r"[0-9a-f]{40}")
+HUB_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")  # org/name, as the hub spells repo ids
 PROBE_SECONDS = 3.0  # a hub that does not answer a TCP connection within this is taken as unreachable
 # Packages whose exceptions mean "the network failed", whatever HTTP client huggingface_hub is built on.
 NETWORK_PACKAGES = frozenset({"httpx", "httpx2", "httpcore", "httpcore2", "h11", "h2", "anyio", "requests",
                               "urllib3", "aiohttp", "ssl", "socket"})
 PROXY_VARIABLES = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "https_proxy", "http_proxy", "all_proxy")
+
+
+def is_hub_repo_id(text: str) -> bool:
+    """Whether `text` has the form of a hub repo id, org/name (no revision, no path beyond it)."""
+    return HUB_REPO_ID.fullmatch(text) is not None
 
 
 def is_network_error(err: BaseException) -> bool:
@@ -69,8 +75,13 @@ def hub_unreachable() -> str | None:
 @contextlib.contextmanager
 def _plain_errors(repo_id: str, filename: str, revision: str | None, what: str, hint: str | None):
     """Turn huggingface_hub's exceptions, and network errors of its HTTP client, into one `VcAppError` sentence."""
-    from huggingface_hub.errors import (EntryNotFoundError, HFValidationError, LocalEntryNotFoundError,
-                                        RepositoryNotFoundError, RevisionNotFoundError)
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        HFValidationError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     try:
         yield

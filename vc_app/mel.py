@@ -1,4 +1,4 @@
-"""The one mel-spectrogram function (DESIGN.md "recipe J").
+"""The one mel-spectrogram function (ARCHITECTURE.md, *The mel recipe*; its parameters: `config.MelConfig`).
 
 Training features, inference, evaluation and the vocoders' resynthesis all
 call `mel_spectrogram`; nothing else in the project computes a mel. It speaks

@@ -6,9 +6,10 @@ imports the model, so a bad `--output` is refused in a fraction of a second.
 
 from __future__ import annotations
 
+import csv
 import os
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -24,19 +25,62 @@ def temp_path_for(path: str | os.PathLike) -> Path:
     return path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}{TEMP_SUFFIX}")
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], object], *, fsync: bool = False,
+                 overwrite: bool = True) -> Path:
     """Write `path` atomically: `write(tmp)` fills a temp file beside it, which is then renamed onto `path`.
 
-    A reader sees the old file or the whole new one, never a part; the temp file is removed on any error.
+    The one way vc_app writes a file a user or a later stage reads: a reader sees the old file or the whole
+    new one, never a part, and the temp file is removed on any error (Ctrl-C included).
+
+    Args:
+        write: fills the temp file it is given (a fresh empty file; write it by path or open it).
+        fsync: flush the temp file to disk before the rename (outputs a killed job must not lose).
+        overwrite: False: never replace a file that exists, even one that appeared while writing.
+    Raises:
+        VcAppError: the folder refuses a new file, or (without `overwrite`) `path` exists.
     """
     path = Path(path)
-    tmp = temp_path_for(path)
+    tmp, handle = open_temp_beside(path)
+    handle.close()
     try:
         write(tmp)
-        os.replace(tmp, path)
+        if fsync:
+            with open(tmp, "rb+") as written:
+                os.fsync(written.fileno())
+        _publish(tmp, path, overwrite)
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def write_csv(path: str | os.PathLike, columns: Sequence[str], rows: Iterable[Mapping | Sequence], *,
+              lineterminator: str = "\r\n") -> Path:
+    """Write a CSV with a header row atomically (UTF-8); each row is a dict keyed by `columns`
+    (missing keys are empty) or a sequence in their order."""
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle, lineterminator=lineterminator)
+            writer.writerow(columns)
+            for row in rows:
+                writer.writerow([row.get(c, "") for c in columns] if isinstance(row, Mapping) else row)
+
+    return atomic_write(path, write)
+
+
+def _publish(tmp: Path, path: Path, overwrite: bool) -> None:
+    """Move the finished temp file onto `path`; without `overwrite`, never over a file that appeared meanwhile."""
+    if overwrite:
+        os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path)  # atomic, and refuses an existing name
+    except FileExistsError:
+        raise VcAppError(f"{path} already exists; pass --overwrite to replace it.") from None
+    except OSError:  # a file system without hard links
+        if path.exists():
+            raise VcAppError(f"{path} already exists; pass --overwrite to replace it.") from None
+        os.replace(tmp, path)
 
 
 def open_temp_beside(path: Path) -> tuple[Path, BinaryIO]:

@@ -4,7 +4,8 @@
     python -m vc_app.recipe manifests --corpus data/corpus.csv --out data/ [--unseen a,b | --n-unseen N] [--seed S]
     python -m vc_app.recipe features  --manifests data/ --out feats/ [--workers N]
     python -m vc_app.recipe evaluate  --checkpoint exp/adain --features feats/unseen --out heldout.json
-    python -m vc_app.recipe pairs     --manifest data/unseen.csv --out pairs.csv [--speakers A,B] [--pairs-per-speaker N]
+    python -m vc_app.recipe pairs     --manifest data/unseen.csv --out pairs.csv [--speakers A,B]
+                                      [--pairs-per-speaker N]
     python -m vc_app.recipe export    --checkpoint exp/adain --out bundle/ [--metrics heldout.json]
                                       [--half] [--push-to-hub REPO]
 
@@ -19,8 +20,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from vc_app.errors import VcAppError
+from vc_app.errors import VcAppError, add_debug_option, run_entry_point
+from vc_app.paths import atomic_write
+
+if TYPE_CHECKING:
+    from vc_app.bundle import Bundle
 
 SPLITS = ("train", "valid", "unseen")
 CORPUS, SPEAKERS = "corpus.csv", "speakers.json"
@@ -124,19 +130,17 @@ def stage_evaluate(args: argparse.Namespace) -> None:
     """Stage 4: reconstruction and conversion losses on the held-out (unseen) speakers."""
     from vc_app.bundle import load_bundle
     from vc_app.features import FeatureCache
-    from vc_app.train.heldout import heldout_losses
-
     from vc_app.train.checkpoints import resolve_checkpoint
+    from vc_app.train.heldout import heldout_losses
 
     checkpoint = resolve_checkpoint(args.checkpoint)
     bundle = load_bundle(checkpoint)
     metrics = heldout_losses(bundle.model, FeatureCache.open(args.features), n_pairs=args.n_pairs,
                              max_frames=args.max_frames, seed=args.seed)
-    metrics["checkpoint"] = str(checkpoint)
-    metrics["steps"] = bundle.config.get("training", {}).get("steps")
+    report = {**metrics, "checkpoint": str(checkpoint), "steps": bundle.training_steps}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(metrics, indent=1) + "\n")
+    atomic_write(out, lambda tmp: tmp.write_text(json.dumps(report, indent=1) + "\n"))
     print(" ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float)) + f" -> {out}")
 
 
@@ -146,26 +150,17 @@ def stage_pairs(args: argparse.Namespace) -> None:
     Every ordered pair of distinct speakers (optionally only `--speakers`) gets `--pairs-per-speaker`
     source clips, each with `--targets` clips of the target speaker saying other sentences; when the
     corpus is parallel (same text, or same file name as in VCC and ARCTIC) the target speaker's clip of
-    the source's sentence is the reference for MCD (`vc_app.evaluate.pairs.speaker_pairs`).
+    the source's sentence is the reference for MCD (`vc_app.pairs.speaker_pairs`).
     """
     from vc_app.corpus import read_manifest
-    from vc_app.evaluate.pairs import speaker_pairs, write_pairs
+    from vc_app.pairs import by_speaker, speaker_pairs, write_pairs
 
-    by_speaker: dict[str, list] = {}
-    for u in sorted(read_manifest(args.manifest), key=lambda u: u.path):
-        by_speaker.setdefault(u.speaker, []).append(u)
-    chosen, excluded = _names(args.speakers), set(_names(args.exclude_speakers))
-    unknown = [s for s in chosen if s not in by_speaker]
-    if unknown:
-        raise VcAppError(f"Speaker(s) {', '.join(unknown)} are not in {args.manifest} "
-                         f"(it has {', '.join(sorted(by_speaker))}).")
-    by_speaker = {s: u for s, u in by_speaker.items() if (not chosen or s in chosen) and s not in excluded}
-    if len(by_speaker) < 2:
-        raise VcAppError(f"{args.manifest} needs at least two speakers to make conversion pairs.")
-    pairs = speaker_pairs(by_speaker, pairs_per_speaker=args.pairs_per_speaker, target_clips=args.targets,
+    groups = by_speaker(read_manifest(args.manifest), speakers=_names(args.speakers) or None,
+                        exclude=_names(args.exclude_speakers), where=args.manifest)
+    pairs = speaker_pairs(groups, pairs_per_speaker=args.pairs_per_speaker, target_clips=args.targets,
                           seed=args.seed, where=args.manifest)
     write_pairs(args.out, pairs)
-    print(f"{len(pairs)} pairs among {len(by_speaker)} speakers ({sum(bool(p.reference) for p in pairs)} with a "
+    print(f"{len(pairs)} pairs among {len(groups)} speakers ({sum(bool(p.reference) for p in pairs)} with a "
           f"parallel reference) -> {args.out}")
 
 
@@ -177,17 +172,17 @@ def stage_export(args: argparse.Namespace) -> None:
     checkpoint = resolve_checkpoint(args.checkpoint)
     bundle = load_bundle(checkpoint)
     metrics = json.loads(Path(args.metrics).read_text()) if args.metrics and Path(args.metrics).is_file() else None
-    reports = {}
+    reports: dict[str, str] = {}
     for item in args.report or []:
         title, sep, path = item.rpartition("=") if "=" in item else ("", "", item)
         if Path(path).is_file():
             reports[title or f"Evaluation {len(reports) + 1}"] = Path(path).read_text()
     out = Path(args.out)
-    card = Path(args.card).read_text() if args.card else model_card(bundle.config, args.name or out.name, metrics,
+    card = Path(args.card).read_text() if args.card else model_card(bundle, args.name or out.name, metrics,
                                                                      reports, args.note)
     if args.paths_relative_to:
         card = relative_paths(card, Path(args.paths_relative_to))
-    save_bundle(bundle.model, bundle.mel, out, training=bundle.config.get("training"), card=card, half=args.half)
+    save_bundle(bundle.model, bundle.mel, out, training=bundle.training, card=card, half=args.half)
     print(f"exported {checkpoint} -> {out}")
     if args.push_to_hub:
         from huggingface_hub import HfApi
@@ -211,25 +206,24 @@ def relative_paths(text: str, base: Path) -> str:
     return re.sub(r"(^|[\s`'\"=(,;])(/[^\s`'\",;)]+)", relative, text, flags=re.MULTILINE)
 
 
-def model_card(config: dict, name: str, metrics: dict | None, reports: dict[str, str] | None = None,
+def model_card(bundle: Bundle, name: str, metrics: dict | None, reports: dict[str, str] | None = None,
                note: str = "") -> str:
-    """A Markdown model card from a bundle config's training summary, the held-out losses (stage 4) and
+    """A Markdown model card from a bundle's training summary, the held-out losses (stage 4) and
     `vc-app evaluate` reports ({title: report.md text}; headings moved one level down, plots left out)."""
-    training = config.get("training", {})
-    cfg = training.get("config", {})
-    model, data = config.get("model", {}), cfg.get("data", {})
-    mel = config.get("mel", {})
-    hours = training.get("train_frames", 0) * mel.get("hop_length", 0) / mel.get("sample_rate", 1) / 3600
+    training, model, mel = bundle.training, bundle.model.cfg, bundle.mel
+    cfg = training.get("config", {})  # the training run's own config, as saved (a dict)
+    data = cfg.get("data", {})
+    hours = training.get("train_frames", 0) * mel.hop_length / mel.sample_rate / 3600
     lines = [f"# {name}: AdaIN-VC for vc_app", "",
              "One-shot voice conversion (Chou, Yeh & Lee 2019) trained with the vc_app recipes.", "",
              *([note, ""] if note else []),
              f"- steps: {training.get('steps', '?')}",
              f"- training data: {training.get('train_utterances', '?')} utterances of "
              f"{training.get('train_speakers', '?')} speakers ({hours:.2f} h)",
-             f"- bottleneck: {model.get('bottleneck', '?')}; adversary: "
-             f"{'on' if cfg.get('adversary', {}).get('enabled') else 'off'}; c_h {model.get('c_h')}, "
+             f"- bottleneck: {model.bottleneck}; adversary: "
+             f"{'on' if cfg.get('adversary', {}).get('enabled') else 'off'}; c_h {model.c_h}, "
              f"segment {data.get('segment_frames', '?')} frames, batch {data.get('batch_size', '?')}",
-             f"- mel: {mel.get('sample_rate')} Hz, {mel.get('n_mels')} bands, hop {mel.get('hop_length')} "
+             f"- mel: {mel.sample_rate} Hz, {mel.n_mels} bands, hop {mel.hop_length} "
              "(the HiFi-GAN / BigVGAN dialect)", ""]
     if metrics:
         lines += ["## Held-out speakers: training losses (recipe stage 4)", "",
@@ -262,6 +256,7 @@ def _without_plots(lines: list[str]) -> list[str]:
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m vc_app.recipe", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_debug_option(parser)
     sub = parser.add_subparsers(dest="stage", required=True)
     p = sub.add_parser("prepare", help="stage 0: scan a corpus into data/corpus.csv")
     p.add_argument("--corpus-type", choices=("folder", "vctk"), default="folder")
@@ -325,12 +320,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
-    try:
-        args.func(args)
-    except VcAppError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    return 0
+    return run_entry_point("python -m vc_app.recipe", lambda: args.func(args), debug=args.debug)
 
 
 if __name__ == "__main__":

@@ -21,11 +21,22 @@ import tempfile
 import time
 import weakref
 from pathlib import Path
+from types import SimpleNamespace
 
-from vc_app.convert import VoiceConverter
+from vc_app.converter import VoiceConverter
 from vc_app.errors import VcAppError
-from vc_app.ui_service import (WARM_UP_NAME, Analysis, ConversionService, ConverterPool, UiLimits, VoiceExists,
-                               default_concurrency, share_threads, similarity_available, write_warm_up_clip)
+from vc_app.ui_service import (
+    WARM_UP_NAME,
+    Analysis,
+    ConversionService,
+    ConverterPool,
+    UiLimits,
+    VoiceExists,
+    default_concurrency,
+    share_threads,
+    similarity_available,
+    write_warm_up_clip,
+)
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +90,7 @@ def build_demo(converter: VoiceConverter, *, limits: UiLimits | None = None, wor
     limits = limits or UiLimits()
     concurrency = limits.concurrency or default_concurrency(converter.device)
     owned = work_dir is None
-    work_dir = tempfile.mkdtemp(prefix="vc_app_ui_") if owned else work_dir
+    work_dir = tempfile.mkdtemp(prefix="vc_app_ui_") if work_dir is None else work_dir
     service = ConversionService(ConverterPool(converter), limits, work_dir, voices_dir)
     if warm_up:
         try:
@@ -133,11 +144,8 @@ def readme_url() -> str | None:
     return f"/gradio_api/file={README}" if README.is_file() else None
 
 
-class _Page:
+class _Page(SimpleNamespace):
     """The page's components, by name."""
-
-    def __init__(self, **components):
-        self.__dict__.update(components)
 
 
 def _layout(gr, service: ConversionService, limits: UiLimits, readme_link: str | None) -> _Page:

@@ -27,16 +27,17 @@ import torch
 
 from vc_app.audio import audio_info, load_audio, write_audio
 from vc_app.bundle import list_local_bundles, load_bundle
-from vc_app.config import MelConfig, UiLimits
-from vc_app.convert import VoiceConverter
+from vc_app.config import MelConfig
+from vc_app.converter import VoiceConverter
 from vc_app.errors import VcAppError
+from vc_app.hub import is_hub_repo_id
 from vc_app.mel import mel_spectrogram
+from vc_app.ui_limits import UiLimits
 from vc_app.vocoders import GRIFFINLIM_ITERATIONS, load_vocoder, parse_spec, vocoder_choices
 from vc_app.voice import Voice, VoiceLibrary, attach_dvector, check_voice_name, list_voices
 
 log = logging.getLogger(__name__)
 
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 Progress = Callable[[float, str], None]
 
 
@@ -213,7 +214,7 @@ class ConversionService:
         """The bundle to use: a hub id typed by the user wins over the menu's choice."""
         hub_id = (hub_id or "").strip()
         if hub_id:
-            if not HUB_ID.match(hub_id) or Path(hub_id).exists():
+            if not is_hub_repo_id(hub_id) or Path(hub_id).exists():
                 raise VcAppError(f"'{hub_id[:80]}' is not a Hugging Face hub id of the form org/name.")
             return hub_id
         model = model or self.choices.default_model
@@ -237,7 +238,7 @@ class ConversionService:
         return vocoder
 
     # -- checking uploads -----------------------------------------------------------------
-    def check_clip(self, path: str | os.PathLike, role: str) -> float:
+    def check_upload(self, path: str | os.PathLike, role: str) -> float:
         """Refuse a clip that is too big, too long or not readable audio; return its duration in seconds."""
         path = Path(path)
         if path.is_file() and path.stat().st_size > self.limits.max_upload_mb * 1e6:
@@ -283,9 +284,9 @@ class ConversionService:
         paths = [str(source), *targets, *self._voice_files(voice, blend_with)]
         try:
             report(0.02, "Checking the clips")
-            seconds = self.check_clip(source, "source")
+            seconds = self.check_upload(source, "source")
             for target in targets:
-                self.check_clip(target, "target")
+                self.check_upload(target, "target")
             model_spec, vocoder_spec = self.resolve_model(model, hub_id), self.resolve_vocoder(vocoder)
             report(0.1, "Model ready" if self.pool.is_loaded(model_spec, vocoder_spec) else "Loading the model")
             converter = self.pool.get(model_spec, vocoder_spec)
@@ -385,7 +386,7 @@ class ConversionService:
         try:
             report(0.05, "Checking the clips")
             for target in targets:
-                self.check_clip(target, "target")
+                self.check_upload(target, "target")
             model_spec = self.resolve_model(model, hub_id)
             report(0.2, "Model ready" if self.pool.is_loaded(model_spec) else "Loading the model")
             converter = self.pool.get(model_spec)
@@ -402,10 +403,11 @@ class ConversionService:
 
     def delete_voice(self, name: str | None) -> str:
         """Delete the saved voice `name`; returns what was done."""
-        if not (name or "").strip():
+        name = (name or "").strip()
+        if not name:
             raise VcAppError("Pick the saved voice to delete first.")
         self.voices.delete(check_voice_name(name))
-        return f"Deleted the voice **{name.strip()}**."
+        return f"Deleted the voice **{name}**."
 
     def sweep(self, older_than: float | None = None) -> int:
         """Delete result folders older than `older_than` seconds (default: the limit); returns how many."""
@@ -432,14 +434,16 @@ class ConversionService:
             converted = load_audio(conversion.output, rate)
         except VcAppError as err:
             raise VcAppError(_without_paths(str(err), [conversion.source, *conversion.targets])) from None
+        target_picture: tuple[str, np.ndarray | None]
         if targets:
             n, target = len(targets), torch.cat(targets)
             target_picture = (f"Target ({n} clip{'s' * (n > 1)}, {_seconds(target, rate)})",
                               mel_picture(target, conversion.mel))
         else:  # a saved voice keeps no audio to draw
             target_picture = (f"Target: saved voice {' + '.join(v.name for v, _ in conversion.voices)}", None)
-        pictures = [(f"Source ({_seconds(source, rate)})", mel_picture(source, conversion.mel)), target_picture,
-                    (f"Converted ({_seconds(converted, rate)})", mel_picture(converted, conversion.mel))]
+        pictures: list[tuple[str, np.ndarray | None]] = [
+            (f"Source ({_seconds(source, rate)})", mel_picture(source, conversion.mel)), target_picture,
+            (f"Converted ({_seconds(converted, rate)})", mel_picture(converted, conversion.mel))]
         if not similarity_available():
             return Analysis(pictures, note=SIMILARITY_HELP)
         report(0.5, "Measuring speaker similarity")

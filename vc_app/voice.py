@@ -54,7 +54,7 @@ from typing import TYPE_CHECKING, Any
 
 from vc_app.config import MelConfig, mel_config_from_dict, to_dict
 from vc_app.errors import VcAppError
-from vc_app.paths import open_temp_beside
+from vc_app.paths import atomic_write
 
 if TYPE_CHECKING:
     import numpy as np
@@ -153,16 +153,7 @@ class Voice:
         if self.dvector is not None:
             tensors["dvector"] = np.ascontiguousarray(self.dvector, dtype=np.float32)
         data = save(tensors, metadata=self.metadata())
-        tmp, handle = open_temp_beside(path)
-        try:
-            with handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            _publish(tmp, path, overwrite)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return path
+        return atomic_write(path, lambda tmp: tmp.write_bytes(data), fsync=True, overwrite=overwrite)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Voice:
@@ -173,21 +164,6 @@ class Voice:
         return cls(name=meta["name"], vector=torch.from_numpy(tensors["speaker"].copy()), model=meta["model"],
                    model_sha256=meta["model_sha256"], mel=meta["mel"], clips=meta["clips"],
                    created_at=meta["created_at"], dvector=tensors.get("dvector"), mix=meta["mix"])
-
-
-def _publish(tmp: Path, path: Path, overwrite: bool) -> None:
-    """Move the finished temp file onto `path`; without `overwrite`, never over a file that appeared meanwhile."""
-    if overwrite:
-        os.replace(tmp, path)
-        return
-    try:
-        os.link(tmp, path)  # atomic and refuses an existing name
-    except FileExistsError:
-        raise VcAppError(f"{path} already exists; pass --overwrite to replace it.") from None
-    except OSError:  # a file system without hard links
-        if path.exists():
-            raise VcAppError(f"{path} already exists; pass --overwrite to replace it.") from None
-        os.replace(tmp, path)
 
 
 def describe_mel(mel: MelConfig) -> str:
@@ -373,7 +349,7 @@ class VoiceLibrary:
 
 def list_voices(folder: str | os.PathLike) -> list[tuple[Path, dict[str, Any] | str]]:
     """Every `*.voice` file in `folder`: (path, metadata) or (path, the sentence saying why it is unreadable)."""
-    found = []
+    found: list[tuple[Path, dict[str, Any] | str]] = []
     for path in sorted(Path(folder).glob(f"*{VOICE_SUFFIX}"), key=lambda p: p.name.casefold()):
         if path.name.startswith("."):
             continue  # a temp file of a save in progress
@@ -454,7 +430,12 @@ def blend(voices: Sequence[Voice], weights: Sequence[float], *, name: str | None
         if voice.model_sha256 != first.model_sha256 or voice.mel != first.mel:
             raise VcAppError(f"The voices {first.name!r} and {voice.name!r} were made with different models "
                              f"({first.model} and {voice.model}); only voices of one model can be blended.")
-    vector = kept[0][0].vector.clone() if len(kept) == 1 else sum(w * v.vector for v, w in kept)
+    if len(kept) == 1:
+        vector = kept[0][0].vector.clone()
+    else:  # sum_i w_i s_i, in the order given
+        vector = kept[0][1] * kept[0][0].vector
+        for voice, weight in kept[1:]:
+            vector = vector + weight * voice.vector
     mix = tuple((v.name, w) for v, w in kept)
     label = name or (first.name if len(kept) == 1 else " + ".join(f"{100 * w:.0f}% {v.name}" for v, w in kept))
     return Voice(name=label, vector=vector, model=first.model, model_sha256=first.model_sha256, mel=first.mel,

@@ -4,21 +4,28 @@
 # must have declared with its default first; an unknown option is an error. A variable whose
 # default is true or false takes `--flag` (true) or `--flag true|false`. Other arguments are kept,
 # in order, as the positional parameters. `--help` prints the comment block at the top of $0 (its
-# stages and examples), every option of its variable block with its default and comment, and $help_message.
+# stages and examples), every option of its variable block and of the shared options.sh with its default
+# and comment, and $help_message.
+
+_print_options() {  # the variable block of file $1: name=default  # comment (up to help_message=)
+  local line var comment
+  while IFS= read -r line; do
+    case "$line" in help_message=*) break ;; esac
+    [[ "$line" =~ ^([a-z][a-z0-9_]*)=[^#]*(#[[:space:]]*(.*))?$ ]] || continue
+    var=${BASH_REMATCH[1]} comment=${BASH_REMATCH[3]}
+    printf '  --%-16s %s%s\n' "${var//_/-}" "$comment" "${!var:+ [default: ${!var}]}"
+  done < "$1"
+}
 
 _print_help() {
-  local line var comment
+  local line
   while IFS= read -r line; do  # the header comment (what, stages, examples), up to the first line of code
     case "$line" in "#!"*) continue ;; "#"*) line=${line#"#"}; echo "${line# }" ;; *) break ;; esac
   done < "$0"
   echo
   echo "Options (--name VALUE; the default is the value now):"
-  while IFS= read -r line; do  # the variable block: name=default  # comment
-    case "$line" in help_message=*) break ;; esac
-    [[ "$line" =~ ^([a-z][a-z0-9_]*)=[^#]*(#[[:space:]]*(.*))?$ ]] || continue
-    var=${BASH_REMATCH[1]} comment=${BASH_REMATCH[3]}
-    printf '  --%-16s %s%s\n' "${var//_/-}" "$comment" "${!var:+ [default: ${!var}]}"
-  done < "$0"
+  _print_options "$0"
+  _print_options "$(dirname "${BASH_SOURCE[0]}")/options.sh"
   echo
   echo "${help_message:-Usage: $0 [options]}"
 }

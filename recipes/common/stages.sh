@@ -3,7 +3,7 @@
 #   stage stop_stage data feats exp config tag seed n_unseen unseen valid_fraction nj
 #   nproc nnodes node_rank master_addr master_port resume train_args
 #   cross_corpus init_from eval_tool n_pairs pairs_per_speaker evaluate_args bundle half push_to_hub card_note
-#   and PYTHON (path.sh)
+#   and PYTHON (path.sh); the shared ones are declared in options.sh
 
 in_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
 log() { echo "$(date '+%H:%M:%S') [$(basename "$recipe_dir")] $*"; }

@@ -3,7 +3,7 @@
 Real corpora here have no transcripts, so the sources are spoken by flite voices (their words are
 the sentences we give them: Harvard sentences, public domain) and converted into the voices of
 held-out real speakers. Writes OUT/sources/<voice>_<n>.wav (22 050 Hz) and OUT/pairs.csv with the
-columns source,target,text (target: --target-clips clips of one speaker, ';'-separated).
+columns of `vc_app.pairs.write_pairs` (target: --target-clips clips of one speaker, ";"-separated).
 
     python recipes/common/text_pairs.py --manifest data/unseen.csv --out DIR         # a recipe's held-out split
     python recipes/common/text_pairs.py --targets-corpus CORPUS --speakers A,B --out DIR
@@ -12,13 +12,13 @@ columns source,target,text (target: --target-clips clips of one speaker, ';'-sep
 from __future__ import annotations
 
 import argparse
-import csv
-import random
 import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from vc_app.errors import VcAppError, add_debug_option, run_entry_point
 
 HERE = Path(__file__).resolve().parent
 
@@ -47,40 +47,35 @@ def main() -> int:
     parser.add_argument("--target-clips", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", required=True)
+    add_debug_option(parser)
     args = parser.parse_args()
+    return run_entry_point("text_pairs.py", lambda: make_pairs(args), debug=args.debug)
+
+
+def make_pairs(args: argparse.Namespace) -> None:
+    """Speak the sentences (once; existing sources are kept) and write OUT/pairs.csv (`vc_app.pairs.text_pairs`)."""
     if shutil.which("flite") is None:
-        print("text_pairs.py needs flite (e.g. sudo apt-get install flite).", file=sys.stderr)
-        return 1
+        raise VcAppError("text_pairs.py needs flite (e.g. sudo apt-get install flite).")
     from vc_app.corpus import read_manifest, scan_folder
+    from vc_app.pairs import by_speaker, text_pairs, write_pairs
 
     out = Path(args.out)
     (out / "sources").mkdir(parents=True, exist_ok=True)
     sentences = [s.strip() for s in Path(args.sentences).read_text().splitlines() if s.strip()]
-    clips = {}
-    for utt in read_manifest(args.manifest) if args.manifest else scan_folder(args.targets_corpus):
-        clips.setdefault(utt.speaker, []).append(str(utt.path))
-    excluded = set(filter(None, args.exclude_speakers.split(",")))
-    speakers = [s for s in (args.speakers.split(",") if args.speakers else sorted(clips)) if s and s not in excluded]
-    rng = random.Random(args.seed)
-    rows = []
+    utts = read_manifest(args.manifest) if args.manifest else scan_folder(args.targets_corpus)
+    chosen = [s for s in args.speakers.split(",") if s] if args.speakers else sorted({u.speaker for u in utts})
+    groups = by_speaker(utts, speakers=chosen, exclude=[s for s in args.exclude_speakers.split(",") if s],
+                        where=args.manifest or args.targets_corpus, min_speakers=1)
+    sources = []
     for voice in args.voices.split(","):
         for n, text in enumerate(sentences, start=1):
             source = out / "sources" / f"{voice}_{n:02d}.wav"
             if not source.is_file():
                 synthesize(text, voice, source, 22050)
-            for speaker in speakers:
-                if speaker not in clips:
-                    print(f"speaker {speaker} is not in {args.manifest or args.targets_corpus}", file=sys.stderr)
-                    return 1
-                targets = rng.sample(sorted(clips[speaker]), args.target_clips)
-                rows.append({"source": str(source), "target": ";".join(targets), "text": text,
-                             "source_speaker": f"flite-{voice}", "target_speaker": speaker})
-    with open(out / "pairs.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    print(f"{len(rows)} pairs -> {out / 'pairs.csv'}")
-    return 0
+            sources.append((str(source), text, f"flite-{voice}"))
+    pairs = text_pairs(sources, groups, target_clips=args.target_clips, seed=args.seed)
+    write_pairs(out / "pairs.csv", pairs)
+    print(f"{len(pairs)} pairs -> {out / 'pairs.csv'}")
 
 
 if __name__ == "__main__":

@@ -11,8 +11,15 @@ from __future__ import annotations
 import argparse
 import os
 
-from vc_app.commands.convert import add_model_options, add_threads_option
-from vc_app.commands.voice import add_target_options, parse_mix_options, target_files
+from vc_app.commands.options import (
+    add_model_options,
+    add_target_options,
+    add_threads_option,
+    apply_threads,
+    check_threads,
+    parse_mix_options,
+    target_files,
+)
 
 
 def add_parser(sub) -> None:
@@ -46,7 +53,6 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from vc_app.batch import failures_name, parse_shard, plan_folder, plan_manifest, run_batch, shard
-    from vc_app.commands.convert import apply_threads, check_threads
     from vc_app.errors import VcAppError
     from vc_app.voice import check_target_file, is_voice_path
 
@@ -71,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         jobs = shard(jobs, *part)
 
     def load_converter():
-        from vc_app.convert import VoiceConverter
+        from vc_app.converter import VoiceConverter
 
         apply_threads(args.threads)
         return VoiceConverter.from_specs(args.checkpoint, args.vocoder, device=args.device)

@@ -41,5 +41,5 @@ def run(args: argparse.Namespace) -> int:
         from vc_app.bundle import load_bundle
 
         bundle = load_bundle(hub_id)
-        print(f"{hub_id}: ready offline ({bundle.config.get('architecture', 'bundle')})")
+        print(f"{hub_id}: ready offline ({bundle.architecture})")
     return 0

@@ -12,7 +12,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from vc_app.commands.convert import add_model_options
+from vc_app.commands.options import add_model_options, add_threads_option, apply_threads, check_threads
 
 
 def add_parser(sub) -> None:
@@ -34,8 +34,7 @@ def add_parser(sub) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="folder for per_pair.csv, summary.json, report.md")
     p.add_argument("--keep-audio", action="store_true", help="also write the converted clips to DIR/audio/")
     p.add_argument("--overwrite", action="store_true", help="replace the results of an earlier run in DIR")
-    p.add_argument("--threads", type=int, metavar="N",
-                   help="CPU threads for PyTorch (default: PyTorch's choice; use 1 on a busy machine)")
+    add_threads_option(p)
     add_model_options(p)
     p.set_defaults(run=run)
 
@@ -46,7 +45,7 @@ def _speakers(value: str | None) -> list[str] | None:
 
 def load_pairs(args: argparse.Namespace):
     """The pairs to measure and the clips to probe (None: the pairs' own clips)."""
-    from vc_app.evaluate.pairs import check_pair_audio, corpus_utterances, pairs_from_corpus, read_pairs
+    from vc_app.pairs import check_pair_audio, corpus_utterances, pairs_from_corpus, read_pairs
 
     speakers = _speakers(args.speakers)
     if args.pairs:
@@ -66,24 +65,20 @@ def run(args: argparse.Namespace) -> int:
     from vc_app.errors import VcAppError
     from vc_app.evaluate.extras import require_eval_extra
 
-    if args.threads is not None and args.threads < 1:
-        raise VcAppError("--threads must be at least 1.")
+    check_threads(args.threads)
     out = Path(args.out)
     if (out / "summary.json").exists() and not args.overwrite:
         raise VcAppError(f"{out} already holds an evaluation; pass --overwrite to replace it.")
     pairs, probe_clips = load_pairs(args)
     require_eval_extra()
-    import torch
-
-    from vc_app.convert import VoiceConverter
+    from vc_app.converter import VoiceConverter
     from vc_app.evaluate.report import console_text
     from vc_app.evaluate.runner import evaluate
 
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    apply_threads(args.threads)
     converter = VoiceConverter.from_specs(args.checkpoint, args.vocoder, device=args.device)
     info = {"checkpoint": converter.bundle.source or args.checkpoint, "vocoder": converter.vocoder.name,
-            "training_steps": converter.bundle.config.get("training", {}).get("steps"),
+            "training_steps": converter.bundle.training_steps,
             "command": shlex.join(["vc-app", *sys.argv[1:]]) if sys.argv else "vc-app evaluate"}
     summary = evaluate(pairs, converter, out, probe_clips=probe_clips, keep_audio=args.keep_audio, seed=args.seed,
                        progress=sys.stderr.isatty(), run_info=info)

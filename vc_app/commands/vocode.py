@@ -8,18 +8,17 @@ from __future__ import annotations
 
 import argparse
 
-from vc_app.commands.convert import VOCODER_HELP
+from vc_app.commands.options import add_device_option, add_vocoder_option
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("vocode", help="mel (.npy) or clip -> audio through one vocoder", description=__doc__)
     p.add_argument("--input", required=True, metavar="FILE",
                    help="a .npy log-mel of shape (80, frames) in vc_app's recipe, or an audio clip to resynthesise")
-    p.add_argument("--vocoder", metavar="SPEC", help=VOCODER_HELP)
+    add_vocoder_option(p)
     p.add_argument("--output", required=True, metavar="FILE", help="where to write the audio (.wav/.flac/.ogg)")
     p.add_argument("--overwrite", action="store_true", help="replace the output if it exists")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
-                   help="where the vocoder runs (default: auto)")
+    add_device_option(p, "the vocoder")
     p.set_defaults(run=run)
 
 
@@ -29,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     # a bad --output is refused before PyTorch is even imported
     check_output_path(args.output, inputs=[args.input], overwrite=args.overwrite, try_write=True)
     from vc_app.config import MelConfig
-    from vc_app.convert import resolve_device
+    from vc_app.devices import resolve_device
     from vc_app.resynth import vocode_file
 
     out = vocode_file(args.input, args.output, args.vocoder, MelConfig(), device=str(resolve_device(args.device)),

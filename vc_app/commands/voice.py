@@ -12,33 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-MIX_HELP = ("a part of a blend, FILE[:WEIGHT]: a .voice file or clips of one speaker separated by ';' "
-            "(quote it), weight 1 when omitted; repeat, e.g. --mix alice.voice:0.7 --mix bob.voice:0.3. "
-            "Weights are normalised; the blend interpolates the speaker vectors")
-
-
-def add_target_options(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
-    """--target (clips or one .voice file) or --mix (a blend): for every command that takes a target voice."""
-    group = parser.add_mutually_exclusive_group(required=required)
-    group.add_argument("--target", action="append", metavar="FILE",
-                       help="clip of the voice to use, repeat for several clips of the same speaker; or one "
-                            ".voice file (see vc-app voice)")
-    group.add_argument("--mix", action="append", metavar="FILE[:WEIGHT]", help=MIX_HELP)
-
-
-def parse_mix_options(args: argparse.Namespace) -> list:
-    """The --mix parts (MixPart), checked without PyTorch; [] when --mix was not given."""
-    from vc_app.voice import blend_weights, parse_mix
-
-    parts = [parse_mix(text) for text in args.mix or []]
-    if parts:
-        blend_weights([p.weight for p in parts])
-    return parts
-
-
-def target_files(args: argparse.Namespace, parts: list) -> list[str]:
-    """Every file named by --target or --mix (clips and voice files)."""
-    return list(args.target or []) + [t for p in parts for t in p.targets]
+from vc_app.commands.options import add_device_option, add_target_options, parse_mix_options, target_files
 
 
 def add_parser(sub) -> None:
@@ -54,8 +28,7 @@ def add_parser(sub) -> None:
     create.add_argument("--overwrite", action="store_true", help="replace an existing voice file")
     create.add_argument("--checkpoint", metavar="DIR_OR_HUB_ID", help="the model the voice is for: bundle folder, "
                         ".pt file or hub repo id (default: the shipped checkpoint)")
-    create.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
-                        help="where the speaker encoder runs (default: auto)")
+    add_device_option(create, "the speaker encoder")
     create.set_defaults(run=run_create)
 
     listing = verbs.add_parser("list", help="list the voice files in a folder",
@@ -90,7 +63,7 @@ def run_create(args: argparse.Namespace) -> int:
         check_output_path(output, overwrite=args.overwrite, fmt="voice", try_write=True)
     for path in target_files(args, parts):
         check_target_file(path)  # fail fast on a missing or unreadable file, before the model loads
-    from vc_app.convert import VoiceConverter
+    from vc_app.converter import VoiceConverter
     from vc_app.voice import attach_dvector
 
     converter = VoiceConverter.from_specs(args.checkpoint, "griffinlim", device=args.device)

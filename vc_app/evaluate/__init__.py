@@ -5,11 +5,11 @@
     held-out clips -> content codes / speaker vectors -> linear speaker probes (disentanglement)
       -> per_pair.csv, summary.json, report.md + plots, the bars met / not met
 
-Modules: `pairs` (input), `similarity`, `intelligibility`, `mcd`, `probe` (one metric each),
+Modules: `similarity`, `intelligibility`, `mcd`, `probe` (one metric each),
 `runner` (the run), `summary` (aggregates and bars), `report` (files), `extras` (the optional
-dependencies). The optional packages are imported only where they are used.
+dependencies); the pairs come from `vc_app.pairs`. The optional packages are imported only where they are used.
 """
 
-from vc_app.evaluate.pairs import Pair, pairs_from_corpus, read_pairs
+from vc_app.pairs import Pair, pairs_from_corpus, read_pairs
 
 __all__ = ["Pair", "pairs_from_corpus", "read_pairs"]

@@ -3,7 +3,7 @@
 Definition used here (all of it, so the numbers can be reproduced):
 1. Both clips at 22 050 Hz, mono, leading and trailing silence trimmed (40 dB below the peak,
    `vc_app.audio.trim_silence`).
-2. Log-mel: the project's one mel function (`vc_app.mel.mel_spectrogram`, recipe J: 80 Slaney
+2. Log-mel: the project's one mel function (`vc_app.mel.mel_spectrogram`, ARCHITECTURE.md's mel recipe: 80 Slaney
    bands 0-8 kHz, n_fft 1024, hop 256; natural log of the mel *amplitude*).
 3. Mel-cepstrum: the DCT-II of each frame's log-mel, scaled so that
    `log_mel[k] = c_0 + 2 * sum_m c_m cos(pi * m * (k + 1/2) / K)` (K = 80 bands), i.e. the

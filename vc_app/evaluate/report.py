@@ -5,32 +5,20 @@ Every file is written to a temp name and renamed, so an interrupted run never le
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 
-from vc_app.evaluate.pairs import PAIR_COLUMNS, pair_row
-from vc_app.paths import temp_path_for
+from vc_app.pairs import PAIR_COLUMNS, pair_row
+from vc_app.paths import atomic_write, write_csv
 
 RESULT_COLUMNS = ("seconds", "convert_seconds", "rtf", "sim_to_target", "sim_to_source", "sim_source_to_target",
                   "closer_to_target", "words", "wer_converted", "wer_source", "transcript_converted",
                   "transcript_source", "mcd", "mcd_source", "dnsmos_p808", "dnsmos_ovrl", "dnsmos_p808_source",
                   "dnsmos_ovrl_source", "dnsmos_p808_copy_synthesis", "dnsmos_ovrl_copy_synthesis", "audio", "error")
 SIMILARITY_PLOT, PROJECTION_PLOT = "similarity.png", "speaker_vectors.png"
-
-
-def _atomic_write(path: Path, write) -> None:
-    tmp = temp_path_for(path)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _fmt(value, digits: int = 3) -> str:
@@ -66,11 +54,7 @@ def result_row(r) -> dict[str, str]:
 
 
 def write_pairs_csv(path: Path, results) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=[*PAIR_COLUMNS, *RESULT_COLUMNS], lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(result_row(r) for r in results)
-    _atomic_write(path, lambda p: p.write_text(buffer.getvalue()))
+    write_csv(path, [*PAIR_COLUMNS, *RESULT_COLUMNS], [result_row(r) for r in results], lineterminator="\n")
 
 
 def _figure(width: float, height: float):
@@ -85,7 +69,7 @@ def _figure(width: float, height: float):
 
 def _save(fig, path: Path) -> None:
     fig.tight_layout()
-    _atomic_write(path, lambda p: fig.savefig(p, format="png"))
+    atomic_write(path, lambda p: fig.savefig(p, format="png"))
 
 
 def plot_similarity(path: Path, results) -> None:
@@ -205,9 +189,9 @@ def report_markdown(summary: dict, results, *, projection: bool) -> str:
 def write_outputs(out: Path, results, probes, summary: dict) -> None:
     """Write per_pair.csv, summary.json, the plots and report.md into `out`."""
     write_pairs_csv(out / "per_pair.csv", results)
-    _atomic_write(out / "summary.json", lambda p: p.write_text(json.dumps(summary, indent=2) + "\n"))
+    atomic_write(out / "summary.json", lambda p: p.write_text(json.dumps(summary, indent=2) + "\n"))
     plot_similarity(out / SIMILARITY_PLOT, results)
     projection = probes is not None and len(probes.labels) >= 2
     if projection:
         plot_projection(out / PROJECTION_PLOT, probes)
-    _atomic_write(out / "report.md", lambda p: p.write_text(report_markdown(summary, results, projection=projection)))
+    atomic_write(out / "report.md", lambda p: p.write_text(report_markdown(summary, results, projection=projection)))

@@ -15,13 +15,14 @@ import numpy as np
 import torch
 
 from vc_app.audio import load_audio, prepare_clip, write_audio
+from vc_app.converter import Converter
 from vc_app.errors import VcAppError
 from vc_app.evaluate.intelligibility import RECOGNISER_RATE, Recognizer, WordErrors, word_errors
 from vc_app.evaluate.mcd import mel_cepstral_distortion
 from vc_app.evaluate.naturalness import DNSMOS, NOT_MEASURED, Naturalness, dnsmos_missing
-from vc_app.evaluate.pairs import Pair
 from vc_app.evaluate.probe import speaker_probe, utterance_codes
 from vc_app.evaluate.similarity import SpeakerSimilarity, cosine
+from vc_app.pairs import Pair
 from vc_app.voice import is_voice_path
 
 NAN = float("nan")
@@ -77,9 +78,10 @@ class Tools:
     source_dnsmos: dict[str, tuple[Naturalness, Naturalness]] = field(default_factory=dict)  # source, copy-synth.
 
 
-def source_naturalness(converter, tools: Tools, source: str) -> tuple[Naturalness, Naturalness]:
+def source_naturalness(converter: Converter, tools: Tools, source: str) -> tuple[Naturalness, Naturalness]:
     """DNSMOS of the unconverted source (at its own rate) and of its copy-synthesis through the converter's
     vocoder (our mel of the source, vocoded): computed once per source clip."""
+    assert tools.dnsmos is not None, "called only when DNSMOS is installed"
     if source not in tools.source_dnsmos:
         from vc_app.audio import read_audio, to_mono
         from vc_app.resynth import resynthesize
@@ -92,7 +94,7 @@ def source_naturalness(converter, tools: Tools, source: str) -> tuple[Naturalnes
     return tools.source_dnsmos[source]
 
 
-def measure_pair(converter, tools: Tools, pair: Pair, audio_path: Path | None) -> PairResult:
+def measure_pair(converter: Converter, tools: Tools, pair: Pair, audio_path: Path | None) -> PairResult:
     """Convert one pair (timed) and measure similarity, WER and MCD."""
     result = PairResult(pair)
     rate = converter.sample_rate
@@ -141,7 +143,7 @@ def audio_name(n: int, pair: Pair) -> str:
     return f"{n:04d}_" + "_".join(_file_safe(p) for p in parts) + ".wav"
 
 
-def convert_and_measure(converter, tools: Tools, pairs: list[Pair], out: Path, *, keep_audio: bool,
+def convert_and_measure(converter: Converter, tools: Tools, pairs: list[Pair], out: Path, *, keep_audio: bool,
                         progress: bool) -> list[PairResult]:
     """Measure every pair; a pair that fails (e.g. a silent clip) is recorded with its error and skipped."""
     from tqdm import tqdm
@@ -165,7 +167,7 @@ def convert_and_measure(converter, tools: Tools, pairs: list[Pair], out: Path, *
     return results
 
 
-def run_probes(converter, clips: list[tuple[str, str]], *, seed: int) -> Probes | None:
+def run_probes(converter: Converter, clips: list[tuple[str, str]], *, seed: int) -> Probes | None:
     """Probe time-averaged content codes and speaker vectors of (path, speaker) clips; None if there are none.
 
     Clips that cannot be analysed (silent, too short) are skipped and counted.
@@ -182,9 +184,9 @@ def run_probes(converter, clips: list[tuple[str, str]], *, seed: int) -> Probes 
         labels.append(speaker)
     if not labels:
         return None
-    content, speaker = np.stack(contents), np.stack(speakers)
-    return Probes(speaker_probe(content, labels, seed=seed), speaker_probe(speaker, labels, seed=seed),
-                  speaker, content, labels, skipped)
+    content_codes, speaker_vectors = np.stack(contents), np.stack(speakers)
+    return Probes(speaker_probe(content_codes, labels, seed=seed), speaker_probe(speaker_vectors, labels, seed=seed),
+                  speaker_vectors, content_codes, labels, skipped)
 
 
 def pair_clips(pairs: list[Pair]) -> list[tuple[str, str]]:
@@ -198,14 +200,15 @@ def pair_clips(pairs: list[Pair]) -> list[tuple[str, str]]:
     return sorted(seen.items(), key=lambda item: (item[1], item[0]))
 
 
-def evaluate(pairs: list[Pair], converter, out: str | Path, *, probe_clips: list[tuple[str, str]] | None = None,
-             keep_audio: bool = False, seed: int = 0, similarity_device: str = "cpu",
+def evaluate(pairs: list[Pair], converter: Converter, out: str | Path, *,
+             probe_clips: list[tuple[str, str]] | None = None, keep_audio: bool = False, seed: int = 0,
+             similarity_device: str = "cpu",
              progress: bool = True, run_info: dict | None = None) -> dict:
     """Run the whole protocol and write per_pair.csv, summary.json, report.md and plots into `out`.
 
     Args:
         pairs: what to convert and measure.
-        converter: a `vc_app.convert.VoiceConverter` (built once by the caller).
+        converter: a `vc_app.converter.VoiceConverter` (built once by the caller).
         probe_clips: (path, speaker) clips for the disentanglement probes; default: every clip of `pairs`.
         keep_audio: also write the converted clips to `out/audio/`.
         run_info: what produced the run (checkpoint, vocoder, command), stored in the summary.

@@ -89,7 +89,7 @@ def naturalness_summary(ok, not_measured: str = "") -> dict:
     if not scored:
         return {"n": 0, "reason": not_measured or "no clip was scored"}
     sources = {r.pair.source: r for r in scored}.values()
-    out = {"n": len(scored), "n_sources": len(sources)}
+    out: dict[str, float] = {"n": len(scored), "n_sources": len(sources)}
     for key, values in (("converted", [r.dnsmos_converted for r in scored]),
                         ("source", [r.dnsmos_source for r in sources]),
                         ("copy_synthesis", [r.dnsmos_copy_synthesis for r in sources])):
@@ -121,7 +121,8 @@ def evaluate_bars(summary: dict) -> list[Bar]:
     probe_bar = ("content-probe accuracy / speaker-probe accuracy", f"<= {MAX_CONTENT_TO_SPEAKER_PROBE:g}")
     if _probes_enough(dis):
         content, speaker = dis["content_probe"]["accuracy"], dis["speaker_probe"]["accuracy"]
-        bars.append(Bar(probe_bar[0], content / speaker, probe_bar[1], content <= MAX_CONTENT_TO_SPEAKER_PROBE * speaker))
+        met = content <= MAX_CONTENT_TO_SPEAKER_PROBE * speaker
+        bars.append(Bar(probe_bar[0], content / speaker, probe_bar[1], met))
     else:
         bars.append(Bar(probe_bar[0], None, probe_bar[1], None, TOO_FEW_CLIPS))
     if nat["n"]:
@@ -164,5 +165,4 @@ def summarize(results, probes, info: dict) -> dict:
         "disentanglement": disentanglement_summary(probes),
         "speed": speed_summary(ok),
     }
-    summary["bars"] = [bar.to_dict() for bar in evaluate_bars(summary)]
-    return _clean(summary)
+    return _clean({**summary, "bars": [bar.to_dict() for bar in evaluate_bars(summary)]})

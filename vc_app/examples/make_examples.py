@@ -2,9 +2,9 @@
 
 DIR is a folder holding `arctic/` (CMU ARCTIC) and `vctk_sample/wav48/` (VCTK) as in the project's
 development data (default: ../shared/data/speech beside the checkout). Each recording is mixed to mono,
-resampled to 22 050 Hz and trimmed of leading/trailing audio 30 dB below its peak; a clip made of two recordings joins them
-with 0.3 s of silence; 0.1 s of silence is kept either side, the clip is peak-normalised to 0.9 and
-written as 16-bit FLAC.
+resampled to 22 050 Hz and trimmed of leading/trailing audio 30 dB below its peak; a clip made of two
+recordings joins them with 0.3 s of silence; 0.1 s of silence is kept either side, the clip is
+peak-normalised to 0.9 and written as 16-bit FLAC.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from vc_app.audio import load_audio, peak_normalize, trim_silence, write_audio
-from vc_app.errors import VcAppError
+from vc_app.errors import VcAppError, add_debug_option, run_entry_point
 from vc_app.examples import CLIPS, EXAMPLES_DIR, Clip
 
 SAMPLE_RATE = 22050
@@ -44,15 +44,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--speech", type=Path, default=DEFAULT_SPEECH, help="the recordings (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=EXAMPLES_DIR, help="where to write (default: the package folder)")
+    add_debug_option(parser)
     args = parser.parse_args(argv)
-    try:
+
+    def make_all() -> None:
         for clip in CLIPS:
             path = make_clip(clip, args.speech, args.out)
             print(f"{path}  {path.stat().st_size / 1024:.0f} KiB  ({', '.join(clip.recordings)}: {clip.text})")
-    except VcAppError as err:
-        print(f"make_examples: error: {err}", file=sys.stderr)
-        return 1
-    return 0
+
+    return run_entry_point("make_examples", make_all, debug=args.debug)
 
 
 if __name__ == "__main__":

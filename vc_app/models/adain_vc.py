@@ -18,8 +18,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from vc_app.config import ModelConfig
-from vc_app.models.blocks import (AdaIN, ConvBank, ConvBlock, DenseBlock, InstanceNorm, SameConv1d,
-                                  activation, pixel_shuffle_1d)
+from vc_app.models.blocks import (
+    AdaIN,
+    ConvBank,
+    ConvBlock,
+    DenseBlock,
+    InstanceNorm,
+    SameConv1d,
+    activation,
+    pixel_shuffle_1d,
+)
 from vc_app.models.vq import VectorQuantizer, VQOutput
 
 
@@ -144,6 +152,9 @@ class AdaINVCOutput:
 
 class AdaINVC(nn.Module):
     """The whole voice-conversion model. Public methods take and return raw log-mels."""
+
+    mel_mean: torch.Tensor  # (n_mels,) buffers: the training data's per-band statistics
+    mel_std: torch.Tensor
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()

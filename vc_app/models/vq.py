@@ -39,6 +39,11 @@ class VQOutput:
 
 
 class VectorQuantizer(nn.Module):
+    embedding: torch.Tensor  # (codebook_size, D), a buffer in EMA mode, else a parameter
+    embedding_sum: torch.Tensor
+    cluster_size: torch.Tensor
+    initialized: torch.Tensor
+
     def __init__(self, codebook_size: int, dim: int, *, ema: bool = True, decay: float = 0.99,
                  dead_code_threshold: float = 1e-3, eps: float = 1e-5):
         super().__init__()

@@ -189,9 +189,8 @@ class Batch:
         return cls(*items)
 
     def to(self, device: torch.device) -> Batch:
-        move = {"non_blocking": True}
-        return Batch(self.mel.to(device, **move), self.content_mel.to(device, **move),
-                     self.speaker_mel.to(device, **move), self.speaker.to(device, **move))
+        return Batch(self.mel.to(device, non_blocking=True), self.content_mel.to(device, non_blocking=True),
+                     self.speaker_mel.to(device, non_blocking=True), self.speaker.to(device, non_blocking=True))
 
 
 class StepBatches(Sampler):
@@ -224,8 +223,8 @@ class StepLoader:
     def __init__(self, dataset: SegmentDataset, batch_size: int, *, world: int = 1, rank: int = 0, seed: int = 0,
                  num_workers: int = 0, pin_memory: bool = False):
         self.dataset = dataset
-        self.sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed,
-                                          drop_last=True)
+        self.sampler: DistributedSampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True,
+                                                              seed=seed, drop_last=True)
         self.batch_size, self.num_workers, self.pin_memory, self.seed = batch_size, num_workers, pin_memory, seed
         self.steps_per_epoch = max(1, len(self.sampler) // batch_size)
         if len(self.sampler) < batch_size:

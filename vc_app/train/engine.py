@@ -39,6 +39,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -92,7 +93,7 @@ class TrainState:
     @property
     def core(self) -> AdaINVC:
         """The AdaINVC without its DDP wrapper."""
-        return unwrap(self.model)
+        return cast(AdaINVC, unwrap(self.model))
 
 
 @dataclass
@@ -130,12 +131,13 @@ def build_state(cfg: TrainConfig, cache: FeatureCache, dist: Dist) -> TrainState
     """
     _check_loss_weights(cfg)
     torch.manual_seed(cfg.seed)
-    model = AdaINVC(cfg.model)
-    model.set_mel_stats(torch.from_numpy(cache.mean), torch.from_numpy(cache.std))
-    origin = init_from_bundle(model, cfg) if cfg.run.init_from else {}
-    model.to(dist.device)
+    core = AdaINVC(cfg.model)
+    core.set_mel_stats(torch.from_numpy(cache.mean), torch.from_numpy(cache.std))
+    origin = init_from_bundle(core, cfg) if cfg.run.init_from else {}
+    model: torch.nn.Module = core.to(dist.device)
     speakers = sorted(set(cache.speakers))
-    classifier = cls_opt = None
+    classifier: torch.nn.Module | None = None
+    cls_opt: torch.optim.Optimizer | None = None
     if cfg.adversary.enabled:
         classifier = SpeakerClassifier(cfg.model.c_content, cfg.adversary.c_h, len(speakers),
                                        n_layers=cfg.adversary.n_layers).to(dist.device)
@@ -147,7 +149,7 @@ def build_state(cfg: TrainConfig, cache: FeatureCache, dist: Dist) -> TrainState
             classifier = torch.nn.parallel.DistributedDataParallel(classifier, device_ids=ids)
     o = cfg.optim
     # The fused kernel does the whole update in one pass (about 4 % of a CPU step saved); same arithmetic.
-    optimizer = torch.optim.Adam(model.parameters(), lr=o.lr, betas=tuple(o.betas), amsgrad=o.amsgrad,
+    optimizer = torch.optim.Adam(model.parameters(), lr=o.lr, betas=(o.betas[0], o.betas[1]), amsgrad=o.amsgrad,
                                  weight_decay=o.weight_decay, fused=dist.device.type in ("cpu", "cuda"))
     scaler = torch.amp.GradScaler("cuda") if cfg.run.amp == "fp16" and dist.device.type == "cuda" else None
     worker = ThreadPoolExecutor(1, thread_name_prefix="speaker-branch") if side_by_side(cfg, dist) else None
@@ -184,7 +186,7 @@ def init_from_bundle(model: AdaINVC, cfg: TrainConfig) -> dict:
     if differences:
         raise VcAppError(f"run.init_from {spec} does not fit this run's config: {'; '.join(differences)}.")
     model.load_state_dict({k: v.float() for k, v in bundle.model.state_dict().items()}, strict=True)
-    training = bundle.config.get("training", {})
+    training = bundle.training
     return {"init_from": str(spec), "init_steps": int(training.get("total_steps", training.get("steps", 0)) or 0)}
 
 
@@ -293,6 +295,7 @@ def adversarial_term(classifier: torch.nn.Module, content: torch.Tensor) -> torc
 
 def classifier_step(state: TrainState, content: torch.Tensor, speaker: torch.Tensor) -> dict[str, float]:
     """One float32 update of the SpeakerClassifier on detached content codes (B, C, T'); speaker: (B,)."""
+    assert state.classifier is not None and state.cls_optimizer is not None, "the adversary is off"
     logits = state.classifier(content.detach().float())
     loss = F.cross_entropy(logits, speaker)
     state.cls_optimizer.zero_grad(set_to_none=True)
@@ -323,7 +326,7 @@ class Branches:
     leaves: list[torch.Tensor | None]
 
     @classmethod
-    def forward(cls, state: TrainState, batch: Batch) -> "Branches":
+    def forward(cls, state: TrainState, batch: Batch) -> Branches:
         """The speaker branch on the worker thread, the content branch on this one."""
         core, cfg, mel = state.core, state.cfg, batch.mel
 
@@ -331,19 +334,24 @@ class Branches:
             with autocast(cfg, mel.device):  # autocast is per thread
                 return core.speaker_branch(mel if batch.speaker_mel is None else batch.speaker_mel)
 
+        worker = state.branch_worker
+        assert worker is not None, "side-by-side branches need the branch worker"
         with _threads_per_branch():
-            speaker = state.branch_worker.submit(speaker_branch)
+            speaker = worker.submit(speaker_branch)
             mean, log_var = core.content_branch(mel if batch.content_mel is None else batch.content_mel)
             outputs = [mean, log_var, speaker.result()]
         return cls(state, outputs, [t if t is None else t.detach().requires_grad_() for t in outputs])
 
     def backward(self) -> None:
         """Carry the leaves' gradients (after the step's backward pass) through both branches."""
-        pairs = [(out, leaf.grad) if out is not None and out.requires_grad and leaf.grad is not None else None
+        pairs = [(out, leaf.grad) if out is not None and out.requires_grad and leaf is not None
+                 and leaf.grad is not None else None
                  for out, leaf in zip(self.outputs, self.leaves)]
         content, speaker = [p for p in pairs[:2] if p], [p for p in pairs[2:] if p]
+        worker = self.state.branch_worker
+        assert worker is not None, "side-by-side branches need the branch worker"
         with _threads_per_branch():
-            done = self.state.branch_worker.submit(_backward, speaker)
+            done = worker.submit(_backward, speaker)
             _backward(content)
             done.result()
 
@@ -373,7 +381,9 @@ def train_step(state: TrainState, batch: Batch) -> dict[str, float]:
     with autocast(cfg, mel.device):
         if state.branch_worker is not None and state.model.training and torch.get_num_threads() > 1:
             branches = Branches.forward(state, batch)
-            out = state.core.reconstruct(mel.shape[-1], *branches.leaves, consistency=consistency)
+            mean, log_var, speaker_vector = branches.leaves
+            assert mean is not None and speaker_vector is not None
+            out = state.core.reconstruct(mel.shape[-1], mean, log_var, speaker_vector, consistency=consistency)
         else:
             out = state.model(mel, batch.content_mel, batch.speaker_mel, consistency=consistency)
         terms = loss_terms(state.core, out, mel, cfg)
@@ -384,7 +394,7 @@ def train_step(state: TrainState, batch: Batch) -> dict[str, float]:
             terms["adv"] = adversarial_term(state.classifier, out.content)
     _check_finite(terms, state.step + 1)
     weights = term_weights(cfg, state.total_step)
-    total = sum(weights[k] * terms[k].float() for k in terms)
+    total = cast(torch.Tensor, sum(weights[k] * terms[k].float() for k in terms))
     state.optimizer.zero_grad(set_to_none=True)
     if state.scaler is not None:
         state.scaler.scale(total).backward()
@@ -469,7 +479,7 @@ def save_checkpoint(state: TrainState, folder: str | os.PathLike, data_summary: 
              "speakers": state.speakers}
     if state.scaler is not None:
         extra["scaler"] = state.scaler.state_dict()
-    if state.classifier is not None:
+    if state.classifier is not None and state.cls_optimizer is not None:
         extra["classifier"] = unwrap(state.classifier).state_dict()
         extra["cls_optimizer"] = state.cls_optimizer.state_dict()
     torch.save(extra, tmp / STATE_FILE)
@@ -507,7 +517,7 @@ def load_checkpoint(state: TrainState, ckpt: Path, rank: int = 0) -> None:
         torch.cuda.set_rng_state(own["cuda"])
     if state.scaler is not None and "scaler" in extra:
         state.scaler.load_state_dict(extra["scaler"])
-    if state.classifier is not None:
+    if state.classifier is not None and state.cls_optimizer is not None:
         if "classifier" not in extra:
             raise VcAppError(f"{ckpt} was trained without the adversary; it cannot resume a run that has one.")
         unwrap(state.classifier).load_state_dict(extra["classifier"])

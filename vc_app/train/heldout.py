@@ -15,31 +15,11 @@ protocol (Resemblyzer similarity, WER, MCD) when it is installed.
 
 from __future__ import annotations
 
-import random
-
 import torch
 import torch.nn.functional as F
 
-from vc_app.errors import VcAppError
 from vc_app.features import FeatureCache
-
-
-def conversion_pairs(speakers: list[str], n_pairs: int, seed: int = 0) -> list[tuple[int, int, int]]:
-    """(source, other clip of the source speaker, target of another speaker) utterance indices, by seed."""
-    by_speaker: dict[str, list[int]] = {}
-    for i, s in enumerate(speakers):
-        by_speaker.setdefault(s, []).append(i)
-    if len(by_speaker) < 2:
-        raise VcAppError("The held-out split needs at least two speakers to measure conversions.")
-    rng = random.Random(seed)
-    pairs = []
-    for _ in range(n_pairs):
-        source = rng.randrange(len(speakers))
-        own = by_speaker[speakers[source]]
-        other = rng.choice([i for i in own if i != source] or own)
-        target = rng.choice([i for i in range(len(speakers)) if speakers[i] != speakers[source]])
-        pairs.append((source, other, target))
-    return pairs
+from vc_app.pairs import index_pairs
 
 
 @torch.no_grad()
@@ -61,7 +41,7 @@ def heldout_losses(model, cache: FeatureCache, *, n_pairs: int = 100, max_frames
         return float(F.l1_loss(model.scale(a), model.scale(b)))
 
     sums: dict[str, float] = {}
-    pairs = conversion_pairs(list(cache.speakers), n_pairs, seed)
+    pairs = index_pairs(list(cache.speakers), n_pairs, seed)
     for source, other, target in pairs:
         a, a2, b = clip(source), clip(other), clip(target)
         s_a, s_b = model.speaker(a), model.speaker(b)

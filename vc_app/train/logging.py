@@ -33,7 +33,7 @@ class TrainLogger:
             self.writer = SummaryWriter(str(self.out_dir / "tensorboard"))
 
     def scalars(self, split: str, values: dict[str, float], step: int) -> None:
-        if not self.enabled:
+        if self.jsonl is None:  # not enabled (a rank other than 0)
             return
         self.jsonl.write(json.dumps({"split": split, "step": step, **values}) + "\n")
         self.jsonl.flush()

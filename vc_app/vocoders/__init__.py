@@ -149,5 +149,5 @@ def vocoder_choices(specs: tuple[str, ...] | list[str] = UI_SPECS) -> list[tuple
     return [(spec, *vocoder_availability(spec)) for spec in specs]
 
 
-__all__ = ["DEFAULT_VOCODER", "FALLBACK_VOCODER", "Vocoder", "download_vocoder", "load_vocoder", "parse_spec", "vocoder_availability",
-           "vocoder_choices"]
+__all__ = ["DEFAULT_VOCODER", "FALLBACK_VOCODER", "Vocoder", "download_vocoder", "load_vocoder", "parse_spec",
+           "vocoder_availability", "vocoder_choices"]

@@ -22,6 +22,6 @@ class Vocoder(Protocol):
     hop_length: int
     n_mels: int
 
-    def __call__(self, mel: "torch.Tensor") -> "torch.Tensor":
+    def __call__(self, mel: torch.Tensor) -> torch.Tensor:
         """mel: (B, n_mels, T) natural-log mel -> wav: (B, T * hop_length) float in [-1, 1]."""
         ...

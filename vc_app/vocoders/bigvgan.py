@@ -25,8 +25,7 @@ from torch import nn
 from vc_app.config import MelConfig
 from vc_app.errors import VcAppError
 from vc_app.vocoders.generator import MRFConfig, MRFGenerator, mrf_config_from_dict, plain_conv
-from vc_app.vocoders.neural import (NeuralVocoder, TrainedMel, check_mel, config_json_errors,
-                                    trained_mel_from_json)
+from vc_app.vocoders.neural import NeuralVocoder, TrainedMel, check_mel, config_json_errors, trained_mel_from_json
 from vc_app.vocoders.weights import load_generator, read_state_dict
 
 CONFIG, WEIGHTS = "config.json", "bigvgan_generator.pt"
@@ -86,6 +85,8 @@ def kaiser_sinc_filter(cutoff: float, half_width: float, taps: int) -> torch.Ten
 class UpSample1d(nn.Module):
     """Upsample by `ratio` with a windowed-sinc interpolation filter. x: (B, C, L) -> (B, C, ratio * L)."""
 
+    filter: torch.Tensor  # a buffer: the low-pass taps
+
     def __init__(self, ratio: int = 2, taps: int = FILTER_TAPS):
         super().__init__()
         self.ratio = ratio
@@ -104,6 +105,8 @@ class UpSample1d(nn.Module):
 
 class LowPassFilter1d(nn.Module):
     """Low-pass (replicate-padded) then keep every `stride`-th sample. x: (B, C, L) -> (B, C, L / stride)."""
+
+    filter: torch.Tensor  # a buffer: the low-pass taps
 
     def __init__(self, cutoff: float, half_width: float, stride: int, taps: int = FILTER_TAPS):
         super().__init__()

@@ -25,10 +25,15 @@ from torch import nn
 
 from vc_app.config import MelConfig
 from vc_app.errors import VcAppError
-from vc_app.vocoders.generator import (MRFConfig, MRFGenerator, mrf_config_from_dict, plain_conv, plain_upsample,
-                                       same_padding)
-from vc_app.vocoders.neural import (NeuralVocoder, TrainedMel, check_mel, config_json_errors,
-                                    trained_mel_from_json)
+from vc_app.vocoders.generator import (
+    MRFConfig,
+    MRFGenerator,
+    mrf_config_from_dict,
+    plain_conv,
+    plain_upsample,
+    same_padding,
+)
+from vc_app.vocoders.neural import NeuralVocoder, TrainedMel, check_mel, config_json_errors, trained_mel_from_json
 from vc_app.vocoders.weights import load_generator, read_state_dict
 
 log = logging.getLogger(__name__)

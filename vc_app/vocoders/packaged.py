@@ -88,11 +88,11 @@ def packaged_files(weights: PackagedWeights) -> dict[str, Path]:
         PackageMissing: the distribution or its files are not installed (the message says what to install).
         VcAppError: the weights file is not the expected one (damaged or another version).
     """
-    files = {"config": locate(weights.distribution, weights.config),
-             "weights": locate(weights.distribution, weights.weights)}
-    if files["config"] is None or files["weights"] is None:
+    config, weights_file = locate(weights.distribution, weights.config), locate(weights.distribution, weights.weights)
+    if config is None or weights_file is None:
         raise PackageMissing(f"The vocoder {weights.spec} needs the package {weights.distribution}, which is not "
                              f"installed here; install it with '{weights.install_hint}'.")
+    files = {"config": config, "weights": weights_file}
     stat = files["weights"].stat()
     if _sha256(files["weights"], stat.st_size, stat.st_mtime_ns) != weights.sha256:
         raise VcAppError(f"{files['weights']} is not the expected {weights.spec} generator (its SHA-256 differs): "

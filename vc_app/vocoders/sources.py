@@ -3,9 +3,9 @@
 The argument of `hifigan:ARG` / `bigvgan:ARG` is the name of a vocoder shipped
 inside an installed package (`hifigan:universal`, see `vc_app.vocoders.packaged`),
 a folder, or a hub repo id with an optional revision (`org/name@<commit>`);
-empty means the family's default repo at its pinned revision. A packaged name
-wins over a folder of the same name in the current directory (write `./universal`
-for the folder). A folder or repo holds one of the known
+empty means the family's default repo at its default revision (`DEFAULT_REVISIONS`).
+A packaged name wins over a folder of the same name in the current directory (write
+`./universal` for the folder). A folder or repo holds one of the known
 file layouts (`LAYOUTS`); the one found decides how the files are read.
 """
 
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vc_app.errors import VcAppError
+from vc_app.hub import is_hub_repo_id
 from vc_app.vocoders.packaged import PackagedWeights, packaged, packaged_files
 from vc_app.vocoders.packaged import availability as packaged_availability
 
@@ -23,10 +24,9 @@ HUB_DEFAULTS = {
     "hifigan": "speechbrain/tts-hifigan-libritts-22050Hz",
     "bigvgan": "nvidia/bigvgan_v2_22khz_80band_fmax8k_256x",
 }
-# The revision each default repo is fetched at. The commit hashes of these repos could not be looked up
-# where this was written, so they follow "main"; put a 40-hex commit here (or pass `org/name@<commit>`) to pin.
-PINNED_REVISIONS = {repo: "main" for repo in HUB_DEFAULTS.values()}
-HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
+# The revision each default repo is fetched at: its "main" branch, not a pinned commit (the repos' commit
+# hashes could not be looked up where this was written). To pin one, pass `org/name@<40-hex commit>`.
+DEFAULT_REVISIONS = {repo: "main" for repo in HUB_DEFAULTS.values()}
 JIK876_GENERATOR = re.compile(r"g_(\d+)")
 
 
@@ -80,10 +80,10 @@ def parse_source(family: str, argument: str) -> VocoderSource:
     if folder.is_dir():
         return VocoderSource(family, spec, folder=folder)
     repo_id, _, revision = argument.partition("@")
-    if not HUB_ID.fullmatch(repo_id) or repo_id.startswith((".", "-")) or (revision == "" and "@" in argument):
+    if not is_hub_repo_id(repo_id) or (revision == "" and "@" in argument):
         raise VcAppError(f"Vocoder {spec}: {argument!r} is neither an existing folder nor a hub repo id "
                          f"(org/name, optionally @revision).")
-    return VocoderSource(family, spec, repo_id=repo_id, revision=revision or PINNED_REVISIONS.get(repo_id, "main"))
+    return VocoderSource(family, spec, repo_id=repo_id, revision=revision or DEFAULT_REVISIONS.get(repo_id, "main"))
 
 
 def find_layout(family: str, names: list[str]) -> tuple[Layout, dict[str, str]] | None:
@@ -121,20 +121,20 @@ def fetch(source: VocoderSource) -> tuple[Layout, dict[str, Path]]:
         if found is None:
             raise VcAppError(f"The folder {source.folder} holds no {source.family} vocoder: it needs "
                              f"{_expected(source.family)}.")
-        layout, names = found
-        return layout, {role: source.folder / name for role, name in names.items()}
+        layout, roles = found
+        return layout, {role: source.folder / name for role, name in roles.items()}
     if len(LAYOUTS[source.family]) == 1:  # fixed file names: no need to list the repo
-        layout = LAYOUTS[source.family][0]
-        names = [layout.config, layout.weights]
+        only = LAYOUTS[source.family][0]
+        names = [only.config, only.weights]
     else:
         names = hub_files(source.repo_id, revision=source.revision, what="vocoder", hint=source.download_hint)
     found = find_layout(source.family, names)
     if found is None:
         raise VcAppError(f"The hub repository {source.repo_id} holds no {source.family} vocoder: it needs "
                          f"{_expected(source.family)}.")
-    layout, names = found
+    layout, roles = found
     return layout, {role: hub_download(source.repo_id, name, revision=source.revision, what="vocoder",
-                                       hint=source.download_hint) for role, name in names.items()}
+                                       hint=source.download_hint) for role, name in roles.items()}
 
 
 def availability(source: VocoderSource) -> tuple[bool, str]:

@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from vc_app.bundle import check_state_dict, torch_load_plain
 from vc_app.errors import VcAppError
+from vc_app.state_dicts import check_state_dict, torch_load_plain
 
 WEIGHT_NORM_PAIRS = ((".weight_g", ".weight_v"),
                      (".parametrizations.weight.original0", ".parametrizations.weight.original1"))

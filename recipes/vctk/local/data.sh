@@ -12,7 +12,7 @@ VCTK was not found at $vctk_root.
 Download it (CC BY 4.0) from the University of Edinburgh DataShare and unpack it:
   release 0.92: https://datashare.ed.ac.uk/handle/10283/3443  (VCTK-Corpus-0.92.zip, about 11 GB)
   release 0.80: https://doi.org/10.7488/ds/1994                (VCTK-Corpus.tar.gz, about 11 GB)
-then pass the unpacked folder with --vctk-root DIR (or set VCTK_ROOT in path.sh). Expected layouts:
+then pass the unpacked folder with --vctk-root DIR (or set the environment variable VCTK_ROOT). Expected layouts:
   0.92  DIR/wav48_silence_trimmed/p225/p225_001_mic1.flac   (and _mic2.flac: --mic 2)
         DIR/txt/p225/p225_001.txt
         DIR/speaker-info.txt

@@ -1,7 +1,9 @@
 """Voice conversion: source clip + target clip(s) -> the source's words in the target's voice.
 
 `VoiceConverter` is built once (bundle + vocoder) and reused: by the CLI, the
-batch command and the web UI. Long sources are converted in overlapping
+batch command and the web UI; `convert` is the one-call front door
+(`vc_app.convert`), and `Converter` the protocol batch and evaluation type
+against. Long sources are converted in overlapping
 chunks joined with a raised-cosine cross-fade, so memory stays flat however
 long the source is. The output keeps the source's loudness: its active-speech
 RMS is matched to the source's, limited to a peak of 0.99.
@@ -15,33 +17,60 @@ import os
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 import torch.nn.functional as F
 
-from vc_app.audio import (MIN_SECONDS, SILENT_PEAK, AudioStream, active_rms, check_clip, load_audio,
-                          match_loudness, peak_normalize, prepare_clip, write_audio)
+from vc_app.audio import (
+    MIN_SECONDS,
+    SILENT_PEAK,
+    AudioStream,
+    active_rms,
+    check_clip,
+    match_loudness,
+    peak_normalize,
+    prepare_clip,
+    write_audio,
+)
 from vc_app.bundle import Bundle, default_checkpoint, load_bundle
+from vc_app.config import MelConfig
+from vc_app.devices import resolve_device
 from vc_app.errors import VcAppError
 from vc_app.mel import mel_spectrogram
 from vc_app.paths import check_output_path
 from vc_app.vocoders import Vocoder, load_vocoder
 from vc_app.voice import Voice, VoiceClip, blend, find_voice, is_voice_path, model_display_name, weights_sha256
 
+if TYPE_CHECKING:
+    from vc_app.models import AdaINVC
+
 CHUNK_SECONDS = 20.0
 OVERLAP_SECONDS = 1.0
 TARGET_PIECE_SECONDS = 30.0
 
 
-def resolve_device(device: str) -> torch.device:
-    """'auto' -> cuda when available, else cpu; 'cuda' without a GPU is an error."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise VcAppError("--device cuda was asked for, but PyTorch sees no CUDA GPU here.")
-    if device not in ("cpu",) and not device.startswith("cuda"):
-        raise VcAppError(f"Unknown device {device!r}: use cpu, cuda or auto.")
-    return torch.device(device)
+class Converter(Protocol):
+    """What batch conversion (`vc_app.batch`) and evaluation (`vc_app.evaluate.runner`) use of a converter.
+
+    `VoiceConverter` is the implementation; the protocol names the surface those callers rely on, so a
+    test double or another front end can stand in for it.
+    """
+
+    bundle: Bundle
+    vocoder: Vocoder
+    model: AdaINVC
+    mel_cfg: MelConfig
+    device: torch.device
+    sample_rate: int
+    chunk: int  # samples converted in one piece; longer sources are streamed
+
+    def speaker_vector(self, targets: Sequence) -> torch.Tensor: ...
+
+    def convert(self, source, targets=None, *, speaker: torch.Tensor | None = None,
+                voice: Voice | str | os.PathLike | None = None, progress: bool = False) -> torch.Tensor: ...
+
+    def convert_many(self, sources: Sequence[torch.Tensor], speakers: torch.Tensor) -> list[torch.Tensor]: ...
 
 
 class VoiceConverter:
@@ -64,7 +93,7 @@ class VoiceConverter:
         hop = self.mel_cfg.hop_length
         self.chunk = max(int(chunk_seconds * self.sample_rate) // hop, 64) * hop
         self.overlap = min(max(int(overlap_seconds * self.sample_rate) // hop, 8) * hop, self.chunk // 2)
-        if vocoder.sample_rate != self.sample_rate or vocoder.hop_length != hop or vocoder.n_mels != self.mel_cfg.n_mels:
+        if (vocoder.sample_rate, vocoder.hop_length, vocoder.n_mels) != (self.sample_rate, hop, self.mel_cfg.n_mels):
             raise VcAppError(f"The vocoder {vocoder.name} ({vocoder.sample_rate} Hz, hop {vocoder.hop_length}, "
                              f"{vocoder.n_mels} mels) does not match the model's mel recipe ({self.sample_rate} Hz, "
                              f"hop {hop}, {self.mel_cfg.n_mels} mels).")
@@ -181,7 +210,8 @@ class VoiceConverter:
         """Convert one source.
 
         Args:
-            source: a path, or a (N,) waveform at the model's rate.
+            source: a path, an `AudioStream` of it (opened by a caller that has read its header), or a (N,)
+                waveform at the model's rate.
             targets: path(s) or waveform(s) of the target voice, or one .voice file; or pass `speaker`/`voice`.
             speaker: a precomputed (c_speaker,) vector from `speaker_vector` (or a `Voice`'s `vector`).
             voice: a `Voice` or .voice file made with this model (checked; refused otherwise).
@@ -197,11 +227,11 @@ class VoiceConverter:
             speaker = self.speaker_vector(targets)
         speaker = speaker.to(self.device)
         if not isinstance(source, torch.Tensor):
-            stream = AudioStream(source, self.sample_rate)
+            stream = source if isinstance(source, AudioStream) else AudioStream(source, self.sample_rate)
             if stream.num_samples > self.chunk:
                 return self._convert_stream(stream, speaker, progress)
-            source = load_audio(source, self.sample_rate)
-            name = f"source clip {Path(stream.path).name}"
+            source = stream.load()
+            name = f"source clip {stream.path.name}"
         else:
             name = "source clip"
         raw = source.float().flatten()
@@ -279,18 +309,57 @@ class VoiceConverter:
         converted = self.model.convert(mel, speaker.unsqueeze(0))
         return self.vocoder(converted)[0, :m].float().cpu()
 
-    def convert_file(self, source: str | os.PathLike, targets: Sequence[str | os.PathLike | Voice],
-                     output: str | os.PathLike, *, overwrite: bool = False, progress: bool = False) -> Path:
+    def convert_file(self, source: str | os.PathLike | AudioStream, targets: Sequence[str | os.PathLike | Voice],
+                     output: str | os.PathLike, *, overwrite: bool = False, progress: bool = False,
+                     fmt: str | None = None) -> Path:
         """Convert `source` to the voice of `targets` (clips, or one voice) and write `output` atomically
         (never over an input).
 
         Args:
+            source: a path, or an `AudioStream` the caller opened (its header is not read again).
             progress: show chunks done and the time left on stderr (for sources longer than one chunk).
+            fmt: the output format `paths.check_output_path` returned when the caller (an entry point) has
+                checked `output` already; None: it is checked here, before converting.
         """
-        files = [t for t in self._as_list(targets) if isinstance(t, (str, os.PathLike))]
-        check_output_path(output, inputs=[source, *files], overwrite=overwrite)
+        if fmt is None:
+            files = [t for t in self._as_list(targets) if isinstance(t, (str, os.PathLike))]
+            path = source.path if isinstance(source, AudioStream) else source
+            fmt = check_output_path(output, inputs=[path, *files], overwrite=overwrite)
         wav = self.convert(source, targets, progress=progress)
-        return write_audio(output, wav, self.sample_rate, overwrite=overwrite)
+        return write_audio(output, wav, self.sample_rate, overwrite=overwrite, fmt=fmt, checked=True)
+
+
+def convert(source: str | os.PathLike | torch.Tensor, target: str | os.PathLike | Voice | Sequence,
+            output: str | os.PathLike | None = None, *, checkpoint: str | None = None, vocoder: str | None = None,
+            device: str = "auto", overwrite: bool = False) -> torch.Tensor | Path:
+    """One call: the source's words in the target's voice (`vc_app.convert`, the front door).
+
+    Loads the model and vocoder on every call; to convert several clips, build a `VoiceConverter` once.
+
+    Args:
+        source: a clip (any format libsndfile reads), or a (N,) waveform at 22 050 Hz.
+        target: a clip, several clips of one speaker, a .voice file or a `Voice`.
+        output: where to write the result (.wav/.flac/.ogg, atomically, never over an input); None: return it.
+        checkpoint, vocoder, device: as `vc-app convert` (default: the shipped model, the default vocoder, auto).
+        overwrite: replace `output` if it exists.
+    Returns:
+        the path written, or the waveform (N,) float32 at 22 050 Hz, as long as the source.
+    Raises:
+        VcAppError: one sentence on anything wrong with the inputs, the output path or the model.
+    """
+    targets = VoiceConverter._as_list(target)
+    fmt = None
+    if output is not None:  # a bad output path is refused before the model loads
+        files = [t for t in targets if isinstance(t, (str, os.PathLike))]
+        inputs = [source, *files] if isinstance(source, (str, os.PathLike)) else files
+        fmt = check_output_path(output, inputs=inputs, overwrite=overwrite)
+    converter = VoiceConverter.from_specs(checkpoint, vocoder, device=device)
+    if output is None:
+        return converter.convert(source, targets)
+    if isinstance(source, torch.Tensor):
+        return write_audio(output, converter.convert(source, targets), converter.sample_rate, overwrite=overwrite,
+                           fmt=fmt, checked=True)
+    return converter.convert_file(source, targets, output, overwrite=overwrite, fmt=fmt)
 
 
 def _chunk_bar(chunks: int, seconds: float):

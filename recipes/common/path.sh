@@ -1,6 +1,7 @@
-# Paths of this recipe, in one place. Each can be overridden from the environment (or, for the
-# data, features and experiment folders, with run.sh --data / --feats / --exp).
-recipe_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# Paths of a recipe, in one place, shared by every recipe (sourced first by its run.sh). Each can be
+# overridden from the environment (or, for the data, features and experiment folders, with run.sh
+# --data / --feats / --exp).
+recipe_dir=$(cd "$(dirname "$0")" && pwd)  # the recipe's own folder (the run.sh that sources this)
 repo_root=$(cd "$recipe_dir/../.." && pwd)
 
 # The Python with vc_app's dependencies: $PYTHON, else the repository's .venv, else python3.
