@@ -120,3 +120,16 @@ def test_hub_id_resolves_from_the_cache_offline(tmp_path, monkeypatch):
     assert isinstance(load_bundle("someone/tiny-vc").model, AdaINVC)
     with pytest.raises(VcAppError, match="not in the local cache"):
         load_bundle("someone/not-downloaded")
+
+
+def test_bundle_files_are_readable_like_any_new_file(tmp_path):
+    """Every file of a saved bundle gets a fresh file's permissions (the user's umask), not a writer's 0600:
+    a bundle exported for others to load must be readable by them."""
+    from vc_app.config import ModelConfig
+
+    probe = tmp_path / "probe"
+    probe.write_bytes(b"")
+    fresh = probe.stat().st_mode & 0o777
+    folder = save_bundle(AdaINVC(ModelConfig(c_h=8, c_speaker=8, c_bank=8)), MelConfig(), tmp_path / "b")
+    assert {p.name: p.stat().st_mode & 0o777 for p in folder.iterdir()} == {
+        name: fresh for name in ("model.safetensors", "config.json", "README.md")}

@@ -42,8 +42,11 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object], *, fs
     path = Path(path)
     tmp, handle = open_temp_beside(path)
     handle.close()
+    mode = tmp.stat().st_mode  # a fresh file's, under the user's umask; some writers replace the file as 0600
     try:
         write(tmp)
+        if tmp.stat().st_mode != mode:
+            tmp.chmod(mode & 0o7777)
         if fsync:
             with open(tmp, "rb+") as written:
                 os.fsync(written.fileno())
