@@ -11,6 +11,9 @@ Targets (2 CPU threads, 10 s of speech): acoustic model >= 100x real time, full 
 >= 15x, with HiFi-GAN universal >= 2x. Uses the shipped checkpoint when present, else a randomly
 initialised model of the default size (speed does not depend on the weights). Each part is a function
 (Setup -> {name: callable}) in `parts` of `main`, so another comparison is one more function there.
+A large float32 matmul is timed in the same rounds: the roofline. For each neural vocoder the bench
+prints its convolutions' GFLOP per second of audio, the rate it reaches, and what share of the matmul
+rate 2x real time would need (HiFi-GAN is convolution-bound, so that share says whether 2x is in reach).
 --official DIR (a checkout of github.com/jjery2243542/adaptive_voice_conversion, never vendored here)
 also times the official model's conversion of the same mel (its content encoder and decoder, speaker
 vector given, as ours) alternately with ours, and prints the ratio.
@@ -24,7 +27,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -44,6 +47,7 @@ class Setup:
     mel: torch.Tensor  # (1, n_mels, T)
     speaker: torch.Tensor  # (c_speaker,)
     seconds: float
+    flops: dict[str, float] = field(default_factory=dict)  # timed name -> floating-point operations per call
 
 
 def make_setup(checkpoint: str | None, seconds: float) -> Setup:
@@ -89,6 +93,8 @@ def pipeline_part(spec: str) -> Callable[[Setup], dict[str, Callable[[], object]
         converter = VoiceConverter(setup.bundle, vocoder)
         backend = getattr(vocoder, "backend", "")
         print(f"{vocoder.name}: {backend or 'no weights'}")
+        if hasattr(vocoder, "generator"):
+            setup.flops[f"{vocoder.name} alone"] = conv_flops(vocoder.generator, setup.mel)
 
         def vocode():
             with torch.inference_mode():
@@ -98,6 +104,52 @@ def pipeline_part(spec: str) -> Callable[[Setup], dict[str, Callable[[], object]
                 f"full pipeline ({vocoder.name})": lambda: converter.convert(setup.wav, speaker=setup.speaker)}
 
     return part
+
+
+def conv_flops(generator: torch.nn.Module, mel: torch.Tensor) -> float:
+    """Floating-point operations (2 per multiply-add) of the convolutions of `generator` on mel (1, n_mels, T)."""
+    total = 0.0
+
+    def count(module, inputs, output):
+        nonlocal total
+        weight = module.weight  # Conv1d: (out, in/groups, k); ConvTranspose1d: (in, out/groups, k)
+        positions = inputs[0].shape[-1] if isinstance(module, torch.nn.ConvTranspose1d) else output.shape[-1]
+        total += 2.0 * weight.numel() * positions * output.shape[0]
+
+    hooks = [m.register_forward_hook(count) for m in generator.modules()
+             if isinstance(m, (torch.nn.Conv1d, torch.nn.ConvTranspose1d))]
+    try:
+        with torch.inference_mode():
+            generator(mel)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return total
+
+
+def matmul_part(setup: Setup) -> dict[str, Callable[[], object]]:
+    """A large float32 matrix product in PyTorch and in ONNX Runtime (when installed): the best of them is what
+    this CPU's cores reach, the roofline for the vocoders' convolutions."""
+    n = 2048
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    calls: dict[str, Callable[[], object]] = {"float32 matmul 2048^2 (torch)": lambda: a @ b}
+    try:
+        import onnxruntime as ort
+        from onnx import TensorProto, helper
+    except ImportError:
+        pass
+    else:
+        spec = [helper.make_tensor_value_info(name, TensorProto.FLOAT, [n, n]) for name in "abc"]
+        graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "matmul", spec[:2], spec[2:])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        model.ir_version = 8
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        feeds = {"a": a.numpy(), "b": b.numpy()}
+        calls["float32 matmul 2048^2 (onnxruntime)"] = lambda: session.run(None, feeds)
+    setup.flops.update({name: 2.0 * n**3 for name in calls})
+    return calls
 
 
 def time_interleaved(calls: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
@@ -116,6 +168,8 @@ def time_interleaved(calls: dict[str, Callable[[], object]], repeats: int) -> di
 def report(medians: dict[str, float], seconds: float, baseline: str | None) -> None:
     base = medians.get(baseline) if baseline else None
     for name, spent in medians.items():
+        if name.startswith("float32 matmul"):
+            continue
         rtf = spent / seconds
         line = f"{name:36s} RTF {rtf:.4f} = {1 / rtf:7.2f}x real time"
         if base and name.startswith("full pipeline"):
@@ -123,6 +177,24 @@ def report(medians: dict[str, float], seconds: float, baseline: str | None) -> N
         if name in TARGETS:
             line += f"   target >= {TARGETS[name]:g}x: {'met' if 1 / rtf >= TARGETS[name] else 'NOT met'}"
         print(line)
+
+
+def roofline(medians: dict[str, float], flops: dict[str, float], seconds: float) -> None:
+    """Each neural vocoder's convolution rate against the best matmul rate timed in the same rounds."""
+    peaks = {name: flops[name] / medians[name] for name in flops if name.startswith("float32 matmul")}
+    if not peaks:
+        return
+    for name, rate in peaks.items():
+        print(f"{name:36s} {rate / 1e9:7.1f} GFLOP/s")
+    peak = max(peaks.values())
+    for name, work in flops.items():
+        if name in peaks:
+            continue
+        rate = work / medians[name]
+        need = 2.0 * work / seconds  # 2x real time
+        print(f"{name:36s} {work / seconds / 1e9:6.1f} GFLOP per second of audio, runs at {rate / 1e9:6.1f} GFLOP/s "
+              f"= {rate / peak:.0%} of the best matmul rate; 2x real time needs {need / 1e9:.1f} GFLOP/s "
+              f"= {need / peak:.0%} of it")
 
 
 def acoustic_vs_official(folder: str, model, mel: torch.Tensor, speaker: torch.Tensor, repeats: int) -> None:
@@ -162,13 +234,16 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     setup = make_setup(args.checkpoint, args.seconds)
-    parts = [acoustic_part, *(pipeline_part(spec) for spec in args.vocoder or ["griffinlim:32", "hifigan:universal"])]
+    vocoders = args.vocoder or ["griffinlim:32", "hifigan:universal"]
+    parts = [acoustic_part, matmul_part, *(pipeline_part(spec) for spec in vocoders)]
     calls: dict[str, Callable[[], object]] = {}
     for part in parts:
         calls.update(part(setup))
     print(f"audio: {args.seconds:.1f} s, threads: {torch.get_num_threads()}, checkpoint: {setup.checkpoint}, "
           f"{args.repeats} interleaved rounds (medians)")
-    report(time_interleaved(calls, args.repeats), args.seconds, "full pipeline (griffinlim:32)")
+    medians = time_interleaved(calls, args.repeats)
+    report(medians, args.seconds, "full pipeline (griffinlim:32)")
+    roofline(medians, setup.flops, args.seconds)
     if args.official:
         acoustic_vs_official(args.official, setup.bundle.model, setup.mel, setup.speaker, args.repeats)
 
