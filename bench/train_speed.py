@@ -19,6 +19,10 @@ bands, on the same batches as ours. Rounds alternate official / ours (default) /
 `--steps` steps each; the medians over rounds and their ratios are printed. Without --official only
 ours are timed.
 
+After the rounds it counts one step's floating-point operations (PyTorch's FlopCounterMode) and
+times a large float32 matmul: the rate each step reaches, and what share of the matmul rate twice
+the official step would need (the step is convolution-bound, so that share says whether 2x is in reach).
+
 --pause-pattern stops (SIGSTOP) other processes whose command line matches, for the duration of
 the measurement, and always resumes them (SIGCONT), also on Ctrl-C or an error.
 """
@@ -210,6 +214,32 @@ def rounds(steps: dict, n_rounds: int, n_steps: int, warmup: int = 3) -> dict[st
 REFERENCE = "reference (float32, sequential)"
 
 
+def step_flops(cache: Path, batch: int) -> float:
+    """Floating-point operations of one training step (convolutions and matmuls, forward and backward), counted
+    by PyTorch's FlopCounterMode on the reference step (one thread of dispatch, so every op is seen)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    step = OurStep(cache, batch, "none", parallel=False)
+    step()
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return float(counter.get_total_flops())
+
+
+def matmul_rate(repeats: int = 5, n: int = 2048) -> float:
+    """FLOP/s of a large float32 matmul in PyTorch on this process's threads (median of `repeats`)."""
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - start)
+    return 2.0 * n**3 / float(np.median(times))
+
+
 def numerics(cache: Path, batch: int, n_steps: int) -> None:
     """Mean absolute difference of the first `n_steps` losses: default step vs the reference step (float32,
     encoder branches one after the other: the step before any speed work), same seed and data, beside the
@@ -261,6 +291,7 @@ def main() -> int:
             if args.official:
                 steps = {"official ae_step": OfficialStep(Path(args.official), steps[f"ours {REFERENCE}"]), **steps}
             speed = rounds(steps, args.rounds, args.steps)
+            work, peak = step_flops(cache, args.batch), matmul_rate()
     ours = steps["ours (default)"]
     print(f"\nbatch {args.batch} x 128 frames, {torch.get_num_threads()} CPU threads, {args.rounds} rounds x "
           f"{args.steps} steps, interleaved; our default step computes in {ours.precision} "
@@ -272,6 +303,10 @@ def main() -> int:
     for name, values in speed.items():
         print(f"| {name} | {steps[name].params:,} | {median[name]:.2f} | {' '.join(f'{v:.2f}' for v in values)} | "
               f"{median[name] / median[base]:.2f}x |")
+    need = 2.0 * median.get("official ae_step", median[f"ours {REFERENCE}"]) * work
+    print(f"\none step: {work / 1e9:.1f} GFLOP (convolutions and matmuls, forward and backward); our default step "
+          f"runs at {median['ours (default)'] * work / 1e9:.1f} GFLOP/s; a float32 matmul 2048^2 here: "
+          f"{peak / 1e9:.1f} GFLOP/s; twice the {base} needs {need / 1e9:.1f} GFLOP/s = {need / peak:.0%} of it")
     total = ours.wait + ours.busy
     print(f"\ndata wait of our default step: {100 * ours.wait / total:.2f} % of its time (target < 5 %)")
     return 0
