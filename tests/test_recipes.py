@@ -357,3 +357,24 @@ def test_text_pairs_speak_known_sentences_for_the_unseen_speakers(tmp_path):
         assert all(Path(t).parent.name == pair["target_speaker"] for t in pair["target"].split(";"))
         info = sf.info(pair["source"])
         assert info.samplerate == 22050 and info.duration > 1.0
+
+
+def test_export_writes_paths_relative_to_the_recipe(tmp_path):
+    """Stage 5 with --paths-relative-to: neither the card nor config.json names this machine's folders."""
+    from vc_app.bundle import save_bundle
+    from vc_app.config import MelConfig, ModelConfig
+    from vc_app.models import AdaINVC
+
+    recipe = tmp_path / "recipe"
+    feats = recipe / "exp" / "feats" / "train"
+    training = {"steps": 1, "config": {"data": {"train_features": str(feats)}}}
+    source = save_bundle(AdaINVC(ModelConfig(c_h=8, c_speaker=8, c_bank=8)), MelConfig(), tmp_path / "ckpt",
+                         training=training)
+    done = subprocess.run([sys.executable, "-m", "vc_app.recipe", "export", "--checkpoint", str(source),
+                           "--out", str(tmp_path / "out"), "--note", f"features in {feats}",
+                           "--paths-relative-to", str(recipe)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert config["training"]["config"]["data"]["train_features"] == "exp/feats/train"
+    assert str(tmp_path) not in (tmp_path / "out" / "config.json").read_text()
+    assert str(tmp_path) not in (tmp_path / "out" / "README.md").read_text()

@@ -180,9 +180,11 @@ def stage_export(args: argparse.Namespace) -> None:
     out = Path(args.out)
     card = Path(args.card).read_text() if args.card else model_card(bundle, args.name or out.name, metrics,
                                                                      reports, args.note)
-    if args.paths_relative_to:
+    training = bundle.training
+    if args.paths_relative_to:  # the card and the training record (its feature folders) name no machine's folders
         card = relative_paths(card, Path(args.paths_relative_to))
-    save_bundle(bundle.model, bundle.mel, out, training=bundle.training, card=card, half=args.half)
+        training = json.loads(relative_paths(json.dumps(training), Path(args.paths_relative_to)))
+    save_bundle(bundle.model, bundle.mel, out, training=training, card=card, half=args.half)
     print(f"exported {checkpoint} -> {out}")
     if args.push_to_hub:
         from huggingface_hub import HfApi
@@ -306,7 +308,7 @@ def get_parser() -> argparse.ArgumentParser:
     e.add_argument("--name", help="model name for the card (default: the folder name)")
     e.add_argument("--metrics", help="held-out metrics JSON (stage 4) for the model card")
     e.add_argument("--note", default="", help="a paragraph for the model card, e.g. the data and its credits")
-    e.add_argument("--paths-relative-to", metavar="DIR", help="write the card's paths relative to DIR "
+    e.add_argument("--paths-relative-to", metavar="DIR", help="write the card's and config's paths relative to DIR "
                    "(e.g. the recipe folder) instead of as this machine's absolute paths")
     e.add_argument("--report", action="append", metavar="[TITLE=]PATH",
                    help="vc-app evaluate's report.md (stage 4) for the model card, under TITLE; "
