@@ -34,6 +34,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+MATMUL = "float32 matmul 2048^2"  # the roofline's entries are named "<MATMUL> (<runtime>)"
 TARGETS = {"acoustic model": 100.0, "full pipeline (griffinlim:32)": 15.0, "full pipeline (hifigan:universal)": 2.0}
 
 
@@ -132,7 +133,7 @@ def matmul_part(setup: Setup) -> dict[str, Callable[[], object]]:
     this CPU's cores reach, the roofline for the vocoders' convolutions."""
     n = 2048
     a, b = torch.randn(n, n), torch.randn(n, n)
-    calls: dict[str, Callable[[], object]] = {"float32 matmul 2048^2 (torch)": lambda: a @ b}
+    calls: dict[str, Callable[[], object]] = {f"{MATMUL} (torch)": lambda: a @ b}
     try:
         import onnxruntime as ort
         from onnx import TensorProto, helper
@@ -147,7 +148,7 @@ def matmul_part(setup: Setup) -> dict[str, Callable[[], object]]:
         options.intra_op_num_threads = torch.get_num_threads()
         session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
         feeds = {"a": a.numpy(), "b": b.numpy()}
-        calls["float32 matmul 2048^2 (onnxruntime)"] = lambda: session.run(None, feeds)
+        calls[f"{MATMUL} (onnxruntime)"] = lambda: session.run(None, feeds)
     setup.flops.update({name: 2.0 * n**3 for name in calls})
     return calls
 
@@ -168,7 +169,7 @@ def time_interleaved(calls: dict[str, Callable[[], object]], repeats: int) -> di
 def report(medians: dict[str, float], seconds: float, baseline: str | None) -> None:
     base = medians.get(baseline) if baseline else None
     for name, spent in medians.items():
-        if name.startswith("float32 matmul"):
+        if name.startswith(MATMUL):
             continue
         rtf = spent / seconds
         line = f"{name:36s} RTF {rtf:.4f} = {1 / rtf:7.2f}x real time"
@@ -181,7 +182,7 @@ def report(medians: dict[str, float], seconds: float, baseline: str | None) -> N
 
 def roofline(medians: dict[str, float], flops: dict[str, float], seconds: float) -> None:
     """Each neural vocoder's convolution rate against the best matmul rate timed in the same rounds."""
-    peaks = {name: flops[name] / medians[name] for name in flops if name.startswith("float32 matmul")}
+    peaks = {name: flops[name] / medians[name] for name in flops if name.startswith(MATMUL)}
     if not peaks:
         return
     for name, rate in peaks.items():
