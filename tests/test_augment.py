@@ -80,7 +80,7 @@ def dataset(cache, seed=0, **data):
     from vc_app.train.config import DataConfig
     from vc_app.train.data import SegmentDataset
 
-    return SegmentDataset(cache, DataConfig(segment_frames=64, **data), MelConfig(), seed)
+    return SegmentDataset(cache, DataConfig(**{"segment_frames": 64, **data}), MelConfig(), seed)
 
 
 def test_without_perturbation_all_three_inputs_are_the_segment(cache):
@@ -136,6 +136,18 @@ def test_another_segment_comes_from_the_same_speaker_in_the_same_voice(cache):
         assert min(np.abs(o - mel.numpy()).max() for o in options) < 1e-4
         seen_other_utterance |= not torch.equal(speaker_mel, mel)
     assert seen_other_utterance
+
+
+def test_a_fresh_warp_per_item_is_the_same_for_the_target_and_the_speaker_input(cache):
+    # segments as long as the longest utterance: one clip per speaker, so the "other" segment is the same frames
+    data = dataset(cache, segment_frames=230, warp_range=(0.8, 1.25), speaker_segment="other")
+    plain = dataset(cache, segment_frames=230)
+    assert len(data) == 3
+    for epoch in range(4):
+        for i in range(3):
+            mel, _, speaker_mel, _ = data[(epoch, i)]
+            assert not torch.allclose(mel, plain[(epoch, i)][0], atol=1e-3)  # warped ...
+            assert torch.equal(speaker_mel, mel)  # ... by the same factor for both
 
 
 def test_augmented_items_are_reproducible_for_exact_resume(cache):

@@ -12,7 +12,8 @@ untouched):
   spectral tilt (`tilt_mel`). With `pseudo_speakers` = K each real speaker
   becomes K voices, each with its own fixed warp factor and tilt, applied to
   every segment of that voice (voice 0 is the real one); with K = 0 every
-  segment gets a fresh random warp (the older, per-segment scheme).
+  item gets a fresh random warp (the older, per-segment scheme), the same for
+  its target and its speaker-encoder input.
 - *information perturbation*: `content_warp_range` warps the content encoder's
   input alone, so any timbre the content code carries is the wrong one and the
   decoder must take the voice from the speaker vector.
@@ -108,12 +109,12 @@ class SegmentDataset(Dataset):
         content = speaker_mel = None
         if self.augment:
             voice = self._voice(speaker, rng)
-            mel = self._gain(self._apply_voice(mel, voice, rng), rng)
+            mel = self._gain(self._apply_voice(mel, voice), rng)
             content = self._perturb(mel, rng)
             if self.cfg.speaker_segment == "other":
                 others = self.by_speaker[speaker]
                 other = int(self.items[others[int(rng.integers(0, len(others)))]])
-                speaker_mel = self._gain(self._apply_voice(self._segment(other, rng), voice, rng), rng)
+                speaker_mel = self._gain(self._apply_voice(self._segment(other, rng), voice), rng)
         mel_t = torch.from_numpy(mel)
         return (mel_t, mel_t if content is None else torch.from_numpy(content),
                 mel_t if speaker_mel is None else torch.from_numpy(speaker_mel), speaker)
@@ -124,19 +125,19 @@ class SegmentDataset(Dataset):
         start = int(rng.integers(0, frames - self.cfg.segment_frames + 1))
         return np.array(self.cache.utterance(utt)[:, start:start + self.cfg.segment_frames], dtype=np.float32)
 
-    def _voice(self, speaker: int, rng: np.random.Generator) -> tuple[float, float] | None:
-        """(warp factor, tilt dB) of a pseudo-speaker of `speaker`; None: a fresh warp per segment."""
-        if self.cfg.pseudo_speakers <= 0:
-            return None
-        k = int(rng.integers(0, self.cfg.pseudo_speakers))
-        return self.voices[speaker][k]
+    def _voice(self, speaker: int, rng: np.random.Generator) -> tuple[float, float]:
+        """(warp factor, tilt dB) of this item's voice, applied alike to the target and the speaker input.
 
-    def _apply_voice(self, mel: np.ndarray, voice: tuple[float, float] | None, rng: np.random.Generator):
-        if voice is None:
-            low, high = self.cfg.warp_range
-            if high > low:
-                mel = warp_mel(mel, float(np.exp(rng.uniform(np.log(low), np.log(high)))), self.centres)
-            return mel
+        A pseudo-speaker of `speaker`, or without pseudo-speakers a fresh warp in `cfg.warp_range` (no tilt).
+        """
+        if self.cfg.pseudo_speakers > 0:
+            return self.voices[speaker][int(rng.integers(0, self.cfg.pseudo_speakers))]
+        low, high = self.cfg.warp_range
+        if high > low:
+            return float(np.exp(rng.uniform(np.log(low), np.log(high)))), 0.0
+        return 1.0, 0.0
+
+    def _apply_voice(self, mel: np.ndarray, voice: tuple[float, float]) -> np.ndarray:
         factor, tilt = voice
         return tilt_mel(warp_mel(mel, factor, self.centres), tilt, self.centres)
 
