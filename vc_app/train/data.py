@@ -68,6 +68,11 @@ def warp_mel(mel: np.ndarray, factor: float, centres: np.ndarray) -> np.ndarray:
     return ((1 - w) * mel[lo] + w * mel[hi]).astype(np.float32)
 
 
+def log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
+    """A warp factor drawn log-uniformly in [low, high] (a factor and its inverse are equally likely)."""
+    return float(np.exp(rng.uniform(np.log(low), np.log(high))))
+
+
 class SegmentDataset(Dataset):
     """Item i: a random `segment_frames` slice of utterance i (utterances shorter than that are skipped).
 
@@ -134,7 +139,7 @@ class SegmentDataset(Dataset):
             return self.voices[speaker][int(rng.integers(0, self.cfg.pseudo_speakers))]
         low, high = self.cfg.warp_range
         if high > low:
-            return float(np.exp(rng.uniform(np.log(low), np.log(high)))), 0.0
+            return log_uniform(rng, low, high), 0.0
         return 1.0, 0.0
 
     def _apply_voice(self, mel: np.ndarray, voice: tuple[float, float]) -> np.ndarray:
@@ -151,7 +156,7 @@ class SegmentDataset(Dataset):
         low, high = self.cfg.content_warp_range
         if high <= low:
             return None
-        return warp_mel(mel, float(np.exp(rng.uniform(np.log(low), np.log(high)))), self.centres)
+        return warp_mel(mel, log_uniform(rng, low, high), self.centres)
 
 
 def pseudo_speaker_voices(n_speakers: int, cfg: DataConfig, seed: int) -> list[list[tuple[float, float]]]:
@@ -165,7 +170,7 @@ def pseudo_speaker_voices(n_speakers: int, cfg: DataConfig, seed: int) -> list[l
         rng = np.random.default_rng((seed, 7919, speaker))
         voices = [(1.0, 0.0)]
         for _ in range(1, cfg.pseudo_speakers):
-            factor = float(np.exp(rng.uniform(np.log(low), np.log(high)))) if high > low else 1.0
+            factor = log_uniform(rng, low, high) if high > low else 1.0
             voices.append((factor, float(rng.uniform(-cfg.tilt_db, cfg.tilt_db))))
         out.append(voices)
     return out
