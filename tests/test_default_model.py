@@ -24,20 +24,27 @@ def default_bundle() -> Path:
     return folder
 
 
-def test_shipped_bundle_is_complete_small_and_documented(default_bundle):
+def assert_complete_small_and_documented(folder: Path) -> None:
     from vc_app.bundle import load_bundle
 
-    files = {p.name for p in default_bundle.iterdir()}
+    files = {p.name for p in folder.iterdir()}
     assert {"model.safetensors", "config.json", "README.md"} <= files
-    assert sum(p.stat().st_size for p in default_bundle.iterdir()) < 50e6
-    bundle = load_bundle(default_bundle)  # strict: every tensor present, no extra
-    config = json.loads((default_bundle / "config.json").read_text())
+    assert sum(p.stat().st_size for p in folder.iterdir()) < 50e6
+    bundle = load_bundle(folder)  # strict: every tensor present, no extra
+    config = json.loads((folder / "config.json").read_text())
     assert config["training"]["steps"] >= 1000 and bundle.mel.n_mels == 80
-    card = (default_bundle / "README.md").read_text()
+    card = (folder / "README.md").read_text()
     steps = config["training"]["steps"]
     assert f"steps: {steps}" in card  # the card describes these weights, not other ones
     for measured in ("closer to the target", "WER", "probe", "vc-app evaluate"):
         assert measured in card, measured
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "checkpoints").iterdir() if p.is_dir()))
+def test_every_bundle_in_checkpoints_is_complete_small_and_documented(name):
+    """Every bundle in checkpoints/ (the default, and the others the UI lists) loads strictly and carries its card."""
+    assert_complete_small_and_documented(REPO / "checkpoints" / name)
+    assert f"checkpoints/{name}/" in (REPO / "README.md").read_text()  # and the README says what each is for
 
 
 def test_cli_uses_the_shipped_model_by_default(default_bundle, tmp_path):
