@@ -69,7 +69,12 @@ def warp_mel(mel: np.ndarray, factor: float, centres: np.ndarray) -> np.ndarray:
 
 
 def log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
-    """A warp factor drawn log-uniformly in [low, high] (a factor and its inverse are equally likely)."""
+    """A warp factor drawn log-uniformly in [low, high] (a factor and its inverse are equally likely).
+
+    An empty range (high <= low) means no warp: 1.0, and `rng` is not advanced.
+    """
+    if high <= low:
+        return 1.0
     return float(np.exp(rng.uniform(np.log(low), np.log(high))))
 
 
@@ -137,10 +142,7 @@ class SegmentDataset(Dataset):
         """
         if self.cfg.pseudo_speakers > 0:
             return self.voices[speaker][int(rng.integers(0, self.cfg.pseudo_speakers))]
-        low, high = self.cfg.warp_range
-        if high > low:
-            return log_uniform(rng, low, high), 0.0
-        return 1.0, 0.0
+        return log_uniform(rng, *self.cfg.warp_range), 0.0
 
     def _apply_voice(self, mel: np.ndarray, voice: tuple[float, float]) -> np.ndarray:
         factor, tilt = voice
@@ -170,7 +172,7 @@ def pseudo_speaker_voices(n_speakers: int, cfg: DataConfig, seed: int) -> list[l
         rng = np.random.default_rng((seed, 7919, speaker))
         voices = [(1.0, 0.0)]
         for _ in range(1, cfg.pseudo_speakers):
-            factor = log_uniform(rng, low, high) if high > low else 1.0
+            factor = log_uniform(rng, low, high)
             voices.append((factor, float(rng.uniform(-cfg.tilt_db, cfg.tilt_db))))
         out.append(voices)
     return out
