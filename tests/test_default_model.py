@@ -34,7 +34,7 @@ def assert_complete_small_and_documented(folder: Path) -> None:
     config = json.loads((folder / "config.json").read_text())
     assert config["training"]["steps"] >= 1000 and bundle.mel.n_mels == 80
     card = (folder / "README.md").read_text()
-    steps = config["training"]["steps"]
+    steps = config["training"].get("total_steps", config["training"]["steps"])  # counting `--init-from` runs
     assert f"steps: {steps}" in card  # the card describes these weights, not other ones
     for measured in ("closer to the target", "WER", "probe", "vc-app evaluate"):
         assert measured in card, measured

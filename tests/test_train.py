@@ -292,8 +292,12 @@ def test_init_from_a_bundle_starts_near_its_loss_with_a_fresh_optimiser(tiny_fea
     assert second.state.step == 2 and second.state.optimizer.state_dict()["state"][0]["step"] == 2
     kl_weight = min(1.0, 31 / second.state.cfg.loss.kl_anneal_steps)
     assert train_rows(tmp_path / "b")[1]["weight_kl"] == pytest.approx(kl_weight)
-    training = load_bundle(second.checkpoint).config["training"]
+    continued = load_bundle(second.checkpoint)
+    training = continued.config["training"]
     assert training["init_from"] == str(bundle) and training["init_steps"] == 30 and training["total_steps"] == 32
+    assert continued.training_steps == 32  # what `vc-app evaluate` reports: the weights' whole history
+    from vc_app.recipe import model_card
+    assert f"- steps: 32 (2 in this run, started from {bundle} at step 30)" in model_card(continued, "x", None)
 
 
 def test_init_from_a_bundle_of_another_shape_is_refused_naming_the_difference(tiny_features, tmp_path):

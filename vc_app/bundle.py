@@ -52,8 +52,9 @@ class Bundle:
 
     @property
     def training_steps(self) -> int | None:
-        """Optimiser steps of the run that produced the weights (None when not recorded)."""
-        return self.training.get("steps")
+        """Optimiser steps behind the weights, counting the runs they were started from with `--init-from`
+        (None when not recorded)."""
+        return self.training.get("total_steps", self.training.get("steps"))
 
     @property
     def architecture(self) -> str:
