@@ -219,7 +219,7 @@ def model_card(bundle: Bundle, name: str, metrics: dict | None, reports: dict[st
     lines = [f"# {name}: AdaIN-VC for vc_app", "",
              "One-shot voice conversion (Chou, Yeh & Lee 2019) trained with the vc_app recipes.", "",
              *([note, ""] if note else []),
-             f"- steps: {training.get('total_steps', training.get('steps', '?'))}"
+             f"- steps: {'?' if bundle.training_steps is None else bundle.training_steps}"
              + (f" ({training.get('steps')} in this run, started from {training['init_from']} at step "
                 f"{training.get('init_steps', 0)})" if training.get("init_from") else ""),
              f"- training data: {training.get('train_utterances', '?')} utterances of "
