@@ -177,6 +177,27 @@ def test_training_config_mistakes_are_one_sentence():
         load_config(None, ["optim.learning_rate=1"])
 
 
+def test_cosine_schedule_decays_the_logged_lr_to_its_final_ratio_over_the_run(tiny_features, tmp_path):
+    from vc_app.errors import VcAppError
+    from vc_app.train.config import load_config
+    from vc_app.train.engine import train
+
+    train(config(tiny_features, run__max_steps=9, run__log_every=1, run__save_every=9, optim__lr=1e-3,
+                 optim__lr_schedule="cosine", optim__lr_final_ratio=0.1), tmp_path / "cos", log=quiet)
+    lrs = [train_rows(tmp_path / "cos")[s]["lr"] for s in range(1, 10)]
+    assert lrs[0] == pytest.approx(1e-3)  # step 1 uses the full rate
+    assert all(a > b for a, b in zip(lrs, lrs[1:]))
+    assert lrs[4] == pytest.approx(1e-4 + 0.9e-3 * 0.5 * (1 + np.cos(np.pi * 4 / 9)))
+    assert lrs[-1] == pytest.approx(1e-4 + 0.9e-3 * 0.5 * (1 + np.cos(np.pi * 8 / 9)))  # near 1e-4, never below
+    train(config(tiny_features, run__max_steps=3, run__log_every=1, run__save_every=3, optim__lr=1e-3),
+          tmp_path / "const", log=quiet)
+    assert [train_rows(tmp_path / "const")[s]["lr"] for s in (1, 2, 3)] == pytest.approx([1e-3] * 3)
+    with pytest.raises(VcAppError, match="optim.lr_schedule must be constant or cosine"):
+        load_config(None, ["optim.lr_schedule=linear"])
+    with pytest.raises(VcAppError, match="optim.lr_final_ratio must be between 0 and 1"):
+        load_config(None, ["optim.lr_final_ratio=2"])
+
+
 def test_bf16_on_a_cpu_without_native_bf16_says_it_trains_in_float32(tiny_features, tmp_path, monkeypatch):
     from vc_app.train import engine
 

@@ -50,6 +50,14 @@ class OptimConfig:
     amsgrad: bool = True
     weight_decay: float = 1e-4
     grad_clip: float = 5.0
+    lr_schedule: str = "constant"  # constant | cosine: lr falls to lr * lr_final_ratio over this run's max_steps
+    lr_final_ratio: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"optim.lr_schedule must be constant or cosine, not {self.lr_schedule!r}")
+        if not 0 <= self.lr_final_ratio <= 1:
+            raise ValueError(f"optim.lr_final_ratio must be between 0 and 1, not {self.lr_final_ratio}")
 
 
 @dataclass

@@ -30,6 +30,7 @@ busy. The arithmetic is the same as the sequential step's.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -405,12 +406,14 @@ def train_step(state: TrainState, batch: Batch) -> dict[str, float]:
         branches.backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(state.model.parameters(), cfg.optim.grad_clip)
     if state.scaler is not None:
+        _set_lr(state.optimizer, scheduled_lr(cfg, state.step))
         state.scaler.step(state.optimizer)  # skips the update when fp16 gradients overflowed
         state.scaler.update()
     elif not torch.isfinite(grad_norm):
         raise TrainingDiverged(f"The gradient norm became {float(grad_norm)} at step {state.step + 1} "
                                f"(loss terms {', '.join(f'{k}={float(v):.4g}' for k, v in terms.items())}).")
     else:
+        _set_lr(state.optimizer, scheduled_lr(cfg, state.step))
         state.optimizer.step()
     state.step += 1
     metrics.update({k: float(v.detach()) for k, v in terms.items()})
@@ -524,6 +527,17 @@ def load_checkpoint(state: TrainState, ckpt: Path, rank: int = 0) -> None:
         state.cls_optimizer.load_state_dict(extra["cls_optimizer"])
         _set_lr(state.cls_optimizer, state.cfg.adversary.lr)
     state.step = int(extra["step"])
+
+
+def scheduled_lr(cfg: TrainConfig, step: int) -> float:
+    """The learning rate of this run's step `step` (0-based): `optim.lr` throughout (constant), or a
+    half-cosine from `optim.lr` down to `lr * lr_final_ratio` at `run.max_steps` (cosine). It follows the
+    run's own steps, not the bundle's: a run continued with `run.init_from` decays over its own length."""
+    o = cfg.optim
+    if o.lr_schedule == "constant":
+        return o.lr
+    progress = min(max(step / max(cfg.run.max_steps, 1), 0.0), 1.0)
+    return o.lr * (o.lr_final_ratio + (1 - o.lr_final_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
