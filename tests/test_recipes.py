@@ -349,9 +349,12 @@ def test_text_pairs_speak_known_sentences_for_the_unseen_speakers(tmp_path):
     sentences.write_text("The birch canoe slid on the smooth planks.\nGlue the sheet to the dark blue background.\n")
     done = subprocess.run([sys.executable, str(REPO / "recipes" / "common" / "text_pairs.py"), "--manifest",
                            str(manifest), "--voices", "slt", "--sentences", str(sentences), "--target-clips", "2",
-                           "--out", str(tmp_path / "out")], capture_output=True, text=True,
+                           "--out", "out"], capture_output=True, text=True, cwd=tmp_path,
                           env={**os.environ, "PYTHONPATH": str(REPO)})
     assert done.returncode == 0, done.stderr
+    from vc_app.pairs import read_pairs
+    # a relative --out: `vc-app evaluate` reads pairs.csv's paths relative to its folder, so they must still hold
+    assert all(Path(p.source).is_file() for p in read_pairs(tmp_path / "out" / "pairs.csv"))
     pairs = list(csv.DictReader(open(tmp_path / "out" / "pairs.csv")))
     assert len(pairs) == 4 and {p["target_speaker"] for p in pairs} == {"alice", "bob"}
     assert {p["text"] for p in pairs} == set(sentences.read_text().splitlines())

@@ -59,7 +59,7 @@ def make_pairs(args: argparse.Namespace) -> None:
     from vc_app.corpus import read_manifest, scan_folder
     from vc_app.pairs import by_speaker, text_pairs, write_pairs
 
-    out = Path(args.out)
+    out = Path(args.out).absolute()  # pairs.csv paths are read relative to its own folder: write them whole
     (out / "sources").mkdir(parents=True, exist_ok=True)
     sentences = [s.strip() for s in Path(args.sentences).read_text().splitlines() if s.strip()]
     utts = read_manifest(args.manifest) if args.manifest else scan_folder(args.targets_corpus)
