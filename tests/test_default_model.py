@@ -113,6 +113,6 @@ def test_wheel_carries_the_shipped_model(tmp_path):
     assert done.returncode == 0, done.stderr
     wheel, = tmp_path.glob("*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    shipped = {p.name for p in (REPO / "checkpoints" / "adainvc-speech22").iterdir()}
+    shipped = {p.name for p in (REPO / "checkpoints" / "adainvc-speech14").iterdir()}
     data = {n.split(".data/data/", 1)[1] for n in names if ".data/data/" in n}
-    assert {f"share/vc-app/checkpoints/adainvc-speech22/{name}" for name in shipped} <= data
+    assert {f"share/vc-app/checkpoints/adainvc-speech14/{name}" for name in shipped} <= data

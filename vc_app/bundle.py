@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 WEIGHTS, CONFIG, CARD = "model.safetensors", "config.json", "README.md"
 PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
-DEFAULT_BUNDLE = "adainvc-speech22"
+DEFAULT_BUNDLE = "adainvc-speech14"
 CHECKPOINT_ENV = "VC_APP_CHECKPOINT"
 
 

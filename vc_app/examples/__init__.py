@@ -4,8 +4,9 @@ The clips are excerpts of two freely licensed corpora, credited in `CREDITS` and
 examples: CMU ARCTIC (Kominek & Black, Carnegie Mellon University; free use, modification and
 redistribution with its copyright notice) and the CSTR VCTK Corpus (Yamagishi et al., University of
 Edinburgh; CC BY 4.0). `python -m vc_app.examples.make_examples --speech DIR` rebuilds them from those
-recordings. They are 22 050 Hz mono 16-bit FLAC, a few seconds each, shipped as package data. Every
-speaker here was among the shipped model's training speakers (its held-out numbers are in its model card).
+recordings. They are 22 050 Hz mono 16-bit FLAC, a few seconds each, shipped as package data. No
+speaker here was among the default model's training speakers: p226, p227, p228 and clb are its
+cross-corpus held-out set (its numbers on them are in its model card).
 """
 
 from __future__ import annotations
