@@ -405,15 +405,14 @@ def train_step(state: TrainState, batch: Batch) -> dict[str, float]:
     if branches is not None:
         branches.backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(state.model.parameters(), cfg.optim.grad_clip)
+    _set_lr(state.optimizer, scheduled_lr(cfg, state.step))
     if state.scaler is not None:
-        _set_lr(state.optimizer, scheduled_lr(cfg, state.step))
         state.scaler.step(state.optimizer)  # skips the update when fp16 gradients overflowed
         state.scaler.update()
     elif not torch.isfinite(grad_norm):
         raise TrainingDiverged(f"The gradient norm became {float(grad_norm)} at step {state.step + 1} "
                                f"(loss terms {', '.join(f'{k}={float(v):.4g}' for k, v in terms.items())}).")
     else:
-        _set_lr(state.optimizer, scheduled_lr(cfg, state.step))
         state.optimizer.step()
     state.step += 1
     metrics.update({k: float(v.detach()) for k, v in terms.items()})
