@@ -35,6 +35,16 @@ def test_matches_librosa_reference(n_samples):
     assert np.max(np.abs(ours - ref)) < 1e-4
 
 
+@pytest.mark.parametrize("f_min, f_max, n_mels", [(0.0, 8000.0, 80), (80.0, 7600.0, 80), (0.0, 11025.0, 128)])
+def test_band_centres_are_librosas_mel_frequencies(f_min, f_max, n_mels):
+    """The augmentations' band centres: librosa's Slaney points of the filterbank, without importing librosa."""
+    from vc_app.mel import band_centres
+
+    cfg = MelConfig(f_min=f_min, f_max=f_max, n_mels=n_mels)
+    expected = librosa.mel_frequencies(n_mels + 2, fmin=f_min, fmax=f_max)[1:-1]
+    np.testing.assert_allclose(band_centres(cfg), expected, rtol=1e-12, atol=1e-9)
+
+
 def test_batch_equals_single_and_silence_hits_the_floor():
     cfg = MelConfig()
     wavs = torch.randn(3, 8192) * 0.1

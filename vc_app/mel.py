@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 
+import numpy as np
 import torch
 
 from vc_app.config import MelConfig
@@ -29,6 +30,23 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_ma
 
     basis = AF.melscale_fbanks(n_fft // 2 + 1, f_min, f_max, n_mels, sample_rate, norm="slaney", mel_scale="slaney")
     return basis.T.contiguous().float()
+
+
+def band_centres(cfg: MelConfig) -> np.ndarray:
+    """Centre frequency (Hz) of each mel band of the filterbank above, (n_mels,) float64.
+
+    The Slaney scale (linear below 1 kHz, logarithmic above), `n_mels + 2` points evenly spaced in mel from
+    f_min to f_max, ends dropped: `librosa.mel_frequencies(n_mels + 2, fmin=f_min, fmax=f_max)[1:-1]`.
+    Written out so that training needs neither librosa nor a private torchaudio helper.
+    """
+    f_sp, min_log_hz = 200.0 / 3, 1000.0
+    min_log_mel, logstep = min_log_hz / f_sp, np.log(6.4) / 27.0
+
+    def to_mel(hz: float) -> float:
+        return hz / f_sp if hz < min_log_hz else min_log_mel + np.log(hz / min_log_hz) / logstep
+
+    mels = np.linspace(to_mel(cfg.f_min), to_mel(cfg.f_max), cfg.n_mels + 2)[1:-1]
+    return np.where(mels >= min_log_mel, min_log_hz * np.exp(logstep * (mels - min_log_mel)), f_sp * mels)
 
 
 def mel_spectrogram(wav: torch.Tensor, cfg: MelConfig) -> torch.Tensor:

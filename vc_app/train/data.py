@@ -33,14 +33,8 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from vc_app.config import MelConfig
 from vc_app.errors import VcAppError
 from vc_app.features import FeatureCache
+from vc_app.mel import band_centres
 from vc_app.train.config import DataConfig
-
-
-def band_centres(mel_cfg: MelConfig) -> np.ndarray:
-    """Centre frequency (Hz) of each mel band, (n_mels,)."""
-    import librosa
-
-    return librosa.mel_frequencies(mel_cfg.n_mels + 2, fmin=mel_cfg.f_min, fmax=mel_cfg.f_max)[1:-1]
 
 
 def tilt_mel(mel: np.ndarray, tilt_db: float, centres: np.ndarray) -> np.ndarray:
