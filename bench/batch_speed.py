@@ -67,14 +67,18 @@ def vc_app(*args: str) -> None:
         raise SystemExit(f"vc-app {args[0]} failed: {done.stderr.strip()}")
 
 
-def main() -> None:
+def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clips", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--naive-clips", type=int, default=20)
     parser.add_argument("--checkpoint")
     parser.add_argument("--workers", type=int, help="decoding processes (default: vc-app batch's own default)")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = get_parser().parse_args()
     sys.path.insert(0, str(REPO))
     from vc_app.bundle import default_checkpoint, save_bundle
     from vc_app.config import MelConfig, ModelConfig
@@ -119,4 +123,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from results import recorded  # bench/results.py: every run appends its printout, with the machine
+
+    with recorded(__file__):
+        main()

@@ -172,16 +172,20 @@ def ui_first_vs_warm(python: list[str], env: dict, source: Path, target: Path, v
             "first / warm": times[0] / warm}
 
 
-def main() -> None:
-    from vc_app.vocoders import DEFAULT_VOCODER, vocoder_availability
-
+def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--vocoder", action="append", help="vocoder spec to measure (repeatable; default: "
                         "griffinlim and the default vocoder when its weights are available)")
     parser.add_argument("--repeats", type=int, default=3, help="runs per cold-start number (median; default 3)")
     parser.add_argument("--no-ui", dest="ui", action="store_false", help="skip the web UI measurement")
     parser.add_argument("--cpus", help="run every process on these CPUs only (taskset -c LIST), e.g. 0,1")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    from vc_app.vocoders import DEFAULT_VOCODER, vocoder_availability
+
+    args = get_parser().parse_args()
 
     python = [sys.executable]
     if args.cpus:
@@ -244,4 +248,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from results import recorded  # bench/results.py: every run appends its printout, with the machine
+
+    with recorded(__file__):
+        main()

@@ -222,7 +222,7 @@ def acoustic_vs_official(folder: str, model, mel: torch.Tensor, speaker: torch.T
           f"{ours * 1e3:.1f} ms, official {theirs * 1e3:.1f} ms -> ours {theirs / ours:.2f}x the official speed")
 
 
-def main() -> None:
+def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint")
     parser.add_argument("--seconds", type=float, default=10.0)
@@ -231,7 +231,11 @@ def main() -> None:
     parser.add_argument("--vocoder", action="append", metavar="SPEC",
                         help="pipelines to time (repeatable; default: griffinlim:32 and hifigan:universal)")
     parser.add_argument("--official", metavar="DIR", help="checkout of jjery2243542/adaptive_voice_conversion")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = get_parser().parse_args()
     torch.set_num_threads(args.threads)
 
     setup = make_setup(args.checkpoint, args.seconds)
@@ -250,4 +254,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from results import recorded  # bench/results.py: every run appends its printout, with the machine
+
+    with recorded(__file__):
+        main()

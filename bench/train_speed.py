@@ -262,7 +262,7 @@ def numerics(cache: Path, batch: int, n_steps: int) -> None:
           f"  {'within' if ours <= noise else 'OUTSIDE'} the noise")
 
 
-def main() -> int:
+def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--steps", type=int, default=10, help="timed steps per round and step kind")
@@ -273,7 +273,11 @@ def main() -> int:
     parser.add_argument("--numerics", type=int, metavar="N", help="compare the first N losses instead of timing")
     parser.add_argument("--pause-pattern", default="", help="pause matching processes while measuring")
     parser.add_argument("--augmented", action="store_true", help="also time the default step on augmented data")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> int:
+    args = get_parser().parse_args()
 
     import torch
 
@@ -313,4 +317,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from results import recorded  # bench/results.py: every run appends its printout, with the machine
+
+    with recorded(__file__):
+        code = main()
+    sys.exit(code)

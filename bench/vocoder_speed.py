@@ -69,13 +69,17 @@ def fastest_times(fns: dict, repeats: int) -> dict[str, float]:
     return best
 
 
-def main() -> None:
+def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--only", default=",".join(SHAPES), help="comma-separated subset of " + ", ".join(SHAPES))
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = get_parser().parse_args()
     torch.set_num_threads(args.threads)
 
     from vc_app.config import MelConfig
@@ -102,4 +106,7 @@ def main() -> None:
               f"{seconds[name] / baseline:12.2f}x")
 
 if __name__ == "__main__":
-    main()
+    from results import recorded  # bench/results.py: every run appends its printout, with the machine
+
+    with recorded(__file__):
+        main()

@@ -33,13 +33,17 @@ def clips(corpus: Path, speaker: str, first: int, last: int) -> list[str]:
     return [str(corpus / speaker / f"{n}.flac") for n in range(first, last + 1)]
 
 
-def main() -> None:
+def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", default=str(ROOT.parent / "shared" / "data" / "speech" / "vcc2018"))
     parser.add_argument("--checkpoint")
     parser.add_argument("--vocoder", default="griffinlim")
     parser.add_argument("--threads", type=int, default=1, help="PyTorch threads (Resemblyzer crawls when they compete)")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = get_parser().parse_args()
     torch.set_num_threads(args.threads)
 
     from vc_app.converter import VoiceConverter
@@ -86,4 +90,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from results import recorded  # bench/results.py: every run appends its printout, with the machine
+
+    with recorded(__file__):
+        main()
