@@ -42,22 +42,45 @@ def assert_complete_small_and_documented(folder: Path) -> None:
 
 @pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "checkpoints").iterdir() if p.is_dir()))
 def test_every_bundle_in_checkpoints_is_complete_small_and_documented(name):
-    """Every bundle in checkpoints/ (the default, and the others the UI lists) loads strictly and carries its card."""
+    """Every bundle in checkpoints/ (the default, and the others the UI lists) loads strictly and carries its card,
+    and docs/models.md, the one list of models, links that card. Numbers live in the card only."""
     assert_complete_small_and_documented(REPO / "checkpoints" / name)
-    assert f"checkpoints/{name}/" in (REPO / "README.md").read_text()  # and the README says what each is for
+    assert f"(../checkpoints/{name}/README.md)" in (REPO / "docs" / "models.md").read_text()
+
+
+def test_the_wheel_ships_the_default_bundle():
+    """pyproject.toml's data-files entry names the bundle vc_app.bundle uses by default, so a new default is
+    `DEFAULT_BUNDLE` and that entry, nothing else."""
+    from vc_app.bundle import DEFAULT_BUNDLE
+
+    entry = f'"share/vc-app/checkpoints/{DEFAULT_BUNDLE}" = ["checkpoints/{DEFAULT_BUNDLE}/*"]'
+    assert entry in (REPO / "pyproject.toml").read_text()
+
+
+def readme_first_conversion() -> list[str]:
+    """The first `vc-app convert` of the README's *Convert a clip* section: the examples' pair, no options."""
+    from test_docs import commands
+
+    section = (REPO / "README.md").read_text().split("\n## Convert a clip\n", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    return next(c for c in commands(block) if c[:2] == ["vc-app", "convert"])
 
 
 def test_cli_uses_the_shipped_model_by_default(default_bundle, tmp_path):
-    """No --checkpoint, no --vocoder, no download: an example source (real speech) in an example target's voice
-    through the default vocoder, the packaged HiFi-GAN universal, at the source's length."""
-    out = tmp_path / "converted.wav"
-    done = run_cli("convert", "--source", str(EXAMPLES / "vctk_p226_source.flac"), "--target",
-                   str(EXAMPLES / "arctic_slt_target.flac"), "--output", str(out), "--device", "cpu",
+    """The README's first conversion, as written (its relative paths from the checkout): no --checkpoint, no
+    --vocoder, no download; an example source (real speech) in an example target's voice through the default
+    vocoder, the packaged HiFi-GAN universal, at the source's length."""
+    args = readme_first_conversion()[1:]
+    source, target, output = (args[args.index(flag) + 1] for flag in ("--source", "--target", "--output"))
+    assert sorted(args[1::2]) == ["--output", "--source", "--target"] and source.startswith("vc_app/examples/")
+    out = tmp_path / output
+    args[args.index("--output") + 1] = str(out)
+    done = run_cli(*args, "--device", "cpu",  # run_cli works in the checkout
                    env={k: v for k, v in os.environ.items() if k != "VC_APP_CHECKPOINT"} | {"HF_HUB_OFFLINE": "1"})
     assert done.returncode == 0, done.stderr
     assert "Griffin-Lim instead" not in done.stderr  # the default vocoder was there, offline
     wav, rate = sf.read(str(out))
-    src = sf.info(str(EXAMPLES / "vctk_p226_source.flac"))
+    src = sf.info(str(REPO / source))
     assert rate == 22050 and abs(len(wav) - round(src.frames * 22050 / src.samplerate)) <= 1
     assert np.isfinite(wav).all() and 0.01 < np.abs(wav).max() <= 1.0
 
@@ -75,7 +98,7 @@ def test_conversion_moves_the_voice_towards_the_target(default_bundle):
     from vc_app.examples import PAIRS
 
     for source, target, _ in PAIRS[:2]:
-        converted = converter.convert(EXAMPLES / source, [EXAMPLES / target])
+        converted = converter.convert(EXAMPLES / source, converter.voice([EXAMPLES / target]))
         e_conv = embed.embed(converted, converter.sample_rate)
         e_src, e_tgt = embed.embed_file(str(EXAMPLES / source)), embed.embed_file(str(EXAMPLES / target))
         margins.append(cosine(e_conv, e_tgt) - cosine(e_conv, e_src))
@@ -113,6 +136,8 @@ def test_wheel_carries_the_shipped_model(tmp_path):
     assert done.returncode == 0, done.stderr
     wheel, = tmp_path.glob("*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    shipped = {p.name for p in (REPO / "checkpoints" / "adainvc-speech14").iterdir()}
+    from vc_app.bundle import DEFAULT_BUNDLE
+
+    shipped = {p.name for p in (REPO / "checkpoints" / DEFAULT_BUNDLE).iterdir()}
     data = {n.split(".data/data/", 1)[1] for n in names if ".data/data/" in n}
-    assert {f"share/vc-app/checkpoints/adainvc-speech14/{name}" for name in shipped} <= data
+    assert {f"share/vc-app/checkpoints/{DEFAULT_BUNDLE}/{name}" for name in shipped} <= data
