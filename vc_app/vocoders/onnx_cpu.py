@@ -1,12 +1,13 @@
-"""Run a fused HiFi-GAN generator with ONNX Runtime on the CPU: the same numbers, about twice as fast.
+"""Run a fused HiFi-GAN generator with ONNX Runtime on the CPU: the same numbers, faster.
 
-HiFi-GAN V1 spends ~90 % of its CPU time in convolutions (PyTorch profile:
-`mkldnn_convolution`). ONNX Runtime's CPU kernels ran the same generator 2.4x
-faster than eager PyTorch on the 2-core development machine (TorchScript
-freezing and `optimize_for_inference` gained nothing), with outputs equal to
-within 4e-5. So on CPU the generator is exported once to ONNX (opset 17,
-dynamic length) into the user cache, keyed by the weights' SHA-256 and the
-PyTorch version, checked against PyTorch on a test mel, and run from there.
+HiFi-GAN V1 spends most of its CPU time in convolutions, and ONNX Runtime's
+CPU kernels run them faster than eager PyTorch does (TorchScript freezing and
+`optimize_for_inference` did not; bench/convert_speed.py times the pipelines,
+bench/results/convert_speed.md keeps the runs with their machines), with
+outputs equal up to float32 rounding. So on CPU the generator is exported once
+to ONNX (opset 17, dynamic length) into the user cache, keyed by the weights'
+SHA-256 and the PyTorch version, checked against PyTorch on a test mel, and
+run from there.
 Anything missing or failing (no `onnx`/`onnxruntime`, an unwritable cache, a
 mismatch) keeps the PyTorch generator; nothing changes but the speed.
 """
