@@ -23,7 +23,8 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_ma
     """Slaney-scale, area-normalised mel filterbank, (n_mels, n_fft // 2 + 1), float32.
 
     librosa's default filterbank (`librosa.filters.mel`, within 1e-7), built by torchaudio, which is
-    loaded anyway: importing librosa for it cost a cold `vc-app convert` over a second.
+    loaded anyway: importing librosa (and through it scipy.signal and scikit-learn) for it would slow every
+    cold `vc-app convert`.
     Cached on every parameter; callers must not modify the returned tensor.
     """
     import torchaudio.functional as AF
