@@ -17,8 +17,9 @@ Objective (AdaIN-VC): loss = sum(weight[k] * term[k]) over the named terms
 The names are the keys of `loss.weights` in the config, of metrics.jsonl and of TensorBoard.
 
 On CPUs with native bfloat16 (AVX512-BF16 or AMX) and on CUDA, `run.amp: auto` (the default) computes
-the forward and backward passes in bfloat16 autocast with float32 weights and optimiser, which is
-about 1.7x faster on a 2-core AVX512-BF16 CPU; `run.amp: none` keeps float32 throughout.
+the forward and backward passes in bfloat16 autocast with float32 weights and optimiser: the same
+convolutions in half the bytes, which such hardware computes faster than float32 (bench/train_speed.py
+measures by how much; its runs are in bench/results/train_speed.md); `run.amp: none` keeps float32 throughout.
 
 On a CPU, a single process computes the model's two encoder branches (content and speaker, about three
 quarters of the step's arithmetic, independent of each other until the decoder) side by side, each on
