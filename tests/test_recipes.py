@@ -176,7 +176,7 @@ def test_cross_corpus_speakers_are_held_out_whole_and_paired_as_their_own_set(vo
     done = run_recipe(FOLDER_RUN, corpus, "--unseen", "p226", "--cross-corpus", "p228,p229", "--stop-stage", "1",
                       *recipe_folders(tmp_path))
     assert done.returncode == 0, done.stderr
-    assert "(cross-corpus set: p228, p229)" in done.stdout
+    assert "held-out sets: in-domain (1), cross-corpus (2)" in done.stdout
     data = tmp_path / "data"
     held = {"p226", "p228", "p229"}
     assert {r["speaker"] for r in read_csv(data / "unseen.csv")} == held
@@ -198,6 +198,86 @@ def test_cross_corpus_speakers_are_held_out_whole_and_paired_as_their_own_set(vo
         for pair in pairs:
             assert {pair["source_speaker"], pair["target_speaker"]} == speakers
             assert all(Path(t).parent.name == pair["target_speaker"] for t in pair["target"].split(";"))
+
+
+def test_several_roots_and_one_clip_speakers_go_through_stages_0_to_3_and_three_sets_stay_held_out(
+        voice_corpus, tmp_path):
+    """Two corpus roots joined (one with a speakers.csv table and a speaker of a single clip); three named
+    held-out sets; a few speaker-balanced training steps. No held-out speaker reaches a training list, the
+    one-clip speaker trains without a validation clip, and stage 4's set list names all three sets."""
+    roots = {"first": ["p225", "p226", "p227"], "second": ["p228", "p229"]}
+    for root, speakers in roots.items():
+        for speaker in speakers:
+            (tmp_path / root / speaker).mkdir(parents=True)
+            for wav, _ in voice_corpus[speaker]:
+                os.symlink(wav, tmp_path / root / speaker / wav.name)
+    (tmp_path / "second" / "solo").mkdir()
+    os.symlink(voice_corpus["p230"][0][0], tmp_path / "second" / "solo" / "only.wav")
+    (tmp_path / "second" / "speakers.csv").write_text("speaker,gender,age\np228,f,30\np229,m,40\nsolo,m,9\n")
+    sets = {"in-domain": {"speakers": ["p226"]}, "cross-corpus": {"speakers": ["p228"]},
+            "many-voices": {"speakers": ["p229", "p227"], "pairs_per_speaker": 1, "max_pairs": 1, "text_pairs": False}}
+    (tmp_path / "sets.json").write_text(json.dumps(sets))
+    done = run_recipe(FOLDER_RUN, tmp_path / "first", tmp_path / "second", "--heldout-sets", tmp_path / "sets.json",
+                      "--stop-stage", "3", "--nj", "1", *recipe_folders(tmp_path),
+                      "--train-args", train_args(run__max_steps=4, data__sampler="speakers", data__batch_size=2))
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "folder corpus of 2 roots: 26 clips of 6 speakers (1 with a single clip: training only)" in done.stdout
+    data = tmp_path / "data"
+    held = {"p226", "p228", "p229", "p227"}
+    assert {r["speaker"] for r in read_csv(data / "unseen.csv")} == held
+    for split in ("train.csv", "valid.csv"):
+        assert not held & {r["speaker"] for r in read_csv(data / split)}
+    assert "solo" in {r["speaker"] for r in read_csv(data / "train.csv")}
+    assert "solo" not in {r["speaker"] for r in read_csv(data / "valid.csv")}
+    assert json.loads((data / "speakers.json").read_text())["speakers"]["p228"]["gender"] == "F"
+    assert len(train_rows(tmp_path / "exp" / "adain")) == 4
+    listed = subprocess.run([sys.executable, "-m", "vc_app.recipe", "sets", "--split", str(data / "split.json")],
+                            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, check=True)
+    assert listed.stdout.splitlines() == ["in-domain\tp226\t8\t0\ttrue", "cross-corpus\tp228\t8\t0\ttrue",
+                                          "many-voices\tp229,p227\t1\t1\tfalse"]
+    chosen = []
+    for attempt in range(2):  # --max-pairs: a seeded subset of the 2 x 4 pairs, the same each time
+        out = tmp_path / f"pairs{attempt}.csv"
+        subprocess.run([sys.executable, "-m", "vc_app.recipe", "pairs", "--manifest", str(data / "unseen.csv"),
+                        "--out", str(out), "--speakers", "p229,p227", "--pairs-per-speaker", "4", "--max-pairs", "3",
+                        "--targets", "1"], capture_output=True, text=True, check=True,
+                       env={**os.environ, "PYTHONPATH": str(REPO)})
+        chosen.append(read_csv(out))
+    assert len(chosen[0]) == 3 and chosen[0] == chosen[1]
+    assert all(len(p["target"].split(";")) == 1 for p in chosen[0])  # one-shot: one target clip
+    (tmp_path / "second" / "p225").mkdir()  # one name in two roots would merge two people into one voice
+    os.symlink(voice_corpus["p230"][1][0], tmp_path / "second" / "p225" / "other.wav")
+    done = run_recipe(FOLDER_RUN, tmp_path / "first", tmp_path / "second", "--stop-stage", "0",
+                      *recipe_folders(tmp_path / "again"))
+    assert done.returncode == 1 and "Speaker p225 is in both" in done.stderr
+
+
+def test_sets_of_a_split_written_before_named_sets_are_in_domain_and_cross_corpus(tmp_path):
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"unseen": ["a", "b", "c", "d"], "cross_corpus": ["c", "d"]}))
+    done = subprocess.run([sys.executable, "-m", "vc_app.recipe", "sets", "--split", str(split),
+                           "--pairs-per-speaker", "5"], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, check=True)
+    assert done.stdout.splitlines() == ["in-domain\ta,b\t5\t0\ttrue", "cross-corpus\tc,d\t5\t0\ttrue"]
+
+
+def test_shipped_heldout_sets_keep_both_old_sets_and_add_many_voices():
+    """lists/heldout-sets.json: the in-domain and cross-corpus sets exactly as adainvc-speech14 was measured
+    on, and a third set of 20 new-corpus voices (10 LibriSpeech test-other, 10 adult speechocean762)."""
+    lists = REPO / "recipes" / "folder" / "lists"
+    sets = json.loads((lists / "heldout-sets.json").read_text())
+    old = json.loads((lists / "adainvc-voices" / "split.json").read_text())
+    assert set(sets["cross-corpus"]["speakers"]) == set(old["cross_corpus"])
+    assert set(sets["in-domain"]["speakers"]) == set(old["unseen"]) - set(old["cross_corpus"])
+    many = sets["many-voices"]["speakers"]
+    assert len(many) == 20 and len({s for s in many if s.startswith("ls")}) == 10
+    more = SHARED_SPEECH.parent / "more_speech"
+    if more.is_dir():
+        rows = read_csv(more / "speechocean762" / "speakers.csv")
+        adults = {r["speaker"]: r["gender"] for r in rows if int(r["age"]) >= 18}
+        assert sorted(adults[s] for s in many if s.startswith("so")) == ["f"] * 5 + ["m"] * 5
+        subsets = {r["speaker"]: r["subset"] for r in read_csv(more / "librispeech" / "speakers.csv")}
+        assert {subsets[s] for s in many if s.startswith("ls")} == {"librispeech_test-other"}
 
 
 def test_shipped_voices_model_lists_hold_out_both_sets():

@@ -380,3 +380,46 @@ def test_branches_side_by_side_compute_the_sequential_step(tiny_features, bottle
                                        msg=lambda m, name=name: f"{name}: {m}")
         else:
             assert named[name].grad is None, name
+
+
+def test_speaker_balanced_sampler_draws_speakers_uniformly_whatever_their_clip_counts():
+    """data.sampler=speakers: a speaker with one clip is drawn as often as one with 200 (chi-square, fixed
+    seed); within a speaker its clips are drawn uniformly; a batch depends on (seed, step, rank) alone."""
+    from scipy.stats import chisquare
+
+    from vc_app.train.data import SpeakerBatches
+
+    counts = [200, 1, 1, 5, 30, 1, 2, 60, 1, 10]  # clips per speaker: as lopsided as more_speech
+    by_speaker, position = {}, 0
+    for speaker, n in enumerate(counts):
+        by_speaker[speaker] = list(range(position, position + n))
+        position += n
+    owner = {p: s for s, clips in by_speaker.items() for p in clips}
+    sampler = SpeakerBatches(by_speaker, batch_size=8, start_step=0, seed=3)
+    draws = [item for _, batch in zip(range(2000), sampler) for item in batch]
+    speakers = np.bincount([owner[p] for _, p in draws], minlength=len(counts))
+    assert chisquare(speakers).pvalue > 0.01, speakers
+    assert speakers.min() > 0.9 * len(draws) / len(counts)  # uniform clip sampling would give ~5 draws to a 1-clip one
+    big = np.bincount([p for _, p in draws if owner[p] == 0], minlength=200)
+    assert chisquare(big).pvalue > 0.01  # the 200-clip speaker's clips are all used, evenly
+    for _, batch in zip(range(50), SpeakerBatches(by_speaker, 8, 0, seed=3)):  # 8 <= 10 speakers: no repeats
+        assert len({owner[p] for _, p in batch}) == 8
+    assert len({key for key, _ in draws}) == len(draws)  # every item its own segment key
+    again = SpeakerBatches(by_speaker, 8, start_step=1234, seed=3)
+    assert next(iter(again)) == sampler.batch(1234)  # resumable at any step (a relay leg starts mid-stream)
+    assert SpeakerBatches(by_speaker, 8, 0, seed=3, rank=1).batch(5) != sampler.batch(5)
+
+
+def test_speaker_balanced_training_runs_and_resumes_exactly(tiny_features, tmp_path, restore_threads):
+    from vc_app.errors import VcAppError
+    from vc_app.train.config import load_config
+    from vc_app.train.engine import train
+
+    run = dict(run__max_steps=6, run__save_every=3, data__sampler="speakers", data__warp_range="[0.9, 1.1]")
+    full = train(config(tiny_features, **run), tmp_path / "full", log=quiet)
+    train(config(tiny_features, **{**run, "run__max_steps": 3}), tmp_path / "split", log=quiet)
+    resumed = train(config(tiny_features, **run), tmp_path / "split", resume=True, log=quiet)
+    for p, q in zip(full.state.core.state_dict().values(), resumed.state.core.state_dict().values()):
+        assert torch.equal(p, q)
+    with pytest.raises(VcAppError, match="data.sampler must be clips or speakers"):
+        load_config(None, ["data.sampler=voices"])

@@ -89,6 +89,42 @@ def scan_folder(root: str | os.PathLike, extensions: tuple[str, ...] = AUDIO_EXT
     return _unique_ids(utts)
 
 
+def scan_folders(roots: list[str | os.PathLike], extensions: tuple[str, ...] = AUDIO_EXTENSIONS,
+                 warn: Callable[[str], None] | None = None) -> list[Utterance]:
+    """`scan_folder` of each root, joined into one corpus (several corpora trained together).
+
+    A speaker is still the name of the folder that holds a clip, so two roots must not share a
+    speaker name: that would silently merge two people into one voice, and is refused naming both roots.
+    """
+    utts: list[Utterance] = []
+    owner: dict[str, Path] = {}
+    for root in roots:
+        own = scan_folder(root, extensions, warn)
+        for speaker in sorted({u.speaker for u in own}):
+            if speaker in owner and owner[speaker] != Path(root):
+                raise VcAppError(f"Speaker {speaker} is in both {owner[speaker]} and {root}: rename one folder, "
+                                 "since one name means one voice.")
+            owner[speaker] = Path(root)
+        utts += own
+    return _unique_ids(utts)
+
+
+def read_speaker_tables(root: str | os.PathLike) -> dict[str, dict[str, str]]:
+    """Every `speakers.csv` under a folder corpus (a `speaker` column plus e.g. gender, age, as
+    `../shared/data/more_speech` has beside each corpus's speaker folders) -> {speaker: {column: value}};
+    empty when there is none. Genders are written upper-case (F / M), as VCTK's speaker-info gives them."""
+    out: dict[str, dict[str, str]] = {}
+    for path in sorted(Path(root).rglob("speakers.csv")):
+        with open(path, newline="") as handle:
+            for row in csv.DictReader(handle):
+                if row.get("speaker"):
+                    info = {k: v for k, v in row.items() if k and k != "speaker" and v is not None}
+                    if info.get("gender"):
+                        info["gender"] = info["gender"].upper()
+                    out[row["speaker"]] = info
+    return out
+
+
 def _unique_ids(utts: list[Utterance]) -> list[Utterance]:
     seen: dict[str, int] = {}
     out = []

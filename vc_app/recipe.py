@@ -1,11 +1,13 @@
 """Recipe stages as library calls, shared by recipes/vctk/run.sh and recipes/folder/run.sh.
 
-    python -m vc_app.recipe prepare   --corpus-type folder|vctk --root DIR --out data/ [--mic 1|2]
+    python -m vc_app.recipe prepare   --corpus-type folder|vctk --root DIR [--root DIR2 ...] --out data/ [--mic 1|2]
     python -m vc_app.recipe manifests --corpus data/corpus.csv --out data/ [--unseen a,b | --n-unseen N] [--seed S]
+                                      [--heldout-sets lists/heldout-sets.json]
+    python -m vc_app.recipe sets      --split data/split.json [--pairs-per-speaker N]
     python -m vc_app.recipe features  --manifests data/ --out feats/ [--workers N]
     python -m vc_app.recipe evaluate  --checkpoint exp/adain --features feats/unseen --out heldout.json
     python -m vc_app.recipe pairs     --manifest data/unseen.csv --out pairs.csv [--speakers A,B]
-                                      [--pairs-per-speaker N]
+                                      [--pairs-per-speaker N] [--targets N] [--max-pairs N]
     python -m vc_app.recipe export    --checkpoint exp/adain --out bundle/ [--metrics heldout.json]
                                       [--half] [--push-to-hub REPO]
 
@@ -33,27 +35,43 @@ CORPUS, SPEAKERS = "corpus.csv", "speakers.json"
 
 
 def stage_prepare(args: argparse.Namespace) -> None:
-    """Stage 0: scan the corpus into data/corpus.csv, and data/speakers.json (VCTK speaker-info when present)."""
+    """Stage 0: scan the corpus (or several folder corpora, joined) into data/corpus.csv, and
+    data/speakers.json (VCTK speaker-info, or a folder corpus's speakers.csv tables, when present)."""
     from collections import Counter
 
-    from vc_app.corpus import detect_vctk_release, read_speaker_info, scan_folder, scan_vctk, write_manifest
+    from vc_app.corpus import (
+        detect_vctk_release,
+        read_speaker_info,
+        read_speaker_tables,
+        scan_folders,
+        scan_vctk,
+        write_manifest,
+    )
 
+    roots = args.root
     if args.corpus_type == "vctk":
-        release = detect_vctk_release(args.root)
-        utts, info = scan_vctk(args.root, mic=args.mic), read_speaker_info(args.root)
+        if len(roots) > 1:
+            raise VcAppError("A VCTK corpus is one folder; give several --root only with --corpus-type folder.")
+        release = detect_vctk_release(roots[0])
+        utts, info = scan_vctk(roots[0], mic=args.mic), read_speaker_info(roots[0])
     else:
-        release, utts, info = "folder", scan_folder(args.root, warn=lambda m: print(m, file=sys.stderr)), {}
+        release = "folder"
+        utts = scan_folders(roots, warn=lambda m: print(m, file=sys.stderr))
+        info = {s: v for root in roots for s, v in read_speaker_tables(root).items()}
     out = Path(args.out)
     write_manifest(out / CORPUS, utts)
     counts = Counter(u.speaker for u in utts)
     speakers = {s: {"utterances": n, **info.get(s, {})} for s, n in sorted(counts.items())}
-    summary = {"corpus_type": args.corpus_type, "release": release, "root": str(Path(args.root).resolve()),
+    resolved = [str(Path(root).resolve()) for root in roots]
+    summary = {"corpus_type": args.corpus_type, "release": release, "root": resolved[0], "roots": resolved,
                "mic": args.mic if release == "0.92" else None, "speakers": speakers}
     (out / SPEAKERS).write_text(json.dumps(summary, indent=1) + "\n")
     described = f"VCTK {release}" + (f", mic {args.mic}" if release == "0.92" else "") if args.corpus_type == "vctk" \
-        else "folder corpus"
+        else "folder corpus" + (f" of {len(roots)} roots" if len(roots) > 1 else "")
+    single = sum(1 for n in counts.values() if n == 1)
     print(f"{described}: {len(utts)} clips of {len(counts)} speakers"
-          + (f" (speaker-info.txt for {len(set(info) & set(counts))})" if info else "") + f" -> {out / CORPUS}")
+          + (f" ({single} with a single clip: training only)" if single else "")
+          + (f" (speaker tables for {len(set(info) & set(counts))})" if info else "") + f" -> {out / CORPUS}")
 
 
 def stage_manifests(args: argparse.Namespace) -> None:
@@ -70,19 +88,69 @@ def stage_manifests(args: argparse.Namespace) -> None:
         raise VcAppError("Give --corpus data/corpus.csv (from the prepare stage) or --root CORPUS_DIR.")
     info = json.loads(info_path.read_text())["speakers"] if info_path and info_path.is_file() else {}
     genders = {s: v["gender"] for s, v in info.items() if v.get("gender")}
-    unseen = _names(args.unseen) or None
+    sets = read_heldout_sets(args.heldout_sets) if args.heldout_sets else {}
+    named = sorted({s for spec in sets.values() for s in spec["speakers"]} | set(_names(args.unseen))) or None
     cross = _names(args.cross_corpus)
-    split = split_corpus(utts, n_unseen=args.n_unseen, unseen=unseen, cross_corpus=cross,
+    split = split_corpus(utts, n_unseen=args.n_unseen, unseen=named, cross_corpus=cross,
                          valid_fraction=args.valid_fraction, seed=args.seed, genders=genders)
     out = Path(args.out)
     for name in SPLITS:
         write_manifest(out / f"{name}.csv", getattr(split, name))
     speakers = {name: sorted({u.speaker for u in getattr(split, name)}) for name in SPLITS}
-    (out / "split.json").write_text(json.dumps({"seed": args.seed, **speakers, "cross_corpus": sorted(cross)},
-                                               indent=1) + "\n")
+    if not sets:  # the two sets of --unseen / --n-unseen and --cross-corpus
+        sets = {"in-domain": {"speakers": sorted(set(speakers["unseen"]) - set(cross))}}
+        if cross:
+            sets["cross-corpus"] = {"speakers": sorted(cross)}
+    (out / "split.json").write_text(json.dumps({"seed": args.seed, **speakers, "cross_corpus": sorted(cross),
+                                                "sets": sets}, indent=1) + "\n")
     held = ", ".join(f"{s} ({genders[s]})" if s in genders else s for s in speakers["unseen"])
+    single = len({u.speaker for u in split.train} - {u.speaker for u in split.valid})
     print(f"{len(split.train)} train, {len(split.valid)} valid, {len(split.unseen)} unseen utterances; "
-          f"unseen speakers: {held}" + (f" (cross-corpus set: {', '.join(sorted(cross))})" if cross else ""))
+          f"unseen speakers: {held}; held-out sets: "
+          + ", ".join(f"{name} ({len(spec['speakers'])})" for name, spec in sets.items())
+          + (f"; {single} training speakers have no validation clip (too few clips)" if single else ""))
+
+
+def read_heldout_sets(path: str | Path) -> dict[str, dict]:
+    """A held-out sets file: JSON {set name: {"speakers": [...], optional "pairs_per_speaker", "max_pairs",
+    "text_pairs"}}. Every speaker of every set is held out of training whole; stage 4 evaluates each set
+    on pairs among its own speakers. A speaker in two sets is refused (its numbers would count twice)."""
+    path = Path(path)
+    if not path.is_file():
+        raise VcAppError(f"Held-out sets file {path} does not exist.")
+    try:
+        sets = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise VcAppError(f"{path} is not valid JSON ({err.msg}, line {err.lineno}).") from None
+    allowed = {"speakers", "pairs_per_speaker", "max_pairs", "text_pairs", "about"}
+    seen: dict[str, str] = {}
+    for name, spec in sets.items():
+        if not isinstance(spec, dict) or not spec.get("speakers") or set(spec) - allowed:
+            raise VcAppError(f"Set {name!r} in {path} must be an object with a non-empty 'speakers' list "
+                             f"and only the keys {', '.join(sorted(allowed))}.")
+        for speaker in spec["speakers"]:
+            if speaker in seen:
+                raise VcAppError(f"Speaker {speaker} is in both set {seen[speaker]!r} and set {name!r} of {path}.")
+            seen[speaker] = name
+    return sets
+
+
+def stage_sets(args: argparse.Namespace) -> None:
+    """Stage 4's list of held-out sets from split.json, one tab-separated line each: name, speakers
+    (comma-separated), pairs per ordered speaker pair, most pairs (0: all), text pairs (true/false).
+    A split.json written before sets existed gives in-domain (unseen minus cross-corpus) and cross-corpus."""
+    split = json.loads(Path(args.split).read_text())
+    sets = split.get("sets")
+    if sets is None:
+        cross = split.get("cross_corpus", [])
+        sets = {"in-domain": {"speakers": [s for s in split["unseen"] if s not in cross]}}
+        if cross:
+            sets["cross-corpus"] = {"speakers": cross}
+    for name, spec in sets.items():
+        if spec["speakers"]:
+            per_speaker = spec.get("pairs_per_speaker", args.pairs_per_speaker)
+            print("\t".join([name, ",".join(spec["speakers"]), str(per_speaker), str(spec.get("max_pairs", 0)),
+                             str(spec.get("text_pairs", True)).lower()]))
 
 
 def _names(text: str | None) -> list[str]:
@@ -159,6 +227,11 @@ def stage_pairs(args: argparse.Namespace) -> None:
                         exclude=_names(args.exclude_speakers), where=args.manifest)
     pairs = speaker_pairs(groups, pairs_per_speaker=args.pairs_per_speaker, target_clips=args.targets,
                           seed=args.seed, where=args.manifest)
+    if 0 < args.max_pairs < len(pairs):  # a seeded subset, in the original order (many speakers, few pairs each)
+        import random
+
+        keep = set(random.Random(f"{args.seed}/max-pairs").sample(range(len(pairs)), args.max_pairs))
+        pairs = [p for i, p in enumerate(pairs) if i in keep]
     write_pairs(args.out, pairs)
     print(f"{len(pairs)} pairs among {len(groups)} speakers ({sum(bool(p.reference) for p in pairs)} with a "
           f"parallel reference) -> {args.out}")
@@ -264,7 +337,8 @@ def get_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="stage", required=True)
     p = sub.add_parser("prepare", help="stage 0: scan a corpus into data/corpus.csv")
     p.add_argument("--corpus-type", choices=("folder", "vctk"), default="folder")
-    p.add_argument("--root", required=True)
+    p.add_argument("--root", required=True, action="append",
+                   help="the corpus folder; repeat to join several folder corpora (speaker names must differ)")
     p.add_argument("--out", required=True)
     p.add_argument("--mic", type=int, default=1, choices=(1, 2), help="VCTK 0.92 microphone")
     p.set_defaults(func=stage_prepare)
@@ -277,6 +351,8 @@ def get_parser() -> argparse.ArgumentParser:
     m.add_argument("--unseen", default="", help="comma-separated speakers to hold out (overrides --n-unseen)")
     m.add_argument("--cross-corpus", default="", help="comma-separated speakers from other recordings, held out "
                    "too and evaluated as their own set")
+    m.add_argument("--heldout-sets", metavar="FILE", help="JSON {set: {speakers: [...], ...}}: every set's "
+                   "speakers held out whole, each set evaluated on its own (e.g. lists/heldout-sets.json)")
     m.add_argument("--n-unseen", type=int, default=20)
     m.add_argument("--valid-fraction", type=float, default=0.05)
     m.add_argument("--seed", type=int, default=0)
@@ -287,6 +363,10 @@ def get_parser() -> argparse.ArgumentParser:
     f.add_argument("--workers", type=int, default=2)
     f.add_argument("--quiet", action="store_true", help="no progress bar")
     f.set_defaults(func=stage_features)
+    t = sub.add_parser("sets", help="stage 4: the held-out sets of a split.json, one line each")
+    t.add_argument("--split", required=True, help="data/split.json from the manifests stage")
+    t.add_argument("--pairs-per-speaker", type=int, default=8, help="for sets that do not set their own")
+    t.set_defaults(func=stage_sets)
     v = sub.add_parser("evaluate", help="stage 4: held-out reconstruction and conversion losses")
     v.add_argument("--checkpoint", required=True)
     v.add_argument("--features", required=True, help="packed features of the unseen split")
@@ -302,6 +382,7 @@ def get_parser() -> argparse.ArgumentParser:
     r.add_argument("--exclude-speakers", default="", help="comma-separated speakers to leave out")
     r.add_argument("--pairs-per-speaker", type=int, default=8, help="source clips per ordered speaker pair")
     r.add_argument("--targets", type=int, default=3, help="target clips per pair")
+    r.add_argument("--max-pairs", type=int, default=0, help="keep a seeded subset of this many pairs (0: all)")
     r.add_argument("--seed", type=int, default=0)
     r.set_defaults(func=stage_pairs)
     e = sub.add_parser("export", help="stage 5: write a checkpoint as an inference bundle")

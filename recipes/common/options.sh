@@ -10,6 +10,7 @@ tag=""                  # experiment name (default: the config's name)
 seed=0                  # seed of the speaker split and of evaluation pairs
 unseen=""               # held-out speakers by name: A,B,C (overrides n_unseen)
 cross_corpus=""         # speakers of other recordings, held out too and evaluated as their own set: A,B,...
+heldout_sets=""         # JSON file of named held-out sets (e.g. lists/heldout-sets.json): all held out, each evaluated
 valid_fraction=0.05     # validation share of each training speaker's clips
 nj=4                    # feature-extraction worker processes
 nproc=1                 # training processes on this machine (one per GPU); > 1 uses torchrun
@@ -24,6 +25,7 @@ train_args=""           # extra training arguments, e.g. "--set run.max_steps=10
 eval_tool=auto          # auto (vc-app evaluate when available) | losses | vc-app
 n_pairs=100             # held-out conversion pairs for the model's own losses (stage 4)
 pairs_per_speaker=8     # vc-app evaluate: source clips per ordered pair of held-out speakers
+target_clips="3 1"      # vc-app evaluate: target clips per pair, each count its own evaluation (1: one-shot)
 evaluate_args=""        # extra arguments for vc-app evaluate
 text_pairs=true         # also measure WER on flite-spoken sentences converted to the unseen voices (needs flite)
 bundle=""               # export folder (default: EXP/TAG/bundle)

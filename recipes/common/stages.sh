@@ -2,7 +2,8 @@
 # these variables set (run.sh declares them with their defaults and documents them in --help):
 #   stage stop_stage data feats exp config tag seed n_unseen unseen valid_fraction nj
 #   nproc nnodes node_rank master_addr master_port resume train_args
-#   cross_corpus init_from eval_tool n_pairs pairs_per_speaker evaluate_args bundle half push_to_hub card_note
+#   cross_corpus heldout_sets init_from eval_tool n_pairs pairs_per_speaker target_clips evaluate_args bundle half
+#   push_to_hub card_note
 #   and PYTHON (path.sh); the shared ones are declared in options.sh
 
 in_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
@@ -13,8 +14,14 @@ expdir=$exp/${tag:-$(basename "$config" .yaml)}
 if in_stage 1; then
   log "stage 1: manifests (train / valid / unseen speakers) -> $data"
   [ -f "$data/corpus.csv" ] || { echo "$data/corpus.csv is missing: run stage 0 first." >&2; exit 1; }
+  sets_flag=()
+  if [ -n "$heldout_sets" ]; then
+    [ -f "$heldout_sets" ] || heldout_sets=$recipe_dir/$heldout_sets  # lists/X.json names this recipe's lists
+    sets_flag=(--heldout-sets "$heldout_sets")
+  fi
   $PYTHON -m vc_app.recipe manifests --corpus "$data/corpus.csv" --out "$data" --seed "$seed" \
-    --n-unseen "$n_unseen" --unseen "$unseen" --cross-corpus "$cross_corpus" --valid-fraction "$valid_fraction"
+    --n-unseen "$n_unseen" --unseen "$unseen" --cross-corpus "$cross_corpus" --valid-fraction "$valid_fraction" \
+    ${sets_flag[@]+"${sets_flag[@]}"}
 fi
 
 if in_stage 2; then
@@ -57,29 +64,32 @@ if in_stage 4; then
   esac
   if [ "$use_vc_app" = true ]; then
     ckpt=$($PYTHON -c 'import sys; from vc_app.train.checkpoints import resolve_checkpoint as r; print(r(sys.argv[1]))' "$expdir")
-    # Two held-out sets: in-domain (unseen speakers of the training corpora) and cross-corpus (speakers of
-    # other recordings, --cross-corpus); each gets conversion pairs among its own speakers.
-    for set in in-domain cross-corpus; do
-      if [ "$set" = cross-corpus ]; then
-        [ -n "$cross_corpus" ] || continue
-        choose=(--speakers "$cross_corpus")
-      else
-        choose=(--exclude-speakers "$cross_corpus")
-      fi
+    # Each held-out set of split.json (in-domain: unseen speakers of the training corpora; cross-corpus:
+    # speakers of other recordings; and any set of --heldout-sets) gets conversion pairs among its own
+    # speakers, evaluated with each count of target clips in target_clips (the first count unsuffixed).
+    mapfile -t sets < <($PYTHON -m vc_app.recipe sets --split "$data/split.json" --pairs-per-speaker "$pairs_per_speaker")
+    read -r -a clip_counts <<< "$target_clips"
+    for line in "${sets[@]}"; do
+      IFS=$'\t' read -r set speakers per_speaker max_pairs set_text <<< "$line"
       out=$expdir/eval/$set
-      $PYTHON -m vc_app.recipe pairs --manifest "$data/unseen.csv" --out "$out/pairs.csv" "${choose[@]}" \
-        --pairs-per-speaker "$pairs_per_speaker" --seed "$seed"
-      # shellcheck disable=SC2086
-      $PYTHON -m vc_app evaluate --pairs "$out/pairs.csv" --checkpoint "$ckpt" --seed "$seed" \
-        --out "$out/vc-app" --overwrite $evaluate_args
-      if [ "$text_pairs" = true ] && command -v flite >/dev/null; then
+      for n in "${clip_counts[@]}"; do
+        suffix=""
+        [ "$n" = "${clip_counts[0]}" ] || suffix="-${n}clip"
+        $PYTHON -m vc_app.recipe pairs --manifest "$data/unseen.csv" --out "$out/pairs$suffix.csv" \
+          --speakers "$speakers" --pairs-per-speaker "$per_speaker" --max-pairs "$max_pairs" --targets "$n" \
+          --seed "$seed"
+        # shellcheck disable=SC2086
+        $PYTHON -m vc_app evaluate --pairs "$out/pairs$suffix.csv" --checkpoint "$ckpt" --seed "$seed" \
+          --out "$out/vc-app$suffix" --overwrite $evaluate_args
+      done
+      if [ "$text_pairs" = true ] && [ "$set_text" = true ] && command -v flite >/dev/null; then
         # WER needs known words: flite speaks Harvard sentences, converted into this set's voices
-        $PYTHON "$recipe_dir/../common/text_pairs.py" --manifest "$data/unseen.csv" "${choose[@]}" \
+        $PYTHON "$recipe_dir/../common/text_pairs.py" --manifest "$data/unseen.csv" --speakers "$speakers" \
           --out "$out/text_pairs" --seed "$seed"
         # shellcheck disable=SC2086
         $PYTHON -m vc_app evaluate --pairs "$out/text_pairs/pairs.csv" --checkpoint "$ckpt" --seed "$seed" \
           --out "$out/vc-app-text" --overwrite $evaluate_args
-      elif [ "$text_pairs" = true ]; then
+      elif [ "$text_pairs" = true ] && [ "$set_text" = true ]; then
         log "flite not found: no WER evaluation (sudo apt-get install flite)"
       fi
     done
@@ -92,11 +102,18 @@ if in_stage 5; then
   export_args=(--checkpoint "$expdir" --out "${bundle:-$expdir/bundle}" --name "$(basename "$expdir")"
                --note "$card_note")
   [ -f "$expdir/eval/heldout.json" ] && export_args+=(--metrics "$expdir/eval/heldout.json")
-  for set in cross-corpus in-domain; do
-    [ -f "$expdir/eval/$set/vc-app/report.md" ] && \
-      export_args+=(--report "Held-out speakers, $set: similarity and MCD=$expdir/eval/$set/vc-app/report.md")
-    [ -f "$expdir/eval/$set/vc-app-text/report.md" ] && \
-      export_args+=(--report "Held-out speakers, $set: WER of flite-spoken sentences=$expdir/eval/$set/vc-app-text/report.md")
+  for folder in "$expdir"/eval/*/; do
+    set=$(basename "$folder")
+    for report in "$folder"vc-app*/report.md; do
+      [ -f "$report" ] || continue
+      kind=$(basename "$(dirname "$report")")
+      case "$kind" in
+        vc-app) title="similarity and MCD" ;;
+        vc-app-text) title="WER of flite-spoken sentences" ;;
+        *) title="similarity and MCD, ${kind#vc-app-} target (one-shot)" ;;
+      esac
+      export_args+=(--report "Held-out speakers, $set: $title=$report")
+    done
   done
   export_args+=(--paths-relative-to "$recipe_dir")
   [ "$half" = true ] && export_args+=(--half)

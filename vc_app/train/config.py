@@ -31,10 +31,14 @@ class DataConfig:
     tilt_db: float = 0.0                           # pseudo-speaker spectral tilt range, +/- dB at the top band
     content_warp_range: tuple[float, float] = (1.0, 1.0)  # information perturbation of the content input (1, 1 = off)
     speaker_segment: str = "same"                  # "other": the speaker encoder reads another clip of the same voice
+    sampler: str = "clips"                         # "clips": every clip once an epoch; "speakers": each batch draws
+                                                   # speakers uniformly, then one clip of each (speaker-balanced)
 
     def __post_init__(self) -> None:
         if self.speaker_segment not in ("same", "other"):
             raise ValueError(f"data.speaker_segment must be same or other, not {self.speaker_segment!r}")
+        if self.sampler not in ("clips", "speakers"):
+            raise ValueError(f"data.sampler must be clips or speakers, not {self.sampler!r}")
         for name in ("warp_range", "content_warp_range"):
             low, high = getattr(self, name)
             if not 0 < low <= high:

@@ -212,19 +212,53 @@ class StepBatches(Sampler):
             epoch, skip = epoch + 1, 0
 
 
+class SpeakerBatches(Sampler):
+    """Speaker-balanced batches of (key, index) items, forever, from step `start_step`.
+
+    Each batch draws `batch_size` speakers uniformly (without replacement when there are enough), then one
+    clip of each uniformly: a speaker with one clip weighs as much as one with a hundred, so a corpus of
+    many short-clip speakers does not drown a corpus of few long-recorded ones (or the reverse). A batch
+    depends only on (seed, step, rank), so a resumed run, or the next leg of a relay keyed on the total
+    step, draws exactly the batches an unbroken run would have drawn. The item key is unique per step and
+    slot, so the same clip drawn twice gets different segments.
+    """
+
+    def __init__(self, by_speaker: dict[int, list[int]], batch_size: int, start_step: int, *, seed: int = 0,
+                 rank: int = 0):
+        self.speakers = sorted(by_speaker)
+        self.clips = [np.asarray(by_speaker[s]) for s in self.speakers]
+        self.batch_size, self.start_step, self.seed, self.rank = batch_size, start_step, seed, rank
+
+    def batch(self, step: int) -> list[tuple[int, int]]:
+        """The (key, dataset position) items of global step `step`."""
+        rng = np.random.default_rng((self.seed, 104729, step, self.rank))
+        replace = self.batch_size > len(self.speakers)
+        chosen = rng.choice(len(self.speakers), size=self.batch_size, replace=replace)
+        return [(step * self.batch_size + slot, int(self.clips[s][rng.integers(0, len(self.clips[s]))]))
+                for slot, s in enumerate(chosen)]
+
+    def __iter__(self):
+        step = self.start_step
+        while True:
+            yield self.batch(step)
+            step += 1
+
+
 class StepLoader:
-    """Endless batches from a DistributedSampler, resumable at any global step.
+    """Endless batches, resumable at any global step: every clip once an epoch (a DistributedSampler's
+    shuffles) or, with `speaker_balanced`, `SpeakerBatches`.
 
     One DataLoader serves the whole run, so worker processes (num_workers > 0) start once.
 
     Args:
         world, rank: this process's place in the job (1, 0 when not distributed).
         batch_size: the per-process batch.
+        speaker_balanced: draw speakers, then clips (`data.sampler: speakers`).
     """
 
     def __init__(self, dataset: SegmentDataset, batch_size: int, *, world: int = 1, rank: int = 0, seed: int = 0,
-                 num_workers: int = 0, pin_memory: bool = False):
-        self.dataset = dataset
+                 num_workers: int = 0, pin_memory: bool = False, speaker_balanced: bool = False):
+        self.dataset, self.rank, self.speaker_balanced = dataset, rank, speaker_balanced
         self.sampler: DistributedSampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True,
                                                               seed=seed, drop_last=True)
         self.batch_size, self.num_workers, self.pin_memory, self.seed = batch_size, num_workers, pin_memory, seed
@@ -235,10 +269,12 @@ class StepLoader:
 
     def batches(self, start_step: int):
         """Yield `Batch`es forever, beginning with global step `start_step`."""
+        batches: Sampler = (SpeakerBatches(self.dataset.by_speaker, self.batch_size, start_step, seed=self.seed,
+                                           rank=self.rank) if self.speaker_balanced else
+                            StepBatches(self.sampler, self.batch_size, self.steps_per_epoch, start_step))
         # Its own generator: a DataLoader otherwise draws its worker seed from the global RNG, so a run
         # resumed at step k would draw at a different point of the RNG stream than an uninterrupted one.
-        loader = DataLoader(self.dataset, batch_sampler=StepBatches(self.sampler, self.batch_size,
-                                                                    self.steps_per_epoch, start_step),
+        loader = DataLoader(self.dataset, batch_sampler=batches,
                             num_workers=self.num_workers, pin_memory=self.pin_memory,
                             generator=torch.Generator().manual_seed(self.seed))
         for items in loader:

@@ -636,7 +636,8 @@ def _train(cfg: TrainConfig, out_dir: Path, resume: bool, log, dist: Dist, stop:
             "with a fresh optimiser")
     dataset = SegmentDataset(train_cache, cfg.data, cfg.mel, cfg.seed)
     loader = StepLoader(dataset, cfg.data.batch_size, world=dist.world, rank=dist.rank, seed=cfg.seed,
-                        num_workers=cfg.data.num_workers, pin_memory=dist.device.type == "cuda")
+                        num_workers=cfg.data.num_workers, pin_memory=dist.device.type == "cuda",
+                        speaker_balanced=cfg.data.sampler == "speakers")
     valid = _valid_batches(cfg, state) if dist.is_main else []
     summary = {"train_utterances": len(train_cache.utt_ids), "train_frames": int(train_cache.frames.sum()),
                "train_speakers": len(state.speakers)}
@@ -683,7 +684,8 @@ def _loop(state, loader, valid, logger, ckpt_dir, summary, dist, stop) -> Path |
     cfg, last = state.cfg, None
     run = cfg.run
     state.model.train()
-    batches = loader.batches(state.step)
+    # keyed on the total step: a run continuing a bundle (--init-from) draws on from where it left off
+    batches = loader.batches(state.total_step)
     wait = busy = 0.0
     since = 0
     tick = time.perf_counter()
