@@ -101,8 +101,9 @@ def pipeline_part(spec: str) -> Callable[[Setup], dict[str, Callable[[], object]
             with torch.inference_mode():
                 return vocoder(setup.mel)
 
+        voice = converter.voice(setup.wav[: 5 * setup.bundle.mel.sample_rate])  # the target: 5 s of the clip
         return {f"{vocoder.name} alone": vocode,
-                f"full pipeline ({vocoder.name})": lambda: converter.convert(setup.wav, speaker=setup.speaker)}
+                f"full pipeline ({vocoder.name})": lambda: converter.convert(setup.wav, voice)}
 
     return part
 

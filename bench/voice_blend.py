@@ -48,7 +48,7 @@ def main() -> None:
 
     from vc_app.converter import VoiceConverter
     from vc_app.evaluate.similarity import SpeakerSimilarity, cosine
-    from vc_app.voice import Voice
+    from vc_app.voice import Voice, blend
 
     corpus = Path(args.corpus)
     converter = VoiceConverter.from_specs(args.checkpoint, args.vocoder, device="cpu")
@@ -61,17 +61,17 @@ def main() -> None:
         voice_a, voice_b = Voice.load(paths[SPEAKER_A]), Voice.load(paths[SPEAKER_B])
     reference = {s: similarity.embed_speaker(clips(corpus, s, 30006, 30015)) for s in (SPEAKER_A, SPEAKER_B)}
     sources = [c for s in SOURCES for c in clips(corpus, s, 30021, 30025)]
-    blends = {share: converter.blend([(voice_a, share), (voice_b, 1 - share)]) for share in SHARES}
+    blends = {share: blend([voice_a, voice_b], [share, 1 - share]) for share in SHARES}
     assert torch.equal(blends[1.0].vector, voice_a.vector) and torch.equal(blends[0.0].vector, voice_b.vector)
 
     sims: dict[float, list[tuple[float, float]]] = {share: [] for share in SHARES}
     for source in sources:
         for share, voice in blends.items():
-            wav = converter.convert(source, voice=voice)
+            wav = converter.convert(source, voice)
             embedding = similarity.embed(wav, converter.sample_rate)
             sims[share].append((cosine(embedding, reference[SPEAKER_A]), cosine(embedding, reference[SPEAKER_B])))
-        pure = converter.convert(source, voice=voice_a)
-        assert torch.equal(pure, converter.convert(source, voice=blends[1.0]))  # 100/0 == the pure voice
+        pure = converter.convert(source, voice_a)
+        assert torch.equal(pure, converter.convert(source, blends[1.0]))  # 100/0 == the pure voice
 
     print(f"model {converter.model_name}, vocoder {converter.vocoder.name}, {len(sources)} sources "
           f"({', '.join(SOURCES)}); A = {SPEAKER_A}, B = {SPEAKER_B}")
