@@ -178,12 +178,14 @@ def test_unusable_vocoders_are_listed_with_their_reason(converter, tmp_path, mon
 
     reason = "its weights are not in the local cache and the hub cannot be reached."
     monkeypatch.setattr(ui_service, "vocoder_choices",
-                        lambda: [("griffinlim", True, ""), ("hifigan", False, reason)])
+                        lambda: [("griffinlim", True, ""), ("hifigan:speechbrain-libritts", False, reason)])
     service = ui_service.ConversionService(ui_service.ConverterPool(converter), UiLimits(), tmp_path)
     assert service.choices.vocoders == [(f"{VOCODER} (loaded)", VOCODER), ("griffinlim", "griffinlim"),
-                                        ("hifigan (unavailable)", "hifigan")]
-    with pytest.raises(VcAppError, match="The hifigan vocoder cannot be used on this server: its weights are not"):
-        service.resolve_vocoder("HiFiGAN")
+                                        ("hifigan:speechbrain-libritts (unavailable)", "hifigan:speechbrain-libritts")]
+    for typed in ("hifigan:speechbrain-libritts", "HiFiGAN"):  # the old spelling means the same vocoder
+        with pytest.raises(VcAppError, match="The hifigan:speechbrain-libritts vocoder cannot be used on this server: "
+                                             "its weights are not"):
+            service.resolve_vocoder(typed)
     assert service.resolve_vocoder("griffinlim:8") == "griffinlim:8"  # any Griffin-Lim iteration count
 
 

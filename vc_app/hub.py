@@ -116,7 +116,7 @@ def hub_download(repo_id: str, filename: str, *, revision: str | None = None, wh
 
     Args:
         what: what the file is for ("checkpoint", "vocoder"), used in messages.
-        hint: the command that downloads it ("vc-app download --vocoder bigvgan"), used in messages.
+        hint: the command that downloads it ("vc-app download --vocoder bigvgan:v2-22khz"), used in messages.
     Raises:
         VcAppError: offline and not cached, unknown repo/revision/file, or an invalid id.
     """

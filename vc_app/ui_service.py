@@ -62,7 +62,7 @@ def share_threads(device: torch.device | str, limits: UiLimits) -> int:
 
 
 def canonical_vocoder(spec: str) -> str:
-    """One spelling per vocoder: 'griffinlim' -> 'griffinlim:32', 'HiFiGAN' -> 'hifigan'."""
+    """One spelling per vocoder: 'griffinlim' -> 'griffinlim:32', 'HiFiGAN' -> 'hifigan:speechbrain-libritts'."""
     family, argument = parse_spec(spec)
     if family == "griffinlim" and not argument:
         argument = str(GRIFFINLIM_ITERATIONS)

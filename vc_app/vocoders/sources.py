@@ -2,11 +2,12 @@
 
 The argument of `hifigan:ARG` / `bigvgan:ARG` is the name of a vocoder shipped
 inside an installed package (`hifigan:universal`, see `vc_app.vocoders.packaged`),
-a folder, or a hub repo id with an optional revision (`org/name@<commit>`);
-empty means the family's default repo at its default revision (`DEFAULT_REVISIONS`).
-A packaged name wins over a folder of the same name in the current directory (write
-`./universal` for the folder). A folder or repo holds one of the known
-file layouts (`LAYOUTS`); the one found decides how the files are read.
+the name of a known hub vocoder (`HUB_NAMED`: `hifigan:speechbrain-libritts`,
+`bigvgan:v2-22khz`, fetched at `DEFAULT_REVISIONS`), a folder, or a hub repo id
+with an optional revision (`org/name@<commit>`). A packaged or known name wins over a
+folder of the same name in the current directory (write `./universal` for the
+folder). A folder or repo holds one of the known file layouts (`LAYOUTS`); the one
+found decides how the files are read.
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ from vc_app.hub import is_hub_repo_id
 from vc_app.vocoders.packaged import PackagedWeights, packaged, packaged_files
 from vc_app.vocoders.packaged import availability as packaged_availability
 
-HUB_DEFAULTS = {
-    "hifigan": "speechbrain/tts-hifigan-libritts-22050Hz",
-    "bigvgan": "nvidia/bigvgan_v2_22khz_80band_fmax8k_256x",
+# Hub vocoders known by a name that says what they are: (family, name) -> hub repo id.
+HUB_NAMED = {
+    ("hifigan", "speechbrain-libritts"): "speechbrain/tts-hifigan-libritts-22050Hz",  # SpeechBrain, LibriTTS
+    ("bigvgan", "v2-22khz"): "nvidia/bigvgan_v2_22khz_80band_fmax8k_256x",  # NVIDIA BigVGAN v2, 22 kHz, 80 bands
 }
-# The revision each default repo is fetched at: its "main" branch, not a pinned commit (the repos' commit
+# The revision each named repo is fetched at: its "main" branch, not a pinned commit (the repos' commit
 # hashes could not be looked up where this was written). To pin one, pass `org/name@<40-hex commit>`.
-DEFAULT_REVISIONS = {repo: "main" for repo in HUB_DEFAULTS.values()}
+DEFAULT_REVISIONS = {repo: "main" for repo in HUB_NAMED.values()}
 JIK876_GENERATOR = re.compile(r"g_(\d+)")
 
 
@@ -66,16 +68,20 @@ class VocoderSource:
 
 
 def parse_source(family: str, argument: str) -> VocoderSource:
-    """`argument` (folder, hub id, hub id@revision, or '' for the default) -> a `VocoderSource`.
+    """`argument` (a packaged or known hub name, a folder, a hub id, hub id@revision) -> a `VocoderSource`.
 
     Raises:
-        VcAppError: neither an existing folder nor a hub id.
+        VcAppError: neither a known name, an existing folder nor a hub id.
     """
-    argument = argument or HUB_DEFAULTS[family]
+    if not argument:
+        raise VcAppError(f"Vocoder {family}: name a folder or a hub repo id after '{family}:'.")
     shipped = packaged(family, argument)
     if shipped is not None:
         return VocoderSource(family, shipped.spec, packaged=shipped)
     spec = f"{family}:{argument}"
+    named = HUB_NAMED.get((family, argument))
+    if named is not None:
+        return VocoderSource(family, spec, repo_id=named, revision=DEFAULT_REVISIONS[named])
     folder = Path(argument).expanduser()
     if folder.is_dir():
         return VocoderSource(family, spec, folder=folder)
