@@ -98,6 +98,26 @@ def test_threads_option(clips, tiny_bundle, tmp_path):
         assert done.stdout.split()[-2:] == ["0", "3"], done.stderr
 
 
+def test_output_folders_and_unwritable_places_get_a_true_sentence_before_pytorch(clips, tmp_path):
+    """An existing folder is refused with or without --overwrite (which cannot help, so it is not suggested);
+    a file where a folder should be, and a folder that accepts no files, are named as such."""
+    ok = str(clips / "ok.wav")
+    (tmp_path / "outdir").mkdir()
+    (tmp_path / "full.wav").write_bytes(b"keep me")
+    cases = [([str(tmp_path / "outdir")], f"The output {tmp_path / 'outdir'} is a folder; give a file name"),
+             ([str(tmp_path / "outdir"), "--overwrite"], "is a folder; give a file name"),
+             ([str(tmp_path / "full.wav" / "x.wav")], f"{tmp_path / 'full.wav'} is a file, not a folder."),
+             ([str(tmp_path / "full.wav" / "a" / "x.wav")], f"{tmp_path / 'full.wav'} is a file, not a folder."),
+             ([str(tmp_path / "none" / "x.wav")], f"the folder {tmp_path / 'none'} does not exist."),
+             (["/proc/vc_app_test.wav"], "Cannot write in /proc: it is a special folder that accepts no new files.")]
+    for output, message in cases:
+        rc, torch_loaded, _, stderr = run_in_process(["convert", "--source", ok, "--target", ok, "--output", *output])
+        assert (rc, torch_loaded) == (1, False), (output, stderr)
+        assert message in stderr and len(stderr.strip().splitlines()) == 1, (output, stderr)
+        assert "--overwrite" not in stderr and "No such file" not in stderr, (output, stderr)
+    assert (tmp_path / "full.wav").read_bytes() == b"keep me" and not any((tmp_path / "outdir").iterdir())
+
+
 @pytest.fixture
 def linked_corpus(tmp_path) -> tuple[Path, Path]:
     """INPUT_DIR with one real clip, a symlinked folder of two more (one flac), a link loop, a broken link

@@ -7,6 +7,7 @@ imports the model, so a bad `--output` is refused in a fraction of a second.
 from __future__ import annotations
 
 import csv
+import errno
 import os
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -92,27 +93,57 @@ def open_temp_beside(path: Path) -> tuple[Path, BinaryIO]:
     try:
         return tmp, open(tmp, "xb")
     except OSError as err:
-        raise VcAppError(f"Cannot write to {path.parent} ({err.strerror}).") from None
+        raise VcAppError(f"Cannot write in {path.parent}: {_why_not_writable(path.parent, err)}.") from None
+
+
+def _why_not_writable(folder: Path, err: OSError) -> str:
+    """Why `folder` refused a new file, in words (the OS's own words when there are none better)."""
+    if not folder.is_dir():
+        return "the folder does not exist" if not folder.exists() else "it is a file, not a folder"
+    if err.errno in (errno.EACCES, errno.EPERM):
+        return "you have no permission to create files there"
+    if err.errno == errno.EROFS:
+        return "it is on a read-only file system"
+    if err.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        return "the disk is full"
+    if err.errno == errno.ENOENT:  # the folder exists, yet "no such file": /proc, /sys and the like
+        return "it is a special folder that accepts no new files"
+    return (err.strerror or type(err).__name__).lower()
+
+
+def _missing_folder(folder: Path) -> str:
+    """Why `folder`, which is not a folder, cannot hold the output: the first part of it that is a file, or
+    that it does not exist."""
+    for part in (folder, *folder.parents):
+        if part.exists():
+            if not part.is_dir():
+                return f"{part} is a file, not a folder"
+            break
+    return f"the folder {folder} does not exist"
 
 
 def check_output_path(path: str | os.PathLike, *, inputs: Iterable[str | os.PathLike] = (),
                       overwrite: bool = False, fmt: str | None = None, try_write: bool = False) -> str:
     """Refuse an audio output path that must not or cannot be written; return its soundfile format.
 
-    Refused, each with one sentence: a path equal to one of `inputs`, an existing file without
-    `overwrite`, an extension other than .wav/.flac/.ogg (unless `fmt` is given), a missing folder,
-    and with `try_write` a folder that refuses a new file (probed with a temp file, removed at once).
+    Refused, each with one sentence: a path equal to one of `inputs`, an existing folder, an existing file
+    without `overwrite`, an extension other than .wav/.flac/.ogg (unless `fmt` is given), a missing folder
+    (or a file where a folder should be), and with `try_write` a folder that refuses a new file (probed with
+    a temp file, removed at once).
     """
     path = Path(path)
     if any(path.resolve() == Path(p).resolve() for p in inputs):
         raise VcAppError(f"The output {path} is one of the inputs; choose another output path.")
+    if path.is_dir():  # --overwrite cannot help: a folder is never replaced
+        example = path / ("out.voice" if fmt == "voice" else "out.wav")
+        raise VcAppError(f"The output {path} is a folder; give a file name, such as {example}.")
     if path.exists() and not overwrite:
         raise VcAppError(f"{path} already exists; pass --overwrite to replace it.")
     fmt = fmt or OUTPUT_FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise VcAppError(f"Cannot write {path.name}: use a .wav, .flac or .ogg file name.")
     if not path.parent.is_dir():
-        raise VcAppError(f"Cannot write {path}: the folder {path.parent} does not exist.")
+        raise VcAppError(f"Cannot write {path}: {_missing_folder(path.parent)}.")
     if try_write:
         tmp, handle = open_temp_beside(path)
         handle.close()
