@@ -118,6 +118,28 @@ def test_output_folders_and_unwritable_places_get_a_true_sentence_before_pytorch
     assert (tmp_path / "full.wav").read_bytes() == b"keep me" and not any((tmp_path / "outdir").iterdir())
 
 
+def test_a_checkpoint_of_random_bytes_gets_a_whole_sentence(clips, tmp_path):
+    """Not torch's paragraph cut off mid-word ("Re-running `torch.)."): what the file is, and the reason."""
+    from vc_app.errors import VcAppError
+    from vc_app.state_dicts import torch_load_plain
+
+    noise = np.random.default_rng(0).bytes(4096)
+    (tmp_path / "random.pt").write_bytes(noise)
+    ok = str(clips / "ok.wav")
+    done = run_cli("convert", "--source", ok, "--target", ok, "--output", str(tmp_path / "o.wav"), "--checkpoint",
+                   str(tmp_path / "random.pt"), *FAST)
+    assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert done.stderr.strip() == (f"vc-app: error: Cannot load {tmp_path / 'random.pt'}: it is not a PyTorch "
+                                   "checkpoint (torch.save writes a zip archive or a pickle, and this is neither).")
+    for seed in range(8):  # a pickle's first bytes, then garbage: torch's weights-only refusal, or another error
+        (tmp_path / "damaged.pt").write_bytes(b"\x80\x02" + np.random.default_rng(seed).bytes(4096))
+        with pytest.raises(VcAppError) as refused:
+            torch_load_plain(tmp_path / "damaged.pt")
+        sentence = str(refused.value)
+        assert sentence.startswith(f"Cannot load {tmp_path / 'damaged.pt'}: it is damaged, or holds more than")
+        assert sentence.endswith(").") and "Re-running" not in sentence and "\n" not in sentence, sentence
+
+
 @pytest.fixture
 def linked_corpus(tmp_path) -> tuple[Path, Path]:
     """INPUT_DIR with one real clip, a symlinked folder of two more (one flac), a link loop, a broken link
