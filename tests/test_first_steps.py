@@ -83,6 +83,10 @@ def test_debug_works_after_the_command_too(clips, tmp_path):
 
 
 def test_threads_option(clips, tiny_bundle, tmp_path):
+    """--threads is applied; beyond the cores there are it is lowered to them with one notice (100 000 crashed
+    PyTorch, 10 000 took minutes instead of seconds)."""
+    from vc_app.devices import usable_cores
+
     ok = str(clips / "ok.wav")
     refused = run_cli("convert", "--source", ok, "--target", ok, "--output", str(tmp_path / "o.wav"), "--threads", "0")
     assert refused.returncode == 1 and "--threads must be at least 1" in refused.stderr
@@ -90,12 +94,41 @@ def test_threads_option(clips, tiny_bundle, tmp_path):
             "rc = main(sys.argv[1:]); print(rc, torch.get_num_threads())")
     (tmp_path / "in").mkdir()
     sf.write(str(tmp_path / "in" / "a.wav"), synthetic_speech(1.0, 16000), 16000)
-    for command in (["convert", "--source", ok, "--target", ok, "--output", str(tmp_path / "o.wav")],
-                    ["batch", str(tmp_path / "in"), "--target", ok, "--output", str(tmp_path / "b"), "--quiet"]):
-        done = subprocess.run([sys.executable, "-c", code, *command, "--threads", "3", "--checkpoint",
+    cores = usable_cores()
+    for command, threads, expected in (
+            (["convert", "--source", ok, "--target", ok, "--output", str(tmp_path / "o.wav")], "100000", cores),
+            (["batch", str(tmp_path / "in"), "--target", ok, "--output", str(tmp_path / "b"), "--quiet"], "1", 1)):
+        done = subprocess.run([sys.executable, "-c", code, *command, "--threads", threads, "--checkpoint",
                                str(tiny_bundle), *FAST], capture_output=True, text=True,
                               env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=300)
-        assert done.stdout.split()[-2:] == ["0", "3"], done.stderr
+        assert done.stdout.split()[-2:] == ["0", str(expected)], done.stderr
+        notice = (f"vc-app: notice: --threads 100000 is more than the {cores} CPU cores this process may use; "
+                  f"using {cores}.")
+        assert done.stderr.splitlines() == ([notice] if threads == "100000" else []), done.stderr
+
+
+def test_default_threads_leave_busy_cores_to_other_work(monkeypatch):
+    """Without --threads, PyTorch gets the cores other work is not keeping busy (on a busy 2-core machine its own
+    default, two threads, converted 3-7x slower than one), never more than its own choice."""
+    import torch
+
+    from vc_app import devices
+    from vc_app.commands.options import apply_threads
+
+    def machine(cores: int, load: float) -> None:
+        monkeypatch.setattr(devices.os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+        monkeypatch.setattr(devices.os, "getloadavg", lambda: (load, load, load))
+
+    for cores, load, torch_default, expected in ((2, 2.1, 2, 1), (2, 1.0, 2, 1), (2, 0.1, 2, 2), (8, 3.0, 8, 5),
+                                                 (16, 0.0, 8, 8), (4, 9.0, 4, 1)):
+        machine(cores, load)
+        assert devices.default_threads(torch_default) == expected, (cores, load, torch_default)
+    before = torch.get_num_threads()
+    try:
+        machine(2, 2.0)
+        assert apply_threads(None) == 1 and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_output_folders_and_unwritable_places_get_a_true_sentence_before_pytorch(clips, tmp_path):

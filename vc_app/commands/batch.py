@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         raise VcAppError("Give either INPUT_DIR (with --target) or --manifest, not both or neither.")
     if args.batch_size < 1 or args.workers < 0:
         raise VcAppError("--batch-size must be at least 1 and --workers at least 0.")
-    check_threads(args.threads)
+    args.threads = check_threads(args.threads)
     mix = parse_mix_options(args)
     if args.manifest:
         if args.target or mix:

@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     # soundfile only); the library below is handed what was checked (the output's format, the source's header)
     fmt = check_output_path(args.output, inputs=[args.source, *target_files(args, parts)],
                             overwrite=args.overwrite, try_write=True)
-    check_threads(args.threads)
+    args.threads = check_threads(args.threads)
     source_info = check_audio_file(args.source, "source")
     for path in target_files(args, parts):
         check_target_file(path)

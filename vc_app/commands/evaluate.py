@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     from vc_app.errors import VcAppError
     from vc_app.evaluate.extras import require_eval_extra
 
-    check_threads(args.threads)
+    args.threads = check_threads(args.threads)
     out = Path(args.out)
     if (out / "summary.json").exists() and not args.overwrite:
         raise VcAppError(f"{out} already holds an evaluation; pass --overwrite to replace it.")

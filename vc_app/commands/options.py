@@ -7,8 +7,9 @@ declared once here; its default is the library's (`vc_app.vocoders.DEFAULT_VOCOD
 from __future__ import annotations
 
 import argparse
+import sys
 
-from vc_app.devices import DEVICE_CHOICES
+from vc_app.devices import DEVICE_CHOICES, default_threads, usable_cores
 from vc_app.errors import VcAppError
 from vc_app.vocoders import DEFAULT_VOCODER, FALLBACK_VOCODER
 
@@ -67,21 +68,34 @@ def add_device_option(parser: argparse.ArgumentParser, what: str) -> None:
 
 
 def add_threads_option(parser: argparse.ArgumentParser) -> None:
-    """--threads: PyTorch's CPU threads (check it with `check_threads` before PyTorch loads)."""
+    """--threads: PyTorch's CPU threads (bound it with `check_threads` before PyTorch loads)."""
     parser.add_argument("--threads", type=int, metavar="N",
-                        help="CPU threads for PyTorch (default: PyTorch's choice, one per core; fewer leave cores "
-                             "to other work)")
+                        help=f"CPU threads for PyTorch, at most the cores this process may use ({usable_cores()} "
+                             "here; a larger N is lowered to that, with a notice); default: one per core that other "
+                             "work is not keeping busy (PyTorch's threads wait for each other, so one busy core "
+                             "slows them all)")
 
 
-def check_threads(threads: int | None) -> None:
-    """Refuse a --threads below 1 (torch-free)."""
-    if threads is not None and threads < 1:
+def check_threads(threads: int | None) -> int | None:
+    """--threads bounded, torch-free: below 1 is refused; above the usable cores is lowered to them with a
+    notice on stderr, since more threads than cores only wait for each other (10 000 took minutes, 100 000
+    crashed PyTorch) and a script written for a bigger machine should still run."""
+    if threads is None:
+        return None
+    if threads < 1:
         raise VcAppError("--threads must be at least 1.")
 
+    cores = usable_cores()
+    if threads > cores:
+        print(f"vc-app: notice: --threads {threads} is more than the {cores} CPU cores this process may use; "
+              f"using {cores}.", file=sys.stderr)
+        return cores
+    return threads
 
-def apply_threads(threads: int | None) -> None:
-    """Give PyTorch `threads` CPU threads (None: leave its default)."""
-    if threads is not None:
-        import torch
+def apply_threads(threads: int | None) -> int:
+    """Give PyTorch `threads` CPU threads (None: `vc_app.devices.default_threads`); returns the number set."""
+    import torch
 
-        torch.set_num_threads(threads)
+    threads = threads or default_threads(torch.get_num_threads())
+    torch.set_num_threads(threads)
+    return threads
