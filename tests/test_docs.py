@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import os
 import re
 import shlex
 import subprocess
@@ -253,3 +254,26 @@ def test_web_api_example_names_real_inputs(tiny_bundle, tmp_path):
             names = {k.arg for k in call.keywords} - {"api_name"}
             assert names <= inputs, names - inputs
             assert {k.value.value for k in call.keywords if k.arg == "api_name"} == {"/convert"}
+
+
+# -- bench results ------------------------------------------------------------------------------------------------
+def test_a_bench_run_appends_its_printout_with_the_machine(tmp_path, monkeypatch):
+    """Bench numbers live in bench/results/<bench>.md, written by the benches: each run appends what it printed
+    under a heading with the date and a line naming the machine; a failed run appends nothing."""
+    spec = importlib.util.spec_from_file_location("_docs_bench_results", REPO / "bench" / "results.py")
+    results = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(results)
+    monkeypatch.setenv(results.ENV, str(tmp_path))
+    monkeypatch.setattr(sys, "argv", ["bench/fake.py", "--rounds", "2"])
+    for value in ("1.5x", "1.6x"):
+        with results.recorded("bench/fake.py"):
+            print(f"pipeline: {value} real time")
+    with pytest.raises(RuntimeError), results.recorded("bench/fake.py"):
+        print("half a run")
+        raise RuntimeError("interrupted")
+    text = (tmp_path / "fake.md").read_text()
+    assert text.count("\n## ") == 2 and text.count("Machine: ") == 2 and "half a run" not in text
+    assert text.index("1.5x") < text.index("1.6x") and "`python bench/fake.py --rounds 2`" in text
+    assert f"{os.cpu_count()} cores" in text
+    benches = sorted(p for p in (REPO / "bench").glob("*.py") if p.name != "results.py")
+    assert all("recorded(__file__)" in p.read_text() for p in benches), "every bench records its runs"
