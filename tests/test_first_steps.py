@@ -173,6 +173,25 @@ def test_a_checkpoint_of_random_bytes_gets_a_whole_sentence(clips, tmp_path):
         assert sentence.endswith(").") and "Re-running" not in sentence and "\n" not in sentence, sentence
 
 
+@pytest.mark.slow
+def test_voice_names_with_or_without_the_suffix(clips, tiny_bundle, tmp_path):
+    """`voice create alice.voice` makes alice.voice (not alice.voice.voice); `voice show alice` finds it in the
+    voices folder; a voice in neither place is one sentence pointing to `vc-app voice list`."""
+    voices = tmp_path / "voices"
+    env = {"VC_APP_VOICES_DIR": str(voices)}
+    made = run_cli("voice", "create", "alice.voice", "--target", str(clips / "ok.wav"), "--checkpoint",
+                   str(tiny_bundle), "--device", "cpu", env=env)
+    assert made.returncode == 0, made.stderr
+    assert sorted(p.name for p in voices.iterdir()) == ["alice.voice"]
+    for name in ("alice", "alice.voice"):
+        shown = run_cli("voice", "show", name, env=env)
+        assert shown.returncode == 0 and f"file: {voices / 'alice.voice'}" in " ".join(shown.stdout.split()), shown
+    missing = run_cli("voice", "show", "bob", env=env)
+    assert missing.returncode == 1 and missing.stderr.strip() == (
+        f"vc-app: error: There is no voice file bob here or in the voices folder {voices}; vc-app voice list shows "
+        "the voices there.")
+
+
 @pytest.fixture
 def linked_corpus(tmp_path) -> tuple[Path, Path]:
     """INPUT_DIR with one real clip, a symlinked folder of two more (one flac), a link loop, a broken link

@@ -21,7 +21,8 @@ def add_parser(sub) -> None:
 
     create = verbs.add_parser("create", help="make a voice file from target clips (or a blend)",
                               description="Analyse target clips once and keep their speaker vector as NAME.voice.")
-    create.add_argument("name", metavar="NAME", help="the voice's name (letters, digits, spaces, _ - . ' ( ) +)")
+    create.add_argument("name", metavar="NAME", help="the voice's name (letters, digits, spaces, _ - . ' ( ) +); "
+                        "a trailing .voice is dropped")
     add_target_options(create)
     create.add_argument("--output", metavar="FILE.voice",
                         help="where to write it (default: NAME.voice in the voices folder, see vc-app voice list)")
@@ -38,8 +39,8 @@ def add_parser(sub) -> None:
     listing.set_defaults(run=run_list)
 
     show = verbs.add_parser("show", help="show what a voice file holds", description="Show a voice file's contents.")
-    show.add_argument("file", metavar="FILE", help="a .voice file (a bare NAME.voice is looked up in the voices "
-                      "folder)")
+    show.add_argument("file", metavar="FILE", help="a .voice file, or a voice's name (NAME or NAME.voice not found "
+                      "here is looked up in the voices folder)")
     show.set_defaults(run=run_show)
 
 
@@ -48,19 +49,15 @@ def run_create(args: argparse.Namespace) -> int:
     from vc_app.paths import check_output_path
     from vc_app.voice import VOICE_SUFFIX, VoiceLibrary, check_target_file, check_voice_name, find_voice, is_voice_path
 
-    name = check_voice_name(args.name)
+    name = check_voice_name(_strip_suffix(args.name))  # "alice.voice" names the voice alice, not alice.voice
     parts = parse_mix_options(args)
     library = VoiceLibrary()
     output = Path(args.output) if args.output else library.path(name)
     if output.suffix.lower() != VOICE_SUFFIX:
         raise VcAppError(f"Cannot write {output.name}: a voice file's name ends in {VOICE_SUFFIX}.")
     inputs = [find_voice(t) if is_voice_path(t) else Path(t) for t in target_files(args, parts)]
-    if any(output.resolve() == path.resolve() for path in inputs):
-        raise VcAppError(f"The output {output} is one of the inputs; choose another name or --output.")
-    if output.exists() and not args.overwrite:
-        raise VcAppError(f"{output} already exists; pass --overwrite to replace it.")
-    if args.output:
-        check_output_path(output, overwrite=args.overwrite, fmt="voice", try_write=True)
+    if args.output or output.parent.is_dir():  # a voices folder not made yet holds nothing to refuse
+        check_output_path(output, inputs=inputs, overwrite=args.overwrite, fmt="voice", try_write=bool(args.output))
     for path in target_files(args, parts):
         check_target_file(path)  # fail fast on a missing or unreadable file, before the model loads
     from vc_app.converter import VoiceConverter
@@ -78,6 +75,13 @@ def run_create(args: argparse.Namespace) -> int:
     voice.save(output, overwrite=args.overwrite)
     print(f"wrote {output} (voice {voice.name!r}: {_clips(voice.clips)}, model {voice.model})")
     return 0
+
+
+def _strip_suffix(name: str) -> str:
+    """A voice name given as a file name (`alice.voice`) without its suffix."""
+    from vc_app.voice import VOICE_SUFFIX
+
+    return name[:-len(VOICE_SUFFIX)] if name.lower().endswith(VOICE_SUFFIX) and len(name) > len(VOICE_SUFFIX) else name
 
 
 def _clips(clips) -> str:
@@ -117,9 +121,9 @@ def run_list(args: argparse.Namespace) -> int:
 def run_show(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from vc_app.voice import describe_mel, find_voice, read_voice_file
+    from vc_app.voice import describe_mel, read_voice_file
 
-    path = find_voice(args.file)
+    path = _voice_to_show(args.file)
     meta, tensors = read_voice_file(path)
     speaker = tensors["speaker"]
     lines = [("file", str(path)), ("name", meta["name"]),
@@ -138,3 +142,21 @@ def run_show(args: argparse.Namespace) -> int:
     for key, value in lines:
         print(f"{key + ':':<{width + 1}} {value}")
     return 0
+
+
+def _voice_to_show(text: str) -> Path:
+    """The voice file `vc-app voice show TEXT` means: the path as given, or in the voices folder by file name
+    (`alice.voice`) or by voice name (`alice`); one sentence naming both places when it is in neither."""
+    from vc_app.errors import VcAppError
+    from vc_app.voice import VOICE_SUFFIX, default_voices_dir, find_voice, is_voice_path
+
+    given = Path(text).expanduser()
+    if given.exists() or given.parent != Path("."):
+        return given  # a path: read as it is (a missing one is one sentence from read_voice_file)
+    for name in (text,) if is_voice_path(text) else (text, text + VOICE_SUFFIX):
+        found = find_voice(name)
+        if found.is_file():
+            return found
+    folder = default_voices_dir()
+    raise VcAppError(f"There is no voice file {text} here or in the voices folder {folder}; "
+                     "vc-app voice list shows the voices there.")
