@@ -65,9 +65,10 @@ def test_folder_mirrors_tree_and_lists_exactly_the_bad_files(corpus, tiny_bundle
         info = sf.info(str(out / Path(g).with_suffix(".wav")))
         assert info.samplerate == 22050 and info.channels == 1
     lines = (out / "failures.csv").read_text().splitlines()
-    assert lines[0] == "source,reason" and len(lines) == 4
-    failed = {Path(line.split(",")[0]).relative_to(root).as_posix(): line for line in lines[1:]}
+    assert lines[0] == "line,source,output,reason" and len(lines) == 4
+    failed = {Path(line.split(",")[1]).relative_to(root).as_posix(): line for line in lines[1:]}
     assert set(failed) == set(bad)
+    assert all(line.split(",")[2] == Path(name).with_suffix(".wav").as_posix() for name, line in failed.items())
     assert "is empty" in failed["spk2/empty.ogg"] and "not an audio file" in failed["spk1/notaudio.flac"]
     assert digest(root) == before  # inputs untouched, nothing written inside INPUT_DIR
     again = run_cli("batch", str(root), "--target", str(target), "--output", str(out), "--checkpoint",

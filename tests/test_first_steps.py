@@ -3,6 +3,7 @@ without the model, symlinked folders followed, `--debug` anywhere, `--threads`, 
 
 from __future__ import annotations
 
+import csv
 import fcntl
 import json
 import os
@@ -190,6 +191,35 @@ def test_voice_names_with_or_without_the_suffix(clips, tiny_bundle, tmp_path):
     assert missing.returncode == 1 and missing.stderr.strip() == (
         f"vc-app: error: There is no voice file bob here or in the voices folder {voices}; vc-app voice list shows "
         "the voices there.")
+
+
+@pytest.mark.slow
+def test_manifest_failures_name_line_source_and_output_and_resume_without_the_model(clips, tiny_bundle, tmp_path):
+    """failures.csv names each failed row (a source used in two rows stays unambiguous) with the paths the
+    manifest gave; a resume whose remaining rows are known failures (a missing target) loads no model."""
+    work = tmp_path / "work"
+    (work / "in").mkdir(parents=True)
+    sf.write(str(work / "in" / "a.wav"), synthetic_speech(1.0, 22050, seed=5), 22050)
+    manifest = work / "pairs.csv"
+    manifest.write_text("source,target,output\n"
+                        f"in/a.wav,{clips / 'ok.wav'},good.wav\n"
+                        "in/a.wav,gone.wav,bad.wav\n"
+                        "in/missing.wav,in/a.wav,\n")
+    out = tmp_path / "out"
+    args = ["batch", "--manifest", str(manifest), "--output", str(out), "--checkpoint", str(tiny_bundle), *FAST]
+    first = run_cli(*args, "--quiet")
+    assert first.returncode == 1 and "1 converted, 0 skipped, 2 failed" in first.stdout, first.stderr
+    with open(out / "failures.csv", newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0] == ["line", "source", "output", "reason"]
+    assert [row[:3] for row in rows[1:]] == [["3", "in/a.wav", "bad.wav"], ["4", "in/missing.wav", "missing_as_a.wav"]]
+    assert "gone.wav does not exist" in rows[1][3] and "missing.wav does not exist" in rows[2][3]
+    rc, torch_loaded, stdout, stderr = run_in_process([*args, "--quiet"])
+    assert (rc, torch_loaded) == (1, False), stderr
+    assert "0 converted, 1 skipped, 2 failed" in stdout
+    with open(out / "failures.csv", newline="") as handle:
+        again = list(csv.reader(handle))
+    assert [row[:3] for row in again] == [row[:3] for row in rows] and "gone.wav does not exist" in again[1][3]
 
 
 @pytest.fixture

@@ -43,13 +43,15 @@ class Job:
     targets: tuple[Path | Voice, ...]
     output: Path
     name: str
+    line: int | None = None  # the manifest line it came from (None in folder mode)
+    given: str = ""  # its source as the manifest wrote it ("" in folder mode)
 
 
 @dataclass
 class BatchResult:
     converted: int = 0
     skipped: int = 0
-    failures: list[tuple[str, str]] = field(default_factory=list)  # (source, reason)
+    failures: list[tuple[Job, str]] = field(default_factory=list)  # (job, reason)
 
     @property
     def failed(self) -> int:
@@ -118,7 +120,7 @@ def plan_manifest(manifest: str | os.PathLike, output_dir: str | os.PathLike, *,
             raise VcAppError(f"Lines {seen[output]} and {line} of {manifest.name} both write {name}; "
                              "give them different output names.")
         seen[output] = line
-        jobs.append(Job(source, targets, output, name))
+        jobs.append(Job(source, targets, output, name, line=line, given=row["source"]))
     return jobs
 
 
@@ -242,22 +244,42 @@ def run_batch(converter: Converter | Callable[[], Converter], jobs: list[Job], o
                           keep_rate=keep_rate, overwrite=overwrite, workers=workers, batch_size=batch_size,
                           progress=progress)
     finally:
-        write_failures(output_dir / failures_file, result.failures)
+        write_failures(output_dir / failures_file, result.failures, output_dir)
     return result
 
 
 def _drop_leading_failures(todo: list[Job], result: BatchResult) -> list[Job]:
-    """Fail the jobs before the first source that can be converted, without the model (the rest are checked as
-    they are decoded): a re-run whose only work left is the bad files needs no model."""
-    from vc_app.audio import check_audio_file
-
+    """Fail the jobs before the first one whose source and target files can be used, without the model (the
+    rest are checked as they are decoded): a re-run whose only work left is bad files or missing targets needs
+    no model."""
+    targets: dict[Path, str] = {}  # target file -> why it cannot be used ('' when it can), checked once each
     for i, job in enumerate(todo):
-        try:
-            check_audio_file(job.source, "source")
+        reason = _unusable(job, targets)
+        if not reason:
             return todo[i:]
-        except VcAppError as err:
-            result.failures.append((str(job.source), str(err)))
+        result.failures.append((job, reason))
     return []
+
+
+def _unusable(job: Job, targets: dict[Path, str]) -> str:
+    """Why the job's source or one of its target files cannot be used (numpy and soundfile only), or ''."""
+    from vc_app.audio import check_audio_file
+    from vc_app.voice import check_target_file
+
+    try:
+        check_audio_file(job.source, "source")
+    except VcAppError as err:
+        return str(err)
+    for target in (t for t in job.targets if isinstance(t, Path)):
+        if target not in targets:
+            try:
+                check_target_file(target)
+                targets[target] = ""
+            except VcAppError as err:
+                targets[target] = str(err)
+        if targets[target]:
+            return targets[target]
+    return ""
 
 
 def _convert_jobs(converter: Converter, todo: list[Job], result: BatchResult, *, keep_rate: bool, overwrite: bool,
@@ -354,13 +376,27 @@ class _JobConverter:
         self.bar.update(1)
 
     def _fail(self, job: Job, reason: str) -> None:
-        self.result.failures.append((str(job.source), reason))
+        self.result.failures.append((job, reason))
         self.bar.update(1)
 
 
-def write_failures(path: Path, failures: list[tuple[str, str]]) -> None:
-    """OUT_DIR/failures.csv (source, reason) for this run, written atomically; removed when nothing failed."""
+def write_failures(path: Path, failures: list[tuple[Job, str]], output_dir: Path) -> None:
+    """OUT_DIR/failures.csv for this run, written atomically; removed when nothing failed.
+
+    Columns: `line` (the manifest line; empty in folder mode), `source` and `output` as the user gave them (the
+    manifest's cells, or INPUT_DIR/... and the path under OUT_DIR in folder mode; a source used in two rows
+    stays two rows apart), `reason`.
+    """
     if not failures:
         path.unlink(missing_ok=True)
         return
-    write_csv(path, ["source", "reason"], failures)
+    rows = [(job.line or "", job.given or str(job.source), job.name if job.line else _under_dir(job.output, output_dir),
+             reason) for job, reason in failures]
+    write_csv(path, ["line", "source", "output", "reason"], rows)
+
+
+def _under_dir(path: Path, folder: Path) -> str:
+    try:
+        return path.relative_to(folder).as_posix()
+    except ValueError:
+        return str(path)
