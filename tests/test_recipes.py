@@ -230,6 +230,9 @@ def test_several_roots_and_one_clip_speakers_go_through_stages_0_to_3_and_three_
     assert "solo" in {r["speaker"] for r in read_csv(data / "train.csv")}
     assert "solo" not in {r["speaker"] for r in read_csv(data / "valid.csv")}
     assert json.loads((data / "speakers.json").read_text())["speakers"]["p228"]["gender"] == "F"
+    corpora = {r["speaker"]: r["corpus"] for r in read_csv(data / "corpus.csv")}
+    assert corpora["p225"] == "first" and corpora["solo"] == "second"  # data.corpus_weights mixes them by name
+    assert {r["corpus"] for r in read_csv(tmp_path / "feats" / "train" / "index.csv")} == {"first", "second"}
     assert len(train_rows(tmp_path / "exp" / "adain")) == 4
     listed = subprocess.run([sys.executable, "-m", "vc_app.recipe", "sets", "--split", str(data / "split.json")],
                             capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, check=True)

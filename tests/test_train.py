@@ -423,3 +423,22 @@ def test_speaker_balanced_training_runs_and_resumes_exactly(tiny_features, tmp_p
         assert torch.equal(p, q)
     with pytest.raises(VcAppError, match="data.sampler must be clips or speakers"):
         load_config(None, ["data.sampler=voices"])
+
+
+def test_corpus_weights_set_each_corpus_share_of_a_batch_whatever_its_speaker_count():
+    """data.corpus_weights: a corpus of 2 speakers weighted 3 fills 3/4 of the slots beside one of 50 speakers
+    weighted 1; within a corpus speakers stay uniform; a misspelt corpus is one sentence naming the real ones."""
+    from scipy.stats import chisquare
+
+    from vc_app.errors import VcAppError
+    from vc_app.train.data import SpeakerBatches
+
+    by_speaker = {s: [s * 3, s * 3 + 1, s * 3 + 2] for s in range(52)}
+    corpus_of = {s: "clean" if s < 2 else "many" for s in by_speaker}
+    sampler = SpeakerBatches(by_speaker, 16, 0, seed=1, corpus_of=corpus_of, corpus_weights={"clean": 3})
+    speakers = [p // 3 for _, batch in zip(range(1000), sampler) for _, p in batch]
+    clean = sum(s < 2 for s in speakers) / len(speakers)
+    assert abs(clean - 0.75) < 0.02, clean
+    assert chisquare(np.bincount([s for s in speakers if s >= 2], minlength=52)[2:]).pvalue > 0.01
+    with pytest.raises(VcAppError, match="names clen, not a corpus of the training data \\(clean, many\\)"):
+        SpeakerBatches(by_speaker, 16, 0, corpus_of=corpus_of, corpus_weights={"clen": 1})

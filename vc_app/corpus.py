@@ -3,7 +3,7 @@
 Readers for VCTK 0.80 (`wav48/pXXX/pXXX_NNN.wav` + `txt/`), VCTK 0.92
 (`wav48_silence_trimmed/pXXX/pXXX_NNN_mic1.flac`) and any folder-per-speaker
 tree (`.../speaker/clip.ext`). A manifest is a plain CSV with the columns
-`utt_id,speaker,path,text`.
+`utt_id,speaker,path,text,corpus` (`corpus` may be absent or empty: lists written before it existed).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ class Utterance:
     speaker: str
     path: str
     text: str = ""
+    corpus: str = ""   # which recording set the clip comes from (data.corpus_weights mixes them)
 
 
 def find_audio_files(root: str | os.PathLike, extensions: tuple[str, ...] = AUDIO_EXTENSIONS,
@@ -76,6 +77,9 @@ def scan_folder(root: str | os.PathLike, extensions: tuple[str, ...] = AUDIO_EXT
 
     Args:
         warn: called with one sentence per link or folder that had to be skipped (see `find_audio_files`).
+
+    Its corpus is the first folder under `root` when the speaker folders are nested deeper
+    (`speech/vcc2018/VCC2SF1/x.flac` -> vcc2018), else the name of `root` itself.
     """
     root = Path(root)
     if not root.is_dir():
@@ -83,7 +87,9 @@ def scan_folder(root: str | os.PathLike, extensions: tuple[str, ...] = AUDIO_EXT
     utts = []
     for path in find_audio_files(root, extensions, warn):
         speaker = path.parent.name
-        utts.append(Utterance(f"{speaker}_{path.stem}", speaker, str(path.resolve())))
+        parts = path.relative_to(root).parts
+        corpus = parts[0] if len(parts) > 2 else root.resolve().name
+        utts.append(Utterance(f"{speaker}_{path.stem}", speaker, str(path.resolve()), corpus=corpus))
     if not utts:
         raise VcAppError(f"No audio files ({', '.join(extensions)}) under {root}.")
     return _unique_ids(utts)
@@ -131,7 +137,7 @@ def _unique_ids(utts: list[Utterance]) -> list[Utterance]:
     for u in utts:
         n = seen.get(u.utt_id, 0)
         seen[u.utt_id] = n + 1
-        out.append(u if n == 0 else Utterance(f"{u.utt_id}-{n}", u.speaker, u.path, u.text))
+        out.append(u if n == 0 else Utterance(f"{u.utt_id}-{n}", u.speaker, u.path, u.text, u.corpus))
     return out
 
 
@@ -164,7 +170,7 @@ def scan_vctk(root: str | os.PathLike, mic: int = 1) -> list[Utterance]:
         base = path.stem.removesuffix(f"_mic{mic}") if release == "0.92" else path.stem
         text_file = root / "txt" / speaker / f"{base}.txt"
         text = text_file.read_text(errors="replace").strip() if text_file.is_file() else ""
-        utts.append(Utterance(base, speaker, str(path.resolve()), text))
+        utts.append(Utterance(base, speaker, str(path.resolve()), text, corpus=f"vctk-{release}"))
     if not utts:
         raise VcAppError(f"No VCTK {release} audio matching {pattern} under {audio_dir}.")
     return utts
@@ -258,4 +264,5 @@ def read_manifest(path: str | os.PathLike) -> list[Utterance]:
         reader = csv.DictReader(handle)
         if not reader.fieldnames or not {"utt_id", "speaker", "path"} <= set(reader.fieldnames):
             raise VcAppError(f"Manifest {path} needs the columns utt_id, speaker, path.")
-        return [Utterance(r["utt_id"], r["speaker"], r["path"], r.get("text") or "") for r in reader]
+        return [Utterance(r["utt_id"], r["speaker"], r["path"], r.get("text") or "", r.get("corpus") or "")
+                for r in reader]

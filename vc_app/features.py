@@ -3,7 +3,7 @@
 Layout of a cache folder:
     utts/<utt_id>.npy     one (n_mels, T) float32 array per utterance (written atomically; re-runs skip them)
     mels.npy              all utterances concatenated along time, (n_mels, total_T), memory-mapped by the loader
-    index.csv             utt_id, speaker, offset, frames
+    index.csv             utt_id, speaker, offset, frames, corpus
     stats.json            per-band mean and std over the packed frames, and the mel config
 """
 
@@ -121,7 +121,7 @@ def pack_features(utts: list[Utterance], cache: str | os.PathLike, mel_cfg: MelC
         n_mels, frames = np.load(path, mmap_mode="r").shape
         if frames < min_frames:
             continue
-        rows.append((u.utt_id, u.speaker, offset, frames))
+        rows.append((u.utt_id, u.speaker, offset, frames, u.corpus))
         offset += frames
     if not rows:
         raise VcAppError(f"No usable features in {cache} (every clip was missing, silent or too short).")
@@ -131,7 +131,7 @@ def pack_features(utts: list[Utterance], cache: str | os.PathLike, mel_cfg: MelC
 
     def write_pack(tmp: Path) -> None:
         packed = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n_mels, offset))
-        for utt_id, _, start, frames in rows:
+        for utt_id, _, start, frames, _ in rows:
             mel = np.load(cache / "utts" / f"{utt_id}.npy").astype(np.float64)
             packed[:, start:start + frames] = mel
             total[:] += mel.sum(axis=1)
@@ -147,16 +147,17 @@ def pack_features(utts: list[Utterance], cache: str | os.PathLike, mel_cfg: MelC
              "mel": to_dict(mel_cfg)}
     atomic_write(cache / "stats.json", lambda tmp: tmp.write_text(json.dumps(stats, indent=1)))
     # last: its presence marks a finished pack
-    write_csv(cache / "index.csv", ["utt_id", "speaker", "offset", "frames"], rows)
+    write_csv(cache / "index.csv", ["utt_id", "speaker", "offset", "frames", "corpus"], rows)
     return cache
 
 
-def _packed_rows(cache: Path) -> list[tuple[str, str, int, int]] | None:
+def _packed_rows(cache: Path) -> list[tuple[str, str, int, int, str]] | None:
     """The index of an existing pack in `cache` (None when there is none)."""
     if not all((cache / name).is_file() for name in ("mels.npy", "index.csv", "stats.json")):
         return None
     with open(cache / "index.csv", newline="") as handle:
-        return [(r["utt_id"], r["speaker"], int(r["offset"]), int(r["frames"])) for r in csv.DictReader(handle)]
+        return [(r["utt_id"], r["speaker"], int(r["offset"]), int(r["frames"]), r.get("corpus") or "")
+                for r in csv.DictReader(handle)]
 
 
 @dataclass
@@ -170,6 +171,7 @@ class FeatureCache:
     frames: np.ndarray
     mean: np.ndarray
     std: np.ndarray
+    corpora: list[str]  # each utterance's corpus ("" in a pack written before corpora were recorded)
 
     @classmethod
     def open(cls, cache: str | os.PathLike) -> FeatureCache:
@@ -182,7 +184,7 @@ class FeatureCache:
         return cls(np.load(cache / "mels.npy", mmap_mode="r"), [r["utt_id"] for r in rows],
                    [r["speaker"] for r in rows], np.array([int(r["offset"]) for r in rows]),
                    np.array([int(r["frames"]) for r in rows]), np.asarray(stats["mean"], np.float32),
-                   np.asarray(stats["std"], np.float32))
+                   np.asarray(stats["std"], np.float32), [r.get("corpus") or "" for r in rows])
 
     def utterance(self, i: int) -> np.ndarray:
         """(n_mels, frames_i) view of utterance i."""

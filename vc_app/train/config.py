@@ -33,12 +33,18 @@ class DataConfig:
     speaker_segment: str = "same"                  # "other": the speaker encoder reads another clip of the same voice
     sampler: str = "clips"                         # "clips": every clip once an epoch; "speakers": each batch draws
                                                    # speakers uniformly, then one clip of each (speaker-balanced)
+    corpus_weights: dict[str, float] = field(default_factory=dict)  # with sampler speakers: each batch slot draws
+                                                   # a corpus by weight (unlisted corpora weigh 1), then a speaker
 
     def __post_init__(self) -> None:
         if self.speaker_segment not in ("same", "other"):
             raise ValueError(f"data.speaker_segment must be same or other, not {self.speaker_segment!r}")
         if self.sampler not in ("clips", "speakers"):
             raise ValueError(f"data.sampler must be clips or speakers, not {self.sampler!r}")
+        if self.corpus_weights and self.sampler != "speakers":
+            raise ValueError("data.corpus_weights needs data.sampler: speakers")
+        if any(w < 0 for w in self.corpus_weights.values()):
+            raise ValueError("data.corpus_weights must not be negative")
         for name in ("warp_range", "content_warp_range"):
             low, high = getattr(self, name)
             if not 0 < low <= high:
@@ -146,8 +152,9 @@ def _section(cls: type, values: dict, name: str):
     if unknown:
         raise VcAppError(f"Unknown key(s) in config section {name!r}: {', '.join(sorted(unknown))}.")
     values = {k: _coerce(str(names[k].type), v, f"{name}.{k}") for k, v in values.items()}
-    if name == "loss" and "weights" in values:
-        values["weights"] = {str(k): float(v) for k, v in values["weights"].items()}
+    for key in ("weights", "corpus_weights"):  # {name: weight} maps: YAML may give ints or numeric strings
+        if key in values and isinstance(values[key], dict):
+            values[key] = {str(k): float(v) for k, v in values[key].items()}
     return cls(**values)
 
 

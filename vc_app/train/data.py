@@ -93,8 +93,11 @@ class SegmentDataset(Dataset):
         self.speaker_index = {s: i for i, s in enumerate(self.speaker_names)}
         self.centres = band_centres(mel_cfg)
         self.by_speaker: dict[int, list[int]] = {}
+        self.corpus_of: dict[int, str] = {}  # speaker index -> its corpus (a speaker's first clip decides)
         for position, utt in enumerate(self.items):
-            self.by_speaker.setdefault(self.speaker_index[cache.speakers[utt]], []).append(position)
+            speaker = self.speaker_index[cache.speakers[utt]]
+            self.by_speaker.setdefault(speaker, []).append(position)
+            self.corpus_of.setdefault(speaker, cache.corpora[utt])
         self.voices = pseudo_speaker_voices(len(self.speaker_names), cfg, seed)
         self.epoch = 0
 
@@ -217,23 +220,50 @@ class SpeakerBatches(Sampler):
 
     Each batch draws `batch_size` speakers uniformly (without replacement when there are enough), then one
     clip of each uniformly: a speaker with one clip weighs as much as one with a hundred, so a corpus of
-    many short-clip speakers does not drown a corpus of few long-recorded ones (or the reverse). A batch
-    depends only on (seed, step, rank), so a resumed run, or the next leg of a relay keyed on the total
-    step, draws exactly the batches an unbroken run would have drawn. The item key is unique per step and
-    slot, so the same clip drawn twice gets different segments.
+    many short-clip speakers does not drown a corpus of few long-recorded ones (or the reverse). With
+    `corpus_weights` each slot first draws a corpus by its weight, then one of its speakers: how much of
+    each batch a recording set supplies is then a choice, not a consequence of its speaker count.
+
+    A batch depends only on (seed, step, rank), so a resumed run, or the next leg of a relay keyed on the
+    total step, draws exactly the batches an unbroken run would have drawn. The item key is unique per
+    step and slot, so the same clip drawn twice gets different segments.
+
+    Args:
+        by_speaker: {speaker index: dataset positions of its clips}.
+        corpus_of: {speaker index: corpus name}; needed with `corpus_weights`.
+        corpus_weights: {corpus: weight}; unlisted corpora weigh 1, a name not among the corpora is an error.
     """
 
     def __init__(self, by_speaker: dict[int, list[int]], batch_size: int, start_step: int, *, seed: int = 0,
-                 rank: int = 0):
+                 rank: int = 0, corpus_of: dict[int, str] | None = None,
+                 corpus_weights: dict[str, float] | None = None):
         self.speakers = sorted(by_speaker)
         self.clips = [np.asarray(by_speaker[s]) for s in self.speakers]
         self.batch_size, self.start_step, self.seed, self.rank = batch_size, start_step, seed, rank
+        self.groups: list[np.ndarray] = []
+        self.weights = np.ones(0)
+        if corpus_weights:
+            names = sorted({(corpus_of or {})[s] for s in self.speakers})
+            unknown = sorted(set(corpus_weights) - set(names))
+            if unknown:
+                raise VcAppError(f"data.corpus_weights names {', '.join(unknown)}, not a corpus of the training "
+                                 f"data ({', '.join(names)}).")
+            weights = np.array([corpus_weights.get(name, 1.0) for name in names])
+            if weights.sum() <= 0:
+                raise VcAppError("data.corpus_weights leaves no corpus with a positive weight.")
+            self.groups = [np.array([i for i, s in enumerate(self.speakers) if (corpus_of or {})[s] == name])
+                           for name in names]
+            self.weights = weights / weights.sum()
 
     def batch(self, step: int) -> list[tuple[int, int]]:
         """The (key, dataset position) items of global step `step`."""
         rng = np.random.default_rng((self.seed, 104729, step, self.rank))
-        replace = self.batch_size > len(self.speakers)
-        chosen = rng.choice(len(self.speakers), size=self.batch_size, replace=replace)
+        if self.groups:
+            corpora = rng.choice(len(self.groups), size=self.batch_size, p=self.weights)
+            chosen = [self.groups[c][rng.integers(0, len(self.groups[c]))] for c in corpora]
+        else:
+            replace = self.batch_size > len(self.speakers)
+            chosen = list(rng.choice(len(self.speakers), size=self.batch_size, replace=replace))
         return [(step * self.batch_size + slot, int(self.clips[s][rng.integers(0, len(self.clips[s]))]))
                 for slot, s in enumerate(chosen)]
 
@@ -254,11 +284,14 @@ class StepLoader:
         world, rank: this process's place in the job (1, 0 when not distributed).
         batch_size: the per-process batch.
         speaker_balanced: draw speakers, then clips (`data.sampler: speakers`).
+        corpus_weights: with `speaker_balanced`, draw a corpus by weight first (`data.corpus_weights`).
     """
 
     def __init__(self, dataset: SegmentDataset, batch_size: int, *, world: int = 1, rank: int = 0, seed: int = 0,
-                 num_workers: int = 0, pin_memory: bool = False, speaker_balanced: bool = False):
+                 num_workers: int = 0, pin_memory: bool = False, speaker_balanced: bool = False,
+                 corpus_weights: dict[str, float] | None = None):
         self.dataset, self.rank, self.speaker_balanced = dataset, rank, speaker_balanced
+        self.corpus_weights = corpus_weights
         self.sampler: DistributedSampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True,
                                                               seed=seed, drop_last=True)
         self.batch_size, self.num_workers, self.pin_memory, self.seed = batch_size, num_workers, pin_memory, seed
@@ -270,7 +303,8 @@ class StepLoader:
     def batches(self, start_step: int):
         """Yield `Batch`es forever, beginning with global step `start_step`."""
         batches: Sampler = (SpeakerBatches(self.dataset.by_speaker, self.batch_size, start_step, seed=self.seed,
-                                           rank=self.rank) if self.speaker_balanced else
+                                           rank=self.rank, corpus_of=self.dataset.corpus_of,
+                                           corpus_weights=self.corpus_weights) if self.speaker_balanced else
                             StepBatches(self.sampler, self.batch_size, self.steps_per_epoch, start_step))
         # Its own generator: a DataLoader otherwise draws its worker seed from the global RNG, so a run
         # resumed at step k would draw at a different point of the RNG stream than an uninterrupted one.

@@ -637,7 +637,7 @@ def _train(cfg: TrainConfig, out_dir: Path, resume: bool, log, dist: Dist, stop:
     dataset = SegmentDataset(train_cache, cfg.data, cfg.mel, cfg.seed)
     loader = StepLoader(dataset, cfg.data.batch_size, world=dist.world, rank=dist.rank, seed=cfg.seed,
                         num_workers=cfg.data.num_workers, pin_memory=dist.device.type == "cuda",
-                        speaker_balanced=cfg.data.sampler == "speakers")
+                        speaker_balanced=cfg.data.sampler == "speakers", corpus_weights=cfg.data.corpus_weights)
     valid = _valid_batches(cfg, state) if dist.is_main else []
     summary = {"train_utterances": len(train_cache.utt_ids), "train_frames": int(train_cache.frames.sum()),
                "train_speakers": len(state.speakers)}
