@@ -73,7 +73,7 @@ def main() -> None:
         pure = converter.convert(source, voice_a)
         assert torch.equal(pure, converter.convert(source, blends[1.0]))  # 100/0 == the pure voice
 
-    print(f"model {converter.model_name}, vocoder {converter.vocoder.name}, {len(sources)} sources "
+    print(f"model {converter.bundle.name}, vocoder {converter.vocoder.name}, {len(sources)} sources "
           f"({', '.join(SOURCES)}); A = {SPEAKER_A}, B = {SPEAKER_B}")
     print("| share of A / B | similarity to A | similarity to B | A − B |")
     print("|---|---|---|---|")

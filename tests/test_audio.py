@@ -86,7 +86,7 @@ def test_write_is_atomic_and_refuses_to_overwrite(tmp_path):
     write_audio(out, wav * 0.1, 22050, overwrite=True)
     assert out.read_bytes() != first
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.wav"]  # no temp files left
-    with pytest.raises(VcAppError, match="does not exist"):
+    with pytest.raises(VcAppError, match="Cannot write .*does not exist"):
         write_audio(tmp_path / "no" / "such" / "dir.wav", wav, 22050)
     with pytest.raises(VcAppError, match=".wav, .flac or .ogg"):
         write_audio(tmp_path / "out.xyz", wav, 22050)
@@ -106,3 +106,27 @@ def test_stream_blocks_equal_a_whole_file_read(tmp_path, rate):
     assert float((joined - whole).abs().max()) < 1e-4
     peak, rms, seconds = stream.level()
     assert abs(peak - float(whole.abs().max())) < 1e-4 and abs(rms - active_rms(whole)) / rms < 0.02
+
+
+@pytest.mark.parametrize("sound_seconds,message", [(0.0, "is silent"), (0.2, "s of sound; at least 0.3 s"),
+                                                   (0.5, "")])
+def test_files_waveforms_and_streams_meet_one_silence_rule(tmp_path, sound_seconds, message):
+    """The edge's file check (at the file's own rate), the converter's waveform check and its stream check
+    (long sources) refuse the same clips with the same sentence."""
+    from vc_app.audio import AudioStream, check_audio_file, check_clip, check_sound
+
+    rate, name = 16000, "source clip clip.wav"
+    t = np.arange(int(sound_seconds * rate)) / rate
+    silence = np.zeros(rate, np.float32)
+    path = tmp_path / "clip.wav"
+    sf.write(str(path), np.concatenate([silence, 0.5 * np.sin(2 * np.pi * 220 * t), silence]).astype(np.float32), rate)
+    verdicts = []
+    for check in (lambda: check_audio_file(path, "source"),
+                  lambda: check_clip(load_audio(path, 22050), 22050, name, trim=False),
+                  lambda: check_sound(*AudioStream(path, 22050).level()[::2], name)):
+        try:
+            check()
+            verdicts.append("")
+        except VcAppError as err:
+            verdicts.append(str(err))
+    assert all(message in v and v.startswith(f"The {name}") for v in verdicts) if message else verdicts == [""] * 3

@@ -179,7 +179,7 @@ def test_model_batches_match_one_by_one_conversion_in_length(corpus, tiny_bundle
     root, good, bad, target = corpus
     converter = VoiceConverter.from_specs(str(tiny_bundle), "griffinlim:2", device="cpu")
     jobs = plan_folder(root, [target], tmp_path / "out")
-    result = run_batch(converter, jobs, tmp_path / "out", workers=0, batch_size=4, progress=False)
+    result = run_batch(lambda: converter, jobs, tmp_path / "out", workers=0, batch_size=4, progress=False)
     assert (result.converted, result.failed) == (len(good), len(bad))
     for g in good:
         src = sf.info(str(root / g))

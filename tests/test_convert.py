@@ -1,5 +1,7 @@
 """VoiceConverter: right length, source loudness, several targets, chunked long sources."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -21,7 +23,7 @@ def test_output_keeps_source_length_and_loudness(converter, speech_clips, tmp_pa
     source = load_audio(speech_clips["source"], 22050)
     quiet = tmp_path / "quiet.wav"
     sf.write(str(quiet), (source * 0.1).numpy(), 22050)
-    out = converter.convert(quiet, [speech_clips["target"]])
+    out = converter.convert(quiet, converter.voice([speech_clips["target"]]))
     assert out.shape == source.shape
     assert torch.isfinite(out).all() and float(out.abs().max()) <= 0.99 + 1e-6
     assert abs(active_rms(out) / active_rms(source * 0.1) - 1) < 0.05
@@ -32,20 +34,21 @@ def test_other_rates_give_output_at_the_model_rate(converter, tmp_path):
     sf.write(str(src), synthetic_speech(2.0, 16000), 16000)
     tgt = tmp_path / "tgt48k.wav"
     sf.write(str(tgt), np.stack([synthetic_speech(2.0, 48000, f0=200)] * 2, axis=1), 48000)
-    out = converter.convert(src, [tgt])
+    out = converter.convert(src, converter.voice([tgt]))
     assert abs(out.numel() - 2 * 22050) <= 1
 
 
 def test_several_targets_average_speaker_vectors(converter, speech_clips):
-    a = converter.speaker_vector([speech_clips["target"]])
-    b = converter.speaker_vector([speech_clips["target2"]])
-    both = converter.speaker_vector([speech_clips["target"], speech_clips["target2"]])
+    a = converter.voice([speech_clips["target"]]).vector
+    b = converter.voice([speech_clips["target2"]]).vector
+    both = converter.voice([speech_clips["target"], speech_clips["target2"]]).vector
     assert torch.allclose(both, (a + b) / 2, atol=1e-5)
 
 
 def test_conversion_depends_on_the_target(converter, speech_clips):
-    one = converter.convert(speech_clips["source"], [speech_clips["target"]])
-    other = converter.convert(speech_clips["source"], speaker=-converter.speaker_vector([speech_clips["target"]]))
+    voice = converter.voice([speech_clips["target"]])
+    one = converter.convert(speech_clips["source"], voice)
+    other = converter.convert(speech_clips["source"], dataclasses.replace(voice, vector=-voice.vector))
     assert not torch.allclose(one, other, atol=1e-3)
 
 
@@ -54,12 +57,12 @@ def test_long_sources_are_chunked_and_cross_faded(tiny_bundle):
     chunked = VoiceConverter.from_specs(str(tiny_bundle), "griffinlim:2", device="cpu", chunk_seconds=2.0,
                                         overlap_seconds=0.5)
     wav = torch.from_numpy(synthetic_speech(7.3, 22050))
-    speaker = whole.speaker_vector([wav])
+    voice = whole.voice([wav])
     calls = []
     original = chunked._convert_piece
     chunked._convert_piece = lambda w, s: calls.append(w.numel()) or original(w, s)
-    a = whole.convert(wav, speaker=speaker)
-    b = chunked.convert(wav, speaker=speaker)
+    a = whole.convert(wav, voice)
+    b = chunked.convert(wav, voice)
     assert a.shape == b.shape == wav.shape
     assert len(calls) == 5 and max(calls) <= 2 * 22050
     assert torch.isfinite(b).all()
@@ -71,11 +74,11 @@ def test_errors_name_the_problem(converter, speech_clips, tmp_path):
     silent = tmp_path / "silent.wav"
     sf.write(str(silent), np.zeros(22050, np.float32), 22050)
     with pytest.raises(VcAppError, match="target clip silent.wav is silent"):
-        converter.convert(speech_clips["source"], [silent])
-    with pytest.raises(VcAppError, match="one of the inputs"):
-        converter.convert_file(speech_clips["source"], [speech_clips["target"]], speech_clips["source"])
+        converter.voice([silent])
+    with pytest.raises(VcAppError, match="source clip silent.wav is silent"):
+        converter.convert(silent, converter.voice([speech_clips["target"]]))
     with pytest.raises(VcAppError, match="At least one target"):
-        converter.speaker_vector([])
+        converter.voice([])
 
 
 @pytest.mark.slow
@@ -101,9 +104,11 @@ def test_ten_minute_source_stays_under_1_5_gb(tiny_bundle, tmp_path, vocoder):
     sf.write(str(tgt), synthetic_speech(3.0, 22050, f0=210), 22050)
     script = (
         "import resource, sys\n"
+        "from vc_app.audio import write_audio\n"
         "from vc_app.converter import VoiceConverter\n"
         f"c = VoiceConverter.from_specs({str(tiny_bundle)!r}, {vocoder!r}, device='cpu')\n"
-        f"c.convert_file({str(long_src)!r}, [{str(tgt)!r}], {str(tmp_path / 'out.wav')!r})\n"
+        f"wav = c.convert({str(long_src)!r}, c.voice([{str(tgt)!r}]))\n"
+        f"write_audio({str(tmp_path / 'out.wav')!r}, wav, c.sample_rate)\n"
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=900,

@@ -75,9 +75,9 @@ def test_training_features_and_inference_use_the_same_function(monkeypatch, tmp_
     from vc_app.converter import VoiceConverter
 
     converter = VoiceConverter.from_specs(str(tiny_bundle), "griffinlim:2", device="cpu")
-    vector = converter.speaker_vector([speech_clips["target"]])
-    assert "_target_mels" in calls  # speaker_vector's (and voice's) analysis of the target clips
-    converter.convert(speech_clips["source"], speaker=vector)
+    voice = converter.voice([speech_clips["target"]])
+    assert "_target_mels" in calls  # the voice's analysis of the target clips
+    converter.convert(speech_clips["source"], voice)
     assert "_convert_piece" in calls
     # the same clip analysed by both paths gives the same mel
     from vc_app.audio import prepare_clip

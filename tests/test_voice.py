@@ -44,14 +44,13 @@ def alice(converter, clips, tmp_path_factory):
 
 # -- the file and bit-identical conversion ---------------------------------------------------------
 def test_converting_with_a_voice_file_equals_converting_with_its_clips(converter, clips, alice):
+    from vc_app.targets import load_target
     from vc_app.voice import Voice
 
     path, _ = alice
-    by_clips = converter.convert(clips["source"], [clips["alice1"], clips["alice2"]])
-    loaded = Voice.load(path)
-    for out in (converter.convert(clips["source"], [path]), converter.convert(clips["source"], voice=loaded),
-                converter.convert(clips["source"], speaker=loaded.vector)):
-        assert torch.equal(out, by_clips)  # bit-identical
+    by_clips = converter.convert(clips["source"], converter.voice([clips["alice1"], clips["alice2"]]))
+    for voice in (Voice.load(path), load_target([str(path)], converter.voice)):
+        assert torch.equal(converter.convert(clips["source"], voice), by_clips)  # bit-identical
     assert 0 < path.stat().st_size < 8000  # a few KB
 
 
@@ -72,10 +71,11 @@ def test_voice_file_records_model_clips_and_format(converter, alice):
 def test_a_voice_of_another_model_is_refused_naming_both_models(alice, clips, tmp_path):
     from vc_app.converter import VoiceConverter
     from vc_app.errors import VcAppError
+    from vc_app.voice import Voice
 
     other = VoiceConverter.from_specs(str(make_bundle(tmp_path / "other", seed=1)), "griffinlim:2", device="cpu")
     with pytest.raises(VcAppError) as err:
-        other.convert(clips["source"], [alice[0]])
+        other.convert(clips["source"], Voice.load(alice[0]))
     text = str(err.value)
     assert "made with the model tiny" in text and "not with the model other" in text and "\n" not in text
     assert alice[1].model_sha256[:12] in text and other.model_sha256[:12] in text
@@ -146,7 +146,7 @@ def test_damaged_or_foreign_files_get_one_sentence(alice, tiny_bundle, tmp_path,
 ])
 def test_unsafe_voice_names_are_refused(name, message, tmp_path):
     from vc_app.errors import VcAppError
-    from vc_app.voice import VoiceLibrary
+    from vc_app.voice_library import VoiceLibrary
 
     with pytest.raises(VcAppError, match=message.replace("(", r"\(").replace(")", r"\)")):
         VoiceLibrary(tmp_path).path(name)
@@ -154,7 +154,7 @@ def test_unsafe_voice_names_are_refused(name, message, tmp_path):
 
 
 def test_plain_names_stay_inside_the_voices_folder(tmp_path):
-    from vc_app.voice import VoiceLibrary
+    from vc_app.voice_library import VoiceLibrary
 
     library = VoiceLibrary(tmp_path / "voices")
     for name in ("alice", "Zoë 2", "bob (studio)", "x" * 64, "o'brien-v1.2"):
@@ -164,7 +164,8 @@ def test_plain_names_stay_inside_the_voices_folder(tmp_path):
 
 def test_saving_is_atomic_and_never_replaces_without_overwrite(alice, tmp_path, monkeypatch):
     from vc_app.errors import VcAppError
-    from vc_app.voice import Voice, VoiceLibrary
+    from vc_app.voice import Voice
+    from vc_app.voice_library import VoiceLibrary
 
     _, voice = alice
     library = VoiceLibrary(tmp_path / "voices")
@@ -201,18 +202,21 @@ def test_blend_weights_are_validated_and_normalised():
 
 
 def test_a_100_0_blend_is_the_pure_voice_exactly(converter, clips, alice):
+    from vc_app.voice import Voice, blend
+
     path, voice = alice
-    pure = converter.blend([(path, 1.0), ([clips["bob"]], 0.0)])
+    pure = blend([Voice.load(path), converter.voice([clips["bob"]])], [1.0, 0.0])
     assert torch.equal(pure.vector, voice.vector)
-    assert torch.equal(converter.convert(clips["source"], voice=pure), converter.convert(clips["source"], [path]))
+    assert torch.equal(converter.convert(clips["source"], pure), converter.convert(clips["source"], voice))
 
 
 def test_a_blend_interpolates_every_adain_layers_statistics(converter, clips, alice):
     from vc_app.models.blocks import AdaIN
+    from vc_app.voice import blend
 
     _, voice = alice
     bob = converter.voice([clips["bob"]])
-    mixed = converter.blend([(voice, 3), ([clips["bob"]], 7)])  # weights normalised to 0.3 / 0.7
+    mixed = blend([voice, bob], [3, 7])  # weights normalised to 0.3 / 0.7
     assert [w for _, w in mixed.mix] == pytest.approx([0.3, 0.7]) and mixed.name == "30% alice + 70% bob"
     layers = [m for m in converter.model.modules() if isinstance(m, AdaIN)]
     assert layers
@@ -234,7 +238,7 @@ def test_voices_of_different_models_cannot_be_blended(alice, clips, tmp_path):
 
 def test_mix_syntax_takes_voice_files_or_clip_sets_with_optional_weights(tmp_path):
     from vc_app.errors import VcAppError
-    from vc_app.voice import parse_mix
+    from vc_app.targets import parse_mix
 
     assert parse_mix("alice.voice:0.7") == parse_mix(" alice.voice:.7 ")
     assert parse_mix("alice.voice:0.7").targets == ("alice.voice",) and parse_mix("alice.voice:0.7").weight == 0.7
@@ -251,9 +255,10 @@ def test_mix_syntax_takes_voice_files_or_clip_sets_with_optional_weights(tmp_pat
 
 def test_a_target_is_clips_or_one_voice_not_both(converter, clips, alice):
     from vc_app.errors import VcAppError
+    from vc_app.targets import load_target
 
     with pytest.raises(VcAppError, match="either audio clips or one voice file"):
-        converter.speaker_vector([alice[0], clips["bob"]])
+        load_target([alice[0], clips["bob"]], converter.voice)
 
 
 # -- the command line ---------------------------------------------------------------------------------
@@ -317,8 +322,8 @@ def test_evaluate_pairs_take_a_voice_file_with_its_d_vector(converter, clips, tm
     pytest.importorskip("resemblyzer", reason="the eval extra is not installed")
     from vc_app.errors import VcAppError
     from vc_app.evaluate.runner import evaluate
+    from vc_app.evaluate.similarity import attach_dvector
     from vc_app.pairs import check_pair_audio, read_pairs
-    from vc_app.voice import attach_dvector
 
     voice = converter.voice([clips["alice1"], clips["alice2"]], name="alice")
     voice.save(tmp_path / "plain.voice")
@@ -344,6 +349,7 @@ def test_a_50_50_blend_of_two_real_voices_lands_between_them():
     from vc_app.bundle import default_checkpoint
     from vc_app.converter import VoiceConverter
     from vc_app.evaluate.similarity import SpeakerSimilarity, cosine
+    from vc_app.voice import blend
 
     corpus = SHARED_SPEECH / "vcc2018"
     if not corpus.is_dir() or not os.path.isdir(default_checkpoint()):
@@ -357,8 +363,8 @@ def test_a_50_50_blend_of_two_real_voices_lands_between_them():
     sources = [str(corpus / s / "30021.flac") for s in ("VCC2SF3", "VCC2TM2")]
     mean = {}
     for share in (1.0, 0.5, 0.0):
-        voice = converter.blend([(voices[0], share), (voices[1], 1 - share)])
-        embeddings = [similarity.embed(converter.convert(src, voice=voice), converter.sample_rate) for src in sources]
+        voice = blend(voices, [share, 1 - share])
+        embeddings = [similarity.embed(converter.convert(src, voice), converter.sample_rate) for src in sources]
         mean[share] = [np.mean([cosine(e, ref) for e in embeddings]) for ref in references]
     for k in (0, 1):  # similarity to the male, then to the female speaker
         low, high = sorted((mean[1.0][k], mean[0.0][k]))

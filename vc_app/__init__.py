@@ -6,9 +6,9 @@ The front door, a few verbs (the README's *Python* section shows them at work):
 
     vc_app.convert("my_words.wav", "their_voice.wav", "converted.wav")   # one call: load, convert, write
     converter = vc_app.VoiceConverter.from_specs()                      # load once, convert many
-    wav = converter.convert("my_words.wav", ["their_voice.wav"])        # (N,) float32 at 22 050 Hz
     alice = converter.voice(["alice1.wav", "alice2.wav"], name="alice")  # a `Voice`; .save("alice.voice")
-    mix = vc_app.blend([alice, converter.voice("bob.wav")], [0.7, 0.3])
+    wav = converter.convert("my_words.wav", alice)                      # (N,) float32 at 22 050 Hz
+    mix = vc_app.blend([alice, vc_app.Voice.load("bob.voice")], [0.7, 0.3])
 
 `load_bundle` (a model with its mel recipe) and `load_vocoder` (mel -> waveform) are the two halves a
 `VoiceConverter` is made of. Importing the package is cheap: each name is imported on first use
@@ -26,7 +26,6 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "convert": "vc_app.converter",
     "VoiceConverter": "vc_app.converter",
-    "Converter": "vc_app.converter",
     "load_bundle": "vc_app.bundle",
     "Bundle": "vc_app.bundle",
     "load_vocoder": "vc_app.vocoders",
@@ -35,12 +34,12 @@ _EXPORTS = {
     "VcAppError": "vc_app.errors",
 }
 
-__all__ = ["Bundle", "Converter", "VcAppError", "Voice", "VoiceConverter", "blend", "convert", "load_bundle",
+__all__ = ["Bundle", "VcAppError", "Voice", "VoiceConverter", "blend", "convert", "load_bundle",
            "load_vocoder"]  # = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
     from vc_app.bundle import Bundle, load_bundle
-    from vc_app.converter import Converter, VoiceConverter, convert
+    from vc_app.converter import VoiceConverter, convert
     from vc_app.errors import VcAppError
     from vc_app.vocoders import load_vocoder
     from vc_app.voice import Voice, blend

@@ -21,7 +21,7 @@ import numpy as np
 import soundfile as sf
 
 from vc_app.errors import VcAppError
-from vc_app.paths import atomic_write, check_output_path
+from vc_app.paths import OUTPUT_FORMATS, atomic_write
 
 if TYPE_CHECKING:
     import torch
@@ -31,9 +31,6 @@ SILENCE_TOP_DB = 40.0
 SILENT_PEAK = 1e-3  # -60 dBFS: a clip whose loudest sample is below this is silence
 MIN_RATE, MAX_RATE = 8000, 192000
 TRIM_FRAME, TRIM_HOP, TRIM_RATE = 1024, 256, 22050  # silence-trimming frames (scaled to other rates)
-# check_audio_file reads the file at its own rate, before the resampling the model's check sees: it refuses
-# only what is clearly bad, so it never refuses a clip the converter would take
-CHECK_SLACK_SECONDS, CHECK_SLACK_PEAK = 0.05, 0.5
 
 
 def _check_path(path: Path) -> None:
@@ -117,9 +114,19 @@ def sound_bounds(samples: np.ndarray, rate: int = TRIM_RATE, top_db: float = SIL
     return int(loud[0]) * hop, min(len(samples), (int(loud[-1]) + 1) * hop)
 
 
+def check_sound(peak: float, seconds: float, name: str) -> None:
+    """The one rule for audio that cannot be converted: silent (its loudest sample under `SILENT_PEAK`, -60 dBFS),
+    or with under `MIN_SECONDS` of sound (from the first to the last frame within `SILENCE_TOP_DB` of the
+    loudest, `sound_bounds`). `name` as messages say it: "source clip a.wav"."""
+    if peak < SILENT_PEAK:
+        raise VcAppError(f"The {name} is silent.")
+    if seconds < MIN_SECONDS:
+        raise VcAppError(f"The {name} has {seconds:.2f} s of sound; at least {MIN_SECONDS} s is needed.")
+
+
 def check_audio_file(path: str | os.PathLike, role: str = "input") -> sf._SoundFileInfo:
     """Refuse, without PyTorch, a clip that cannot be converted: missing, a folder, empty, not audio, an
-    unsupported rate, NaN samples, silent, or with too little sound. Reads the whole file once.
+    unsupported rate, NaN samples, or failing `check_sound` at the file's own rate. Reads the whole file once.
 
     Args:
         role: "source" or "target", used in messages ("The source clip a.wav is silent.").
@@ -128,8 +135,6 @@ def check_audio_file(path: str | os.PathLike, role: str = "input") -> sf._SoundF
     """
     path = Path(path)
     info = audio_info(path)
-    name = f"{role} clip {path.name}"
-    quiet = SILENT_PEAK * CHECK_SLACK_PEAK
     block = info.samplerate * 60  # a minute at a time: long files stay flat in memory
     peak, first, last = 0.0, None, 0
     for start in range(0, info.frames, block):
@@ -137,15 +142,11 @@ def check_audio_file(path: str | os.PathLike, role: str = "input") -> sf._SoundF
         mono = to_mono(data)
         block_peak = float(np.abs(mono).max(initial=0.0))
         peak = max(peak, block_peak)
-        a, b = sound_bounds(mono, rate) if block_peak >= quiet else (0, 0)
+        a, b = sound_bounds(mono, rate) if block_peak >= SILENT_PEAK else (0, 0)
         if b > a:
             first = start + a if first is None else first
             last = start + b
-    if peak < quiet:
-        raise VcAppError(f"The {name} is silent.")
-    seconds = (last - first) / info.samplerate if first is not None else 0.0
-    if seconds < MIN_SECONDS - CHECK_SLACK_SECONDS:
-        raise VcAppError(f"The {name} has {seconds:.2f} s of sound; at least {MIN_SECONDS} s is needed.")
+    check_sound(peak, (last - first) / info.samplerate if first is not None else 0.0, f"{role} clip {path.name}")
     return info
 
 
@@ -193,14 +194,10 @@ def prepare_clip(path: str | os.PathLike, sample_rate: int, role: str, *, trim: 
 
 
 def check_clip(wav: torch.Tensor, sample_rate: int, name: str, *, trim: bool) -> torch.Tensor:
-    """Refuse silent or too-short audio; peak-normalise (and trim) the rest. wav: (N,)."""
-    if wav.numel() == 0 or float(wav.abs().max()) < SILENT_PEAK:
-        raise VcAppError(f"The {name} is silent.")
-    speech = trim_silence(wav)
-    if speech.numel() < MIN_SECONDS * sample_rate:
-        raise VcAppError(
-            f"The {name} has {speech.numel() / sample_rate:.2f} s of sound; at least {MIN_SECONDS} s is needed."
-        )
+    """Refuse audio that fails `check_sound`; peak-normalise (and trim) the rest. wav: (N,)."""
+    peak = float(wav.abs().max()) if wav.numel() else 0.0
+    speech = trim_silence(wav) if peak >= SILENT_PEAK else wav[:0]
+    check_sound(peak, speech.numel() / sample_rate, name)
     return peak_normalize(speech if trim else wav)
 
 
@@ -250,7 +247,7 @@ class AudioStream:
             yield self.read(start, min(size, self.num_samples - start))
 
     def level(self, top_db: float = SILENCE_TOP_DB, frame: int = 1024) -> tuple[float, float, float]:
-        """(peak, active RMS, seconds of sound within top_db of the loudest frame), in one pass."""
+        """(peak, active RMS, seconds from the first to the last frame within top_db of the loudest), in one pass."""
         import torch
 
         peak, energies = 0.0, []
@@ -260,7 +257,8 @@ class AudioStream:
             energies.append(usable.reshape(-1, usable.numel() if usable.numel() < frame else frame).pow(2).mean(1))
         energy = torch.cat(energies)
         keep = energy >= energy.max() * 10 ** (-top_db / 10)
-        return peak, float(energy[keep].mean().sqrt()), float(keep.sum()) * frame / self.sample_rate
+        loud = keep.nonzero().flatten()
+        return peak, float(energy[keep].mean().sqrt()), float(loud[-1] - loud[0] + 1) * frame / self.sample_rate
 
 
 def active_rms(wav: torch.Tensor, top_db: float = SILENCE_TOP_DB, frame: int = 1024) -> float:
@@ -284,19 +282,20 @@ def match_loudness(wav: torch.Tensor, target_rms: float, peak_limit: float = 0.9
 
 
 def write_audio(path: str | os.PathLike, wav: torch.Tensor | np.ndarray, sample_rate: int,
-                *, overwrite: bool = False, fmt: str | None = None, checked: bool = False) -> Path:
+                *, overwrite: bool = False, fmt: str | None = None) -> Path:
     """Write mono audio atomically: a temp file in the same folder, fsync, rename.
+
+    The path is checked once, at the edge that took it (`paths.check_output_path`, before the model loads);
+    here an existing file is still never replaced without `overwrite`, and a missing folder is one sentence.
 
     Args:
         wav: (N,) float in [-1, 1].
         fmt: "WAV", "FLAC" or "OGG"; by default from the file extension.
-        checked: the caller has already run `paths.check_output_path` on `path` and passes the `fmt` it
-            returned; the path is then not checked again (an existing file is still never replaced
-            without `overwrite`).
     """
     path = Path(path)
-    if not checked or fmt is None:
-        fmt = check_output_path(path, overwrite=overwrite, fmt=fmt)
+    fmt = fmt or OUTPUT_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise VcAppError(f"Cannot write {path.name}: use a .wav, .flac or .ogg file name.")
     data = wav.detach().cpu().numpy() if hasattr(wav, "detach") else np.asarray(wav)  # a tensor, or numpy
     data = np.clip(data.astype(np.float32), -1.0, 1.0)
     subtype = "PCM_16" if fmt in ("WAV", "FLAC") else None

@@ -17,18 +17,17 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from vc_app.corpus import AUDIO_EXTENSIONS, find_audio_files
 from vc_app.errors import VcAppError
 from vc_app.pairs import read_target_csv, split_targets
 from vc_app.paths import TEMP_SUFFIX, write_csv
-from vc_app.voice import Voice
+from vc_app.targets import load_target
 
 if TYPE_CHECKING:
-    import torch
-
-    from vc_app.converter import Converter
+    from vc_app.converter import VoiceConverter
+    from vc_app.voice import Voice
 
 FAILURES_FILE = "failures.csv"
 FORMATS = {"wav": ".wav", "flac": ".flac", "ogg": ".ogg"}  # what write_audio writes (paths.OUTPUT_FORMATS)
@@ -36,11 +35,11 @@ FORMATS = {"wav": ".wav", "flac": ".flac", "ogg": ".ogg"}  # what write_audio wr
 
 @dataclass(frozen=True)
 class Job:
-    """One conversion: `source` in the voice of `targets` (clips, one .voice file or one `Voice`), written to
+    """One conversion: `source` in the voice of `targets` (clips of one speaker, or one .voice file), written to
     `output`; `name` is its stable id."""
 
     source: Path
-    targets: tuple[Path | Voice, ...]
+    targets: tuple[Path, ...]
     output: Path
     name: str
     line: int | None = None  # the manifest line it came from (None in folder mode)
@@ -209,18 +208,20 @@ def failures_name(shard_spec: tuple[int, int] | None = None) -> str:
     return FAILURES_FILE if shard_spec is None else f"failures.shard-{shard_spec[0]}-of-{shard_spec[1]}.csv"
 
 
-def run_batch(converter: Converter | Callable[[], Converter], jobs: list[Job], output_dir: str | os.PathLike, *,
-              overwrite: bool = False,
+def run_batch(load_converter: Callable[[], VoiceConverter], jobs: list[Job], output_dir: str | os.PathLike, *,
+              voice: Voice | None = None, overwrite: bool = False,
               keep_rate: bool = False, workers: int = 1, batch_size: int = 1, progress: bool = True,
               failures_file: str = FAILURES_FILE) -> BatchResult:
     """Convert `jobs`; record failures in OUT_DIR/`failures_file`.
 
     Args:
-        converter: a loaded `VoiceConverter`, or a function that loads one. The function is called only
-            when something is left to convert: outputs that exist are skipped (unless `overwrite`) and
-            sources that cannot be converted are listed as failures first, with numpy and soundfile
-            alone, so resuming a finished run takes no model (and no PyTorch) at all.
-    Speaker vectors are computed once per distinct target set. Inputs are never written.
+        load_converter: returns the `VoiceConverter`; called only when something is left to convert:
+            outputs that exist are skipped (unless `overwrite`) and sources that cannot be converted are
+            listed as failures first, with numpy and soundfile alone, so resuming a finished run takes no
+            model (and no PyTorch) at all.
+        voice: the target of every job, made before the run (a blend); None: each job's `targets` are read
+            (`targets.load_target`) once per distinct set, when first needed.
+    Inputs are never written.
     """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -239,8 +240,7 @@ def run_batch(converter: Converter | Callable[[], Converter], jobs: list[Job], o
     try:
         todo = _drop_leading_failures(todo, result)
         if todo:
-            loaded = cast("Converter", converter) if hasattr(converter, "convert") else converter()
-            _convert_jobs(loaded, todo, result,
+            _convert_jobs(load_converter(), todo, result, voice,
                           keep_rate=keep_rate, overwrite=overwrite, workers=workers, batch_size=batch_size,
                           progress=progress)
     finally:
@@ -264,13 +264,13 @@ def _drop_leading_failures(todo: list[Job], result: BatchResult) -> list[Job]:
 def _unusable(job: Job, targets: dict[Path, str]) -> str:
     """Why the job's source or one of its target files cannot be used (numpy and soundfile only), or ''."""
     from vc_app.audio import check_audio_file
-    from vc_app.voice import check_target_file
+    from vc_app.targets import check_target_file
 
     try:
         check_audio_file(job.source, "source")
     except VcAppError as err:
         return str(err)
-    for target in (t for t in job.targets if isinstance(t, Path)):
+    for target in job.targets:
         if target not in targets:
             try:
                 check_target_file(target)
@@ -282,7 +282,8 @@ def _unusable(job: Job, targets: dict[Path, str]) -> str:
     return ""
 
 
-def _convert_jobs(converter: Converter, todo: list[Job], result: BatchResult, *, keep_rate: bool, overwrite: bool,
+def _convert_jobs(converter: VoiceConverter, todo: list[Job], result: BatchResult, voice: Voice | None, *,
+                  keep_rate: bool, overwrite: bool,
                   workers: int, batch_size: int, progress: bool) -> None:
     """Decode (in `workers` processes) and convert `todo` with the loaded converter, a bar showing files/s."""
     from tqdm import tqdm
@@ -290,7 +291,7 @@ def _convert_jobs(converter: Converter, todo: list[Job], result: BatchResult, *,
     if batch_size > 1:  # neighbours of similar length pad least in one model call
         todo = sorted(todo, key=_frames_or_zero)
     bar = tqdm(total=len(todo), unit="file", disable=not progress, dynamic_ncols=True)
-    jobs_converter = _JobConverter(converter, result, keep_rate, overwrite, batch_size, bar)
+    jobs_converter = _JobConverter(converter, result, voice, keep_rate, overwrite, batch_size, bar)
     try:
         for job, decoded in _decoded(todo, converter.sample_rate, converter.chunk, workers):
             jobs_converter.add(job, decoded)
@@ -312,11 +313,12 @@ def _frames_or_zero(job: Job) -> float:
 class _JobConverter:
     """Collects decoded jobs into model batches (GPU) or converts them one by one (CPU)."""
 
-    def __init__(self, converter: Converter, result: BatchResult, keep_rate: bool, overwrite: bool, batch_size: int,
-                 bar):
+    def __init__(self, converter: VoiceConverter, result: BatchResult, voice: Voice | None, keep_rate: bool,
+                 overwrite: bool, batch_size: int, bar):
         self.converter, self.result, self.bar = converter, result, bar
         self.keep_rate, self.overwrite, self.batch_size = keep_rate, overwrite, max(1, batch_size)
-        self.speakers: dict[tuple[Path | Voice, ...], torch.Tensor] = {}
+        self.voices: dict[tuple[Path, ...], Voice] = {}
+        self.voice = voice
         self.waiting: list[tuple[Job, object, int]] = []
 
     def add(self, job: Job, decoded: tuple) -> None:
@@ -324,11 +326,11 @@ class _JobConverter:
         if error:
             return self._fail(job, error)
         try:
-            speaker = self._speaker(job.targets)
+            voice = self._voice(job.targets)
         except VcAppError as err:
             return self._fail(job, str(err))
         if wav is None:  # a long file: streamed by the converter, chunk by chunk
-            return self._finish(job, lambda: self.converter.convert(job.source, speaker=speaker), rate)
+            return self._finish(job, lambda: self.converter.convert(job.source, voice), rate)
         self.waiting.append((job, wav, rate))
         if len(self.waiting) >= self.batch_size:
             self.flush()
@@ -341,24 +343,25 @@ class _JobConverter:
             return
         if len(batch) == 1:
             job, wav, rate = batch[0]
-            speaker = self._speaker(job.targets)
-            return self._finish(job, lambda: self.converter.convert(torch.from_numpy(wav), speaker=speaker), rate)
+            voice = self._voice(job.targets)
+            return self._finish(job, lambda: self.converter.convert(torch.from_numpy(wav), voice), rate)
         try:
             outs = self.converter.convert_many([torch.from_numpy(w) for _, w, _ in batch],
-                                               torch.stack([self._speaker(j.targets) for j, _, _ in batch]))
+                                               [self._voice(j.targets) for j, _, _ in batch])
         except VcAppError:  # convert one by one, so the failure lands on the job that caused it
             for job, wav, rate in batch:
-                speaker = self._speaker(job.targets)
-                self._finish(job, lambda w=wav, v=speaker: self.converter.convert(torch.from_numpy(w), speaker=v),
-                             rate)
+                voice = self._voice(job.targets)
+                self._finish(job, lambda w=wav, v=voice: self.converter.convert(torch.from_numpy(w), v), rate)
             return
         for (job, _, rate), out in zip(batch, outs):
             self._finish(job, lambda out=out: out, rate)
 
-    def _speaker(self, targets: tuple[Path | Voice, ...]) -> torch.Tensor:
-        if targets not in self.speakers:
-            self.speakers[targets] = self.converter.speaker_vector(list(targets))
-        return self.speakers[targets]
+    def _voice(self, targets: tuple[Path, ...]) -> Voice:
+        if self.voice is not None:
+            return self.voice
+        if targets not in self.voices:
+            self.voices[targets] = load_target(targets, self.converter.voice)
+        return self.voices[targets]
 
     def _finish(self, job: Job, convert, rate: int) -> None:
         from vc_app.audio import resample, write_audio

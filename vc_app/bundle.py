@@ -9,6 +9,7 @@ it. `config.json` carries the full resolved config (mel recipe, model sizes,
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -65,6 +66,14 @@ class Bundle:
     def format_version(self) -> int | None:
         """The bundle format the files were written in (`config.FORMAT_VERSION`)."""
         return self.config.get("format_version")
+
+    @property
+    def name(self) -> str:
+        """The model's short name, as voice files and their errors give it: the folder or file name of a local
+        path, a hub id as it is."""
+        if not self.source:
+            return "an unnamed model"
+        return Path(self.source).name if Path(self.source).exists() else self.source
 
 
 def checkpoints_dir() -> Path:
@@ -197,6 +206,17 @@ def build_model(config: dict, state: dict[str, torch.Tensor], origin: str = "the
     check_state_dict(model.state_dict(), state, f"The weights in {origin} do not fit the model config")
     model.load_state_dict(state, strict=True)
     return model
+
+
+def weights_sha256(model: torch.nn.Module) -> str:
+    """SHA-256 of a model's weights: every state-dict entry's name, dtype, shape and bytes, in name order (the
+    identity a voice file is checked against)."""
+    digest = hashlib.sha256()
+    for key, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _download_bundle(repo_id: str, revision: str | None) -> Path:

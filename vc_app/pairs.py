@@ -31,7 +31,7 @@ from pathlib import Path
 from vc_app.corpus import Utterance, scan_folder
 from vc_app.errors import VcAppError
 from vc_app.paths import write_csv
-from vc_app.voice import is_voice_path
+from vc_app.targets import is_voice_path
 
 TARGET_SEPARATOR = ";"  # several target clips of one speaker in one CSV cell
 REQUIRED_COLUMNS = ("source", "target")
@@ -118,7 +118,7 @@ def check_pair_audio(pairs: list[Pair]) -> None:
     """Fail early, with one sentence naming the pair, on any clip that is missing or not audio, and on a
     voice-file target that is unreadable or carries no d-vector to measure similarity against."""
     from vc_app.audio import audio_info
-    from vc_app.voice import is_voice_path, read_voice_file
+    from vc_app.voice import read_voice_file
 
     for n, pair in enumerate(pairs, start=1):
         for clip in (pair.source, *pair.targets, *([pair.reference] if pair.reference else [])):

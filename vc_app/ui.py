@@ -79,7 +79,7 @@ def build_demo(converter: VoiceConverter, *, limits: UiLimits | None = None, wor
         limits: upload size/duration limits and the concurrency limit (None: defaults sized to the device).
         work_dir: where results are written (None: a fresh temp folder, deleted with the demo or at exit).
         readme_link: a URL of the README for the "How it works" panel (None: named in words).
-        voices_dir: where the Voices panel keeps voices (None: `vc_app.voice.default_voices_dir()`).
+        voices_dir: where the Voices panel keeps voices (None: `vc_app.voice_library.default_voices_dir()`).
         warm_up: convert and analyse a generated clip first, so the first visitor waits no longer than the
             next ones (a failure is logged, not raised).
     Returns:

@@ -4,7 +4,7 @@
 `VcAppError` with one sentence (file names, never server paths) and can be tested without a
 browser. Models are loaded once and shared by every session: `ConverterPool` keeps the converter
 built at start plus a few loaded on demand, keyed by (model spec, vocoder spec). Saved voices live
-in one folder of the server (`vc_app.voice.VoiceLibrary`), by name.
+in one folder of the server (`vc_app.voice_library.VoiceLibrary`), by name.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ from vc_app.hub import is_hub_repo_id
 from vc_app.mel import mel_spectrogram
 from vc_app.ui_limits import UiLimits
 from vc_app.vocoders import GRIFFINLIM_ITERATIONS, load_vocoder, parse_spec, vocoder_choices
-from vc_app.voice import Voice, VoiceLibrary, attach_dvector, check_voice_name, list_voices
+from vc_app.voice import Voice, blend
+from vc_app.voice_library import VoiceLibrary, check_voice_name, list_voices
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +184,7 @@ class ConversionService:
         limits: upload size and duration limits.
         work_dir: a temp folder the service owns; results older than `limits.keep_outputs_seconds`
             are deleted as new requests arrive.
-        voices_dir: where saved voices are kept (None: `vc_app.voice.default_voices_dir()`).
+        voices_dir: where saved voices are kept (None: `vc_app.voice_library.default_voices_dir()`).
     """
 
     def __init__(self, pool: ConverterPool, limits: UiLimits, work_dir: str | os.PathLike,
@@ -293,15 +294,14 @@ class ConversionService:
             if voice:
                 report(0.25, f"Loading the voice {voice}")
                 parts = self.saved_voices(voice, blend_with, voice_percent)
-                kept = converter.voice(parts[0][0]) if len(parts) == 1 else converter.blend(parts)
-                speaker, name = converter.speaker_vector([kept]), kept.name
+                kept = blend([v for v, _ in parts], [w for _, w in parts])
             else:
                 report(0.25, f"Analysing the target voice ({len(targets)} clip{'s' * (len(targets) > 1)})")
-                speaker, name, parts = converter.speaker_vector(targets), Path(targets[0]).stem, []
+                kept, parts = converter.voice(targets), []
             report(0.45, f"Converting {seconds:.1f} s of speech")
-            wav = converter.convert(str(source), speaker=speaker)
+            wav = converter.convert(str(source), kept)
             report(0.95, "Writing the result")
-            output = self._output_path(source, name)
+            output = self._output_path(source, kept.name)
             write_audio(output, wav, converter.sample_rate)
         except VcAppError as err:
             raise VcAppError(_without_paths(str(err), paths)) from None
@@ -394,6 +394,8 @@ class ConversionService:
             voice = converter.voice(targets, name=name)
             if similarity_available():
                 report(0.7, "Measuring its d-vector for speaker similarity")
+                from vc_app.evaluate.similarity import attach_dvector
+
                 voice = attach_dvector(voice, targets, self._speaker_similarity())
             self.voices.save(voice, name, overwrite=overwrite)
         except VcAppError as err:

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 
 from vc_app.commands.options import (
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
 
     from vc_app.batch import failures_name, parse_shard, plan_folder, plan_manifest, run_batch, shard
     from vc_app.errors import VcAppError
-    from vc_app.voice import check_target_file, is_voice_path
+    from vc_app.targets import check_target_file, is_voice_path, load_mix, load_target
 
     if (args.input is None) == (args.manifest is None):
         raise VcAppError("Give either INPUT_DIR (with --target) or --manifest, not both or neither.")
@@ -76,25 +77,21 @@ def run(args: argparse.Namespace) -> int:
     if part:
         jobs = shard(jobs, *part)
 
-    def load_converter():
+    @functools.cache
+    def load_converter():  # called by run_batch only when something is left to convert
         from vc_app.converter import VoiceConverter
 
         apply_threads(args.threads)
         return VoiceConverter.from_specs(args.checkpoint, args.vocoder, device=args.device)
 
-    converter = load_converter  # loaded by run_batch only when something is left to convert
+    voice = None  # clips: each job's voice is made when first needed
     if mix or (args.target and any(is_voice_path(t) for t in args.target)):
-        from dataclasses import replace
-
         converter = load_converter()  # a blend needs the model, and a voice of another model is refused now
-        if mix:  # one blended voice for the whole folder
-            voice = converter.blend([(p.targets, p.weight) for p in mix])
-            jobs = [replace(job, targets=(voice,)) for job in jobs]
-        else:
-            converter.speaker_vector(args.target)
-    result = run_batch(converter, jobs, args.output, overwrite=args.overwrite, keep_rate=args.keep_rate,
-                       workers=args.workers, batch_size=args.batch_size, progress=not args.quiet,
-                       failures_file=failures_name(part))
+        voice = load_mix(mix, converter.voice) if mix else load_target(args.target, converter.voice)
+        converter.check_voice(voice)
+    result = run_batch(load_converter, jobs, args.output, voice=voice, overwrite=args.overwrite,
+                       keep_rate=args.keep_rate, workers=args.workers, batch_size=args.batch_size,
+                       progress=not args.quiet, failures_file=failures_name(part))
     print(result.summary())
     if result.failed:
         print(f"failures are listed in {os.path.join(args.output, failures_name(part))}")

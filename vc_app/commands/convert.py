@@ -24,25 +24,25 @@ def run(args: argparse.Namespace) -> int:
     from vc_app.audio import check_audio_file
     from vc_app.commands.options import apply_threads, check_threads, parse_mix_options, target_files
     from vc_app.paths import check_output_path
-    from vc_app.voice import check_target_file
+    from vc_app.targets import check_target_file, load_mix, load_target
 
     parts = parse_mix_options(args)
     # the edge: bad options and inputs are refused here, once, before PyTorch is even imported (numpy and
-    # soundfile only); the library below is handed what was checked (the output's format, the source's header)
-    fmt = check_output_path(args.output, inputs=[args.source, *target_files(args, parts)],
-                            overwrite=args.overwrite, try_write=True)
+    # soundfile only); the library below trusts what was checked (the output path, the source's header)
+    check_output_path(args.output, inputs=[args.source, *target_files(args, parts)], overwrite=args.overwrite,
+                      try_write=True)
     args.threads = check_threads(args.threads)
     source_info = check_audio_file(args.source, "source")
     for path in target_files(args, parts):
         check_target_file(path)
-    from vc_app.audio import AudioStream
+    from vc_app.audio import AudioStream, write_audio
     from vc_app.converter import VoiceConverter
 
     apply_threads(args.threads)
     converter = VoiceConverter.from_specs(args.checkpoint, args.vocoder, device=args.device)
-    targets = [converter.blend([(p.targets, p.weight) for p in parts])] if parts else args.target
+    voice = load_mix(parts, converter.voice) if parts else load_target(args.target, converter.voice)
     source = AudioStream(args.source, converter.sample_rate, info=source_info)
-    out = converter.convert_file(source, targets, args.output, overwrite=args.overwrite, fmt=fmt,
-                                 progress=sys.stderr.isatty())
+    wav = converter.convert(source, voice, progress=sys.stderr.isatty())
+    out = write_audio(args.output, wav, converter.sample_rate, overwrite=args.overwrite)
     print(f"wrote {out}")
     return 0

@@ -29,7 +29,8 @@ def add_target_options(parser: argparse.ArgumentParser, *, required: bool = True
 
 def parse_mix_options(args: argparse.Namespace) -> list:
     """The --mix parts (MixPart), checked without PyTorch; [] when --mix was not given."""
-    from vc_app.voice import blend_weights, parse_mix
+    from vc_app.targets import parse_mix
+    from vc_app.voice import blend_weights
 
     parts = [parse_mix(text) for text in args.mix or []]
     if parts:

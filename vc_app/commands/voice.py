@@ -47,7 +47,9 @@ def add_parser(sub) -> None:
 def run_create(args: argparse.Namespace) -> int:
     from vc_app.errors import VcAppError
     from vc_app.paths import check_output_path
-    from vc_app.voice import VOICE_SUFFIX, VoiceLibrary, check_target_file, check_voice_name, find_voice, is_voice_path
+    from vc_app.targets import check_target_file, is_voice_path, load_mix, load_target
+    from vc_app.voice import VOICE_SUFFIX
+    from vc_app.voice_library import VoiceLibrary, check_voice_name, find_voice
 
     name = check_voice_name(_strip_suffix(args.name))  # "alice.voice" names the voice alice, not alice.voice
     parts = parse_mix_options(args)
@@ -60,16 +62,17 @@ def run_create(args: argparse.Namespace) -> int:
         check_output_path(output, inputs=inputs, overwrite=args.overwrite, fmt="voice", try_write=bool(args.output))
     for path in target_files(args, parts):
         check_target_file(path)  # fail fast on a missing or unreadable file, before the model loads
+    from dataclasses import replace
+
     from vc_app.converter import VoiceConverter
-    from vc_app.voice import attach_dvector
+    from vc_app.evaluate.similarity import attach_dvector
 
     converter = VoiceConverter.from_specs(args.checkpoint, "griffinlim", device=args.device)
     if parts:
-        voice = converter.blend([(p.targets, p.weight) for p in parts], name=name)
-    else:
-        voice = converter.voice(args.target, name=name)
-        if not any(is_voice_path(t) for t in args.target):
-            voice = attach_dvector(voice, args.target)
+        voice = load_mix(parts, converter.voice)
+    else:  # clips also get the d-vector that speaker similarity is measured against (with the eval extra)
+        voice = load_target(args.target, lambda clips: attach_dvector(converter.voice(clips), clips))
+    voice = replace(voice, name=name)
     if not args.output:
         output.parent.mkdir(parents=True, exist_ok=True)
     voice.save(output, overwrite=args.overwrite)
@@ -91,7 +94,7 @@ def _clips(clips) -> str:
 
 def run_list(args: argparse.Namespace) -> int:
     from vc_app.errors import VcAppError
-    from vc_app.voice import default_voices_dir, list_voices
+    from vc_app.voice_library import default_voices_dir, list_voices
 
     folder = Path(args.folder) if args.folder else default_voices_dir()
     if args.folder and not folder.is_dir():
@@ -148,7 +151,9 @@ def _voice_to_show(text: str) -> Path:
     """The voice file `vc-app voice show TEXT` means: the path as given, or in the voices folder by file name
     (`alice.voice`) or by voice name (`alice`); one sentence naming both places when it is in neither."""
     from vc_app.errors import VcAppError
-    from vc_app.voice import VOICE_SUFFIX, default_voices_dir, find_voice, is_voice_path
+    from vc_app.targets import is_voice_path
+    from vc_app.voice import VOICE_SUFFIX
+    from vc_app.voice_library import default_voices_dir, find_voice
 
     given = Path(text).expanduser()
     if given.exists() or given.parent != Path("."):

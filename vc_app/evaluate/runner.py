@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from vc_app.audio import load_audio, prepare_clip, write_audio
-from vc_app.converter import Converter
+from vc_app.converter import VoiceConverter
 from vc_app.errors import VcAppError
 from vc_app.evaluate.intelligibility import RECOGNISER_RATE, Recognizer, WordErrors, word_errors
 from vc_app.evaluate.mcd import mel_cepstral_distortion
@@ -23,7 +23,7 @@ from vc_app.evaluate.naturalness import DNSMOS, NOT_MEASURED, Naturalness, dnsmo
 from vc_app.evaluate.probe import speaker_probe, utterance_codes
 from vc_app.evaluate.similarity import SpeakerSimilarity, cosine
 from vc_app.pairs import Pair
-from vc_app.voice import is_voice_path
+from vc_app.targets import is_voice_path, load_target
 
 NAN = float("nan")
 
@@ -78,7 +78,7 @@ class Tools:
     source_dnsmos: dict[str, tuple[Naturalness, Naturalness]] = field(default_factory=dict)  # source, copy-synth.
 
 
-def source_naturalness(converter: Converter, tools: Tools, source: str) -> tuple[Naturalness, Naturalness]:
+def source_naturalness(converter: VoiceConverter, tools: Tools, source: str) -> tuple[Naturalness, Naturalness]:
     """DNSMOS of the unconverted source (at its own rate) and of its copy-synthesis through the converter's
     vocoder (our mel of the source, vocoded): computed once per source clip."""
     assert tools.dnsmos is not None, "called only when DNSMOS is installed"
@@ -94,12 +94,13 @@ def source_naturalness(converter: Converter, tools: Tools, source: str) -> tuple
     return tools.source_dnsmos[source]
 
 
-def measure_pair(converter: Converter, tools: Tools, pair: Pair, audio_path: Path | None) -> PairResult:
+def measure_pair(converter: VoiceConverter, tools: Tools, pair: Pair, audio_path: Path | None) -> PairResult:
     """Convert one pair (timed) and measure similarity, WER and MCD."""
     result = PairResult(pair)
     rate = converter.sample_rate
     start = time.perf_counter()
-    converted = converter.convert(pair.source, list(pair.targets))
+    voice = load_target(pair.targets, converter.voice)
+    converted = converter.convert(pair.source, voice)
     result.convert_seconds = time.perf_counter() - start
     result.seconds = converted.numel() / rate
     if audio_path is not None:
@@ -107,7 +108,7 @@ def measure_pair(converter: Converter, tools: Tools, pair: Pair, audio_path: Pat
         result.audio = f"{audio_path.parent.name}/{audio_path.name}"  # relative to the output folder
 
     sim = tools.similarity
-    target_embedding = sim.embed_speaker(pair.targets)
+    target_embedding = sim.embed_speaker(pair.targets) if voice.dvector is None else voice.dvector
     converted_embedding = sim.embed(converted, rate)
     result.sim_to_target = cosine(converted_embedding, target_embedding)
     result.sim_to_source = cosine(converted_embedding, sim.embed_file(pair.source))
@@ -143,13 +144,13 @@ def audio_name(n: int, pair: Pair) -> str:
     return f"{n:04d}_" + "_".join(_file_safe(p) for p in parts) + ".wav"
 
 
-def convert_and_measure(converter: Converter, tools: Tools, pairs: list[Pair], out: Path, *, keep_audio: bool,
+def convert_and_measure(converter: VoiceConverter, tools: Tools, pairs: list[Pair], out: Path, *, keep_audio: bool,
                         progress: bool) -> list[PairResult]:
     """Measure every pair; a pair that fails (e.g. a silent clip) is recorded with its error and skipped."""
     from tqdm import tqdm
 
     try:  # warm-up, so that the first pair's timing is fair
-        converter.convert(pairs[0].source, list(pairs[0].targets))
+        converter.convert(pairs[0].source, load_target(pairs[0].targets, converter.voice))
     except VcAppError:
         pass  # the pair itself will report it
     audio_dir = out / "audio"
@@ -167,7 +168,7 @@ def convert_and_measure(converter: Converter, tools: Tools, pairs: list[Pair], o
     return results
 
 
-def run_probes(converter: Converter, clips: list[tuple[str, str]], *, seed: int) -> Probes | None:
+def run_probes(converter: VoiceConverter, clips: list[tuple[str, str]], *, seed: int) -> Probes | None:
     """Probe time-averaged content codes and speaker vectors of (path, speaker) clips; None if there are none.
 
     Clips that cannot be analysed (silent, too short) are skipped and counted.
@@ -200,7 +201,7 @@ def pair_clips(pairs: list[Pair]) -> list[tuple[str, str]]:
     return sorted(seen.items(), key=lambda item: (item[1], item[0]))
 
 
-def evaluate(pairs: list[Pair], converter: Converter, out: str | Path, *,
+def evaluate(pairs: list[Pair], converter: VoiceConverter, out: str | Path, *,
              probe_clips: list[tuple[str, str]] | None = None, keep_audio: bool = False, seed: int = 0,
              similarity_device: str = "cpu",
              progress: bool = True, run_info: dict | None = None) -> dict:
@@ -208,7 +209,7 @@ def evaluate(pairs: list[Pair], converter: Converter, out: str | Path, *,
 
     Args:
         pairs: what to convert and measure.
-        converter: a `vc_app.converter.VoiceConverter` (built once by the caller).
+        converter: built once by the caller.
         probe_clips: (path, speaker) clips for the disentanglement probes; default: every clip of `pairs`.
         keep_audio: also write the converted clips to `out/audio/`.
         run_info: what produced the run (checkpoint, vocoder, command), stored in the summary.
