@@ -58,10 +58,6 @@ class MixPart:
     targets: tuple[str, ...]
     weight: float
 
-    @property
-    def label(self) -> str:
-        return "+".join(Path(t).stem if is_voice_path(t) else Path(t).name for t in self.targets)
-
 
 def parse_mix(text: str) -> MixPart:
     """`SPEC[:WEIGHT]` -> MixPart; SPEC is a voice file or clips separated by ';' (weight 1 when omitted).

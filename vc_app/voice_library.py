@@ -72,13 +72,6 @@ class VoiceLibrary:
             raise VcAppError(f"The voice name {name!r} is not allowed.")
         return path
 
-    def names(self) -> list[str]:
-        """Names of the voice files in the folder, sorted case-insensitively."""
-        if not self.folder.is_dir():
-            return []
-        return sorted((p.stem for p in self.folder.glob(f"*{VOICE_SUFFIX}") if p.is_file()
-                       and not p.name.startswith(".")), key=str.casefold)
-
     def exists(self, name: str) -> bool:
         return self.path(name).is_file()
 
