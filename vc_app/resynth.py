@@ -18,7 +18,6 @@ from vc_app.audio import active_rms, check_clip, load_audio, match_loudness, wri
 from vc_app.config import MelConfig
 from vc_app.errors import VcAppError
 from vc_app.mel import mel_spectrogram
-from vc_app.paths import check_output_path
 from vc_app.vocoders import Vocoder, load_vocoder
 
 MEL_SUFFIX = ".npy"
@@ -57,13 +56,13 @@ def resynthesize(wav: torch.Tensor, vocoder: Vocoder, mel: MelConfig) -> torch.T
 
 def vocode_file(source: str | os.PathLike, output: str | os.PathLike, spec: str, mel: MelConfig, *,
                 device: str = "cpu", overwrite: bool = False) -> Path:
-    """Vocode `source` (a .npy mel, or an audio clip to resynthesise) with vocoder `spec` into `output`.
+    """Vocode `source` (a .npy mel, or an audio clip to resynthesise) with vocoder `spec` into `output`
+    (checked by the caller, `vc-app vocode`, before anything loads).
 
     Raises:
         VcAppError: bad input, unknown or unavailable vocoder, or an output that cannot be written.
     """
     source = Path(source)
-    check_output_path(output, inputs=[source], overwrite=overwrite)
     if source.suffix.lower() == MEL_SUFFIX:
         log_mel = read_mel(source, mel)
         wav = load_vocoder(spec, mel, device=device)(log_mel)[0].float().cpu()
