@@ -85,13 +85,13 @@ def check_threads(threads: int | None) -> int | None:
         return None
     if threads < 1:
         raise VcAppError("--threads must be at least 1.")
-
     cores = usable_cores()
     if threads > cores:
         print(f"vc-app: notice: --threads {threads} is more than the {cores} CPU cores this process may use; "
               f"using {cores}.", file=sys.stderr)
         return cores
     return threads
+
 
 def apply_threads(threads: int | None) -> int:
     """Give PyTorch `threads` CPU threads (None: `vc_app.devices.default_threads`); returns the number set."""
