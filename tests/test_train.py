@@ -442,3 +442,36 @@ def test_corpus_weights_set_each_corpus_share_of_a_batch_whatever_its_speaker_co
     assert chisquare(np.bincount([s for s in speakers if s >= 2], minlength=52)[2:]).pvalue > 0.01
     with pytest.raises(VcAppError, match="names clen, not a corpus of the training data \\(clean, many\\)"):
         SpeakerBatches(by_speaker, 16, 0, corpus_of=corpus_of, corpus_weights={"clen": 1})
+
+
+@pytest.mark.parametrize("sampler", ["clips", "speakers"])
+def test_a_relay_of_two_legs_keys_the_schedule_and_the_data_on_the_total_step(tiny_features, tmp_path, monkeypatch,
+                                                                              sampler):
+    """Leg 2 continues leg 1's weights (--init-from): its lr follows the same cosine over total steps (after a
+    re-warm), and it draws the batches an unbroken run would draw at those steps, not leg 1's again."""
+    from vc_app.train import engine
+
+    seen: dict[str, list[float]] = {}
+
+    def recording(name):
+        def step(state, batch, ckpt_dir):
+            seen.setdefault(name, []).append(float(batch.mel.sum()))
+            return real(state, batch, ckpt_dir)
+        return step
+
+    real = engine._guarded_step
+    cosine = dict(optim__lr=1e-3, optim__lr_schedule="cosine", optim__schedule_steps=8, data__sampler=sampler)
+    monkeypatch.setattr(engine, "_guarded_step", recording("unbroken"))
+    engine.train(config(tiny_features, run__max_steps=8, run__save_every=4, **cosine), tmp_path / "one", log=quiet)
+    monkeypatch.setattr(engine, "_guarded_step", recording("leg1"))
+    leg1 = engine.train(config(tiny_features, run__max_steps=4, run__save_every=4, **cosine), tmp_path / "l1",
+                        log=quiet)
+    monkeypatch.setattr(engine, "_guarded_step", recording("leg2"))
+    engine.train(config(tiny_features, run__max_steps=4, run__save_every=4, run__init_from=str(leg1.checkpoint),
+                        optim__warmup_steps=2, **cosine), tmp_path / "l2", log=quiet)
+    assert seen["leg1"] == seen["unbroken"][:4]
+    assert seen["leg2"] == seen["unbroken"][4:]  # the data order continues, it does not restart
+    unbroken = [train_rows(tmp_path / "one")[s]["lr"] for s in range(1, 9)]
+    leg2 = [train_rows(tmp_path / "l2")[s]["lr"] for s in range(1, 5)]
+    assert leg2[0] == pytest.approx(unbroken[4] / 2) and leg2[1:] == pytest.approx(unbroken[5:])  # re-warm, then on
+    assert unbroken[-1] == pytest.approx(1e-4 + 0.9e-3 * 0.5 * (1 + np.cos(np.pi * 7 / 8)))

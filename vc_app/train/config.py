@@ -62,12 +62,17 @@ class OptimConfig:
     grad_clip: float = 5.0
     lr_schedule: str = "constant"  # constant | cosine: lr falls to lr * lr_final_ratio over this run's max_steps
     lr_final_ratio: float = 0.1
+    schedule_steps: int = 0        # > 0: the cosine spans these *total* steps from schedule_start instead, so the
+    schedule_start: int = 0        # legs of a relay (each --init-from the last) follow one curve
+    warmup_steps: int = 0          # the rate ramps up linearly over this run's first steps (a fresh optimiser)
 
     def __post_init__(self) -> None:
         if self.lr_schedule not in ("constant", "cosine"):
             raise ValueError(f"optim.lr_schedule must be constant or cosine, not {self.lr_schedule!r}")
         if not 0 <= self.lr_final_ratio <= 1:
             raise ValueError(f"optim.lr_final_ratio must be between 0 and 1, not {self.lr_final_ratio}")
+        if min(self.schedule_steps, self.schedule_start, self.warmup_steps) < 0:
+            raise ValueError("optim.schedule_steps, schedule_start and warmup_steps must be 0 or more")
 
 
 @dataclass

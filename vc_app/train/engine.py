@@ -406,7 +406,7 @@ def train_step(state: TrainState, batch: Batch) -> dict[str, float]:
     if branches is not None:
         branches.backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(state.model.parameters(), cfg.optim.grad_clip)
-    _set_lr(state.optimizer, scheduled_lr(cfg, state.step))
+    _set_lr(state.optimizer, scheduled_lr(cfg, state.step, state.total_step))
     if state.scaler is not None:
         state.scaler.step(state.optimizer)  # skips the update when fp16 gradients overflowed
         state.scaler.update()
@@ -529,15 +529,28 @@ def load_checkpoint(state: TrainState, ckpt: Path, rank: int = 0) -> None:
     state.step = int(extra["step"])
 
 
-def scheduled_lr(cfg: TrainConfig, step: int) -> float:
-    """The learning rate of this run's step `step` (0-based): `optim.lr` throughout (constant), or a
-    half-cosine from `optim.lr` down to `lr * lr_final_ratio` at `run.max_steps` (cosine). It follows the
-    run's own steps, not the bundle's: a run continued with `run.init_from` decays over its own length."""
+def scheduled_lr(cfg: TrainConfig, step: int, total_step: int | None = None) -> float:
+    """The learning rate of this run's step `step` (0-based; `total_step` counts the bundle's steps too).
+
+    `optim.lr` throughout (constant), or a half-cosine from `optim.lr` down to `lr * lr_final_ratio`
+    (cosine): over this run's `run.max_steps` by default, so a run continued with `run.init_from` decays over
+    its own length; or, with `optim.schedule_steps`, over that many *total* steps from `optim.schedule_start`,
+    so the legs of a relay (each continuing the last leg's weights) follow one curve instead of restarting it.
+    `optim.warmup_steps` ramps the rate up over this run's first steps: a relay leg starts a fresh optimiser,
+    whose first steps would otherwise move the weights with unconditioned moment estimates.
+    """
     o = cfg.optim
-    if o.lr_schedule == "constant":
-        return o.lr
-    progress = min(max(step / max(cfg.run.max_steps, 1), 0.0), 1.0)
-    return o.lr * (o.lr_final_ratio + (1 - o.lr_final_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+    lr = o.lr
+    if o.lr_schedule == "cosine":
+        if o.schedule_steps > 0:
+            done = (step if total_step is None else total_step) - o.schedule_start
+            progress = min(max(done / o.schedule_steps, 0.0), 1.0)
+        else:
+            progress = min(max(step / max(cfg.run.max_steps, 1), 0.0), 1.0)
+        lr = o.lr * (o.lr_final_ratio + (1 - o.lr_final_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+    if o.warmup_steps > 0:
+        lr *= min(1.0, (step + 1) / o.warmup_steps)
+    return lr
 
 
 def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
