@@ -423,6 +423,10 @@ def test_speaker_balanced_training_runs_and_resumes_exactly(tiny_features, tmp_p
         assert torch.equal(p, q)
     with pytest.raises(VcAppError, match="data.sampler must be clips or speakers"):
         load_config(None, ["data.sampler=voices"])
+    with pytest.raises(VcAppError, match="data.corpus_weights must map names to numbers"):
+        load_config(None, ["data.sampler=speakers", "data.corpus_weights={vcc2018:8}"])
+    with pytest.raises(VcAppError, match="data.corpus_weights needs data.sampler: speakers"):
+        load_config(None, ["data.corpus_weights={vcc2018: 8}"])
 
 
 def test_corpus_weights_set_each_corpus_share_of_a_batch_whatever_its_speaker_count():

@@ -158,9 +158,20 @@ def _section(cls: type, values: dict, name: str):
         raise VcAppError(f"Unknown key(s) in config section {name!r}: {', '.join(sorted(unknown))}.")
     values = {k: _coerce(str(names[k].type), v, f"{name}.{k}") for k, v in values.items()}
     for key in ("weights", "corpus_weights"):  # {name: weight} maps: YAML may give ints or numeric strings
-        if key in values and isinstance(values[key], dict):
-            values[key] = {str(k): float(v) for k, v in values[key].items()}
+        if key in values:
+            values[key] = _weights(values[key], f"{name}.{key}")
     return cls(**values)
+
+
+def _weights(value: Any, key: str) -> dict[str, float]:
+    """{name: weight} as floats; YAML reads `{a:1}` (no space after the colon) as the key 'a:1' with no value."""
+    try:
+        if not isinstance(value, dict):
+            raise TypeError
+        return {str(k): float(v) for k, v in value.items()}
+    except (TypeError, ValueError):
+        raise VcAppError(f"{key} must map names to numbers, like {{a: 1, b: 0.5}} (a space after each colon), "
+                         f"not {value!r}.") from None
 
 
 def _coerce(kind: str, value: Any, key: str) -> Any:
