@@ -467,3 +467,30 @@ def test_export_writes_paths_relative_to_the_recipe(tmp_path):
     assert config["training"]["config"]["data"]["train_features"] == "exp/feats/train"
     assert str(tmp_path) not in (tmp_path / "out" / "config.json").read_text()
     assert str(tmp_path) not in (tmp_path / "out" / "README.md").read_text()
+
+
+def test_compare_runs_pairs_two_evaluations_on_the_same_pairs(tmp_path):
+    """recipes/common/compare_runs.py: B - A per pair with a bootstrap interval that excludes 0 for a real gain,
+    McNemar on the discordant pairs, and pairs that failed in either run left out."""
+    rng = __import__("numpy").random.default_rng(0)
+    header = "source,target,sim_to_target,sim_to_source,closer_to_target,dnsmos_p808,error\n"
+    rows_a, rows_b = [header], [header]
+    for i in range(60):
+        base = rng.normal(0.1, 0.05)
+        for rows, gain in ((rows_a, 0.0), (rows_b, 0.03)):
+            margin = base + gain + rng.normal(0, 0.005)
+            rows.append(f"s{i}.wav,t{i}.wav,{0.7 + margin / 2:.5f},{0.7 - margin / 2:.5f},{int(margin > 0)},3.2,\n")
+    rows_b.append("bad.wav,t.wav,,,,,could not read\n")
+    (tmp_path / "a.csv").write_text("".join(rows_a))
+    (tmp_path / "b.csv").write_text("".join(rows_b))
+    script = REPO / "recipes" / "common" / "compare_runs.py"
+    said = subprocess.run([sys.executable, str(script), str(tmp_path / "a.csv"), str(tmp_path / "b.csv")],
+                          capture_output=True, text=True, check=True).stdout
+    assert said.startswith("60 pairs (0 left out)")
+    found = re.search(r"B - A ([+-][\d.]+) \(95 % CI ([+-][\d.]+) to ([+-][\d.]+)\)", said)
+    diff, low, high = map(float, found.groups())
+    assert 0.025 < diff < 0.035 and 0 < low < diff < high
+    assert "DNSMOS B - A +0.000" in said
+    sys.path.insert(0, str(REPO / "recipes" / "common"))
+    from compare_runs import mcnemar_p
+    assert mcnemar_p(0, 6) == pytest.approx(2 / 64) and mcnemar_p(3, 3) == 1.0
