@@ -14,7 +14,7 @@ LAYERS = {
     "vocoders / model": ["vc_app.models", "vc_app.vocoders", "vc_app.bundle", "vc_app.state_dicts", "vc_app.hub"],
     "orchestration": ["vc_app.converter", "vc_app.batch", "vc_app.ui_service", "vc_app.ui_limits", "vc_app.resynth",
                       "vc_app.evaluate", "vc_app.train", "vc_app.pairs", "vc_app.voice", "vc_app.voice_library",
-                      "vc_app.targets"],
+                      "vc_app.targets", "vc_app.streaming"],
     "entry points": ["vc_app.cli", "vc_app.commands", "vc_app.ui", "vc_app.recipe", "vc_app.examples",
                      "vc_app.__main__", "vc_app.train.__main__", "vc_app"],
 }

@@ -16,7 +16,7 @@ import sys
 from vc_app import __version__
 from vc_app.errors import add_debug_option, run_entry_point
 
-COMMANDS = ("convert", "batch", "voice", "vocode", "download", "train", "evaluate")
+COMMANDS = ("convert", "batch", "voice", "vocode", "live", "download", "train", "evaluate")
 
 
 def _command_module(name: str):

@@ -2,7 +2,8 @@
 
 `MelConfig` is the project's one mel recipe (ARCHITECTURE.md, *The mel recipe*: the
 jik876 HiFi-GAN / NVIDIA BigVGAN mel dialect); `ModelConfig` holds the AdaIN-VC sizes of the official config,
-with our 80 mel bands. Everything else (CLI, training, bundles) reads its
+with our 80 mel bands; `StreamConfig` the block, context and look-ahead of live conversion.
+Everything else (CLI, training, bundles) reads its
 defaults from here, so a default is never declared twice.
 """
 
@@ -11,6 +12,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
+
+from vc_app.errors import VcAppError
 
 FORMAT_VERSION = 1
 
@@ -117,3 +120,39 @@ def _known(cls: type, d: dict) -> dict:
     if unknown:
         raise ValueError(f"unknown {cls.__name__} field(s): {', '.join(sorted(unknown))}")
     return d
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    """The sizes of live conversion, in mel frames (a frame is hop_length samples: 11.6 ms at 22 050 Hz).
+
+    Attributes:
+        block_frames: frames converted per block (8: 92.9 ms).
+        context_frames: frames before the block recomputed with it; the window of the norms' statistics.
+        lookahead_frames: frames after the block the model and the vocoder see; they add to the latency.
+        vocoder_context_frames: converted frames before the block the vocoder sees.
+        crossfade_samples: samples over which a block fades into the next (at most the look-ahead's samples).
+        compute_share: how much of a block's duration `LiveEngine` waits for its conversion before dropping
+            it (rounded up to a whole `quanta_per_block`); it adds to the latency.
+        quanta_per_block: the audio side feeds and reads a block in this many pieces.
+    """
+
+    block_frames: int = 8
+    context_frames: int = 128
+    lookahead_frames: int = 6
+    vocoder_context_frames: int = 8
+    crossfade_samples: int = 256
+    compute_share: float = 0.75
+    quanta_per_block: int = 4
+
+    def check(self, mel: MelConfig) -> None:
+        """Refuse sizes that cannot work, in one sentence."""
+        if self.block_frames < 1 or self.context_frames < 0 or self.lookahead_frames < 0:
+            raise VcAppError("A live block needs at least one frame, and context and look-ahead cannot be negative.")
+        if not 0 <= self.crossfade_samples <= min(self.lookahead_frames * mel.hop_length,
+                                                  self.block_frames * mel.hop_length):
+            raise VcAppError(f"The cross-fade ({self.crossfade_samples} samples) must fit in the look-ahead "
+                             f"({self.lookahead_frames} frames) and in a block.")
+        if not 0 < self.compute_share <= 4 or self.quanta_per_block < 1 or \
+                self.block_frames * mel.hop_length % self.quanta_per_block:
+            raise VcAppError("The compute share must be above 0, and a block must split into whole quanta.")

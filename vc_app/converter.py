@@ -16,6 +16,7 @@ import os
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -38,6 +39,10 @@ from vc_app.paths import check_output_path
 from vc_app.targets import load_target
 from vc_app.vocoders import Vocoder, load_vocoder
 from vc_app.voice import Voice, VoiceClip
+
+if TYPE_CHECKING:
+    from vc_app.config import StreamConfig
+    from vc_app.streaming import StreamingConverter
 
 CHUNK_SECONDS = 20.0
 OVERLAP_SECONDS = 1.0
@@ -185,6 +190,17 @@ class VoiceConverter:
         mel = mel_spectrogram(batch.to(self.device), self.mel_cfg)
         wav = self.vocoder(self.model.convert(mel, speakers)).float().cpu()
         return [match_loudness(w[:s.numel()], level) for w, s, level in zip(wav, sources, levels)]
+
+    def stream(self, voice: Voice, config: StreamConfig | None = None) -> StreamingConverter:
+        """A live converter into `voice`: `push(block) -> block` at a constant `latency` (seconds).
+
+        Args:
+            voice: the target, made with this model; its vector is computed once, here.
+            config: block, context and look-ahead sizes (default: `vc_app.config.StreamConfig()`).
+        """
+        from vc_app.streaming import StreamingConverter
+
+        return StreamingConverter(self.model, self.vocoder, self._speaker(voice), self.mel_cfg, config)
 
     def _convert_stream(self, stream: AudioStream, speaker: torch.Tensor, progress: bool = False) -> torch.Tensor:
         """A long file, read a chunk at a time: two passes (level, then conversion), flat memory."""
