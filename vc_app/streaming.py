@@ -283,7 +283,7 @@ def simulate(engine: LiveEngine, source: torch.Tensor, *, realtime: bool = True)
     return torch.cat(out)[:total]
 
 
-LIVE_VOCODERS = ("hifigan:universal", "griffinlim")  # best first: live picks the first that keeps up
+LIVE_VOCODERS = ("hifigan:universal", "griffinlim", "griffinlim:16")  # best first: live picks the first that keeps up
 KEEPS_UP_SHARE = 0.7  # a vocoder keeps up when a block's compute takes at most this share of the block
 
 
