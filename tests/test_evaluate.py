@@ -113,11 +113,14 @@ def test_evaluate_csv_end_to_end(tiny_bundle, corpus, tmp_path):
 def test_evaluate_pairs_from_corpus(tiny_bundle, corpus, tmp_path):
     out = tmp_path / "eval"
     done = run_cli("evaluate", "--pairs-from-corpus", str(corpus), "--speakers", "en,m3", "--pairs-per-speaker", "1",
-                   "--checkpoint", str(tiny_bundle), "--out", str(out), *COMMON)
+                   "--checkpoint", str(tiny_bundle), "--out", str(out), "--no-ladder", *COMMON)
     assert done.returncode == 0, done.stderr
     summary = json.loads((out / "summary.json").read_text())
     check_summary(summary, 2, n_references=2)
     assert summary["disentanglement"]["speaker_probe"]["n_speakers"] == 2
+    ladder = summary["ladder"]  # --no-ladder: no self-reconstruction; the source, copy-synthesis and conversion
+    assert not ladder["self_reconstruction"] and ladder["rungs"]["self_source"]["n"] == 0
+    assert ladder["rungs"]["copy_synthesis"]["n"] == ladder["rungs"]["conversion"]["n"] == 2
 
 
 def test_probe_bar_needs_two_test_clips_per_speaker_and_a_speaker_probe_that_finds_something():
@@ -194,15 +197,17 @@ def test_wer_normalises_case_and_punctuation():
     ("missing", "does not exist"),
     ("columns", "needs a header with the columns source and target"),
     ("audio", "Pair 1: "),
+    ("max_pairs", "--max-pairs must be at least 1, not 0."),
 ])
 def test_bad_input_gives_one_sentence(tiny_bundle, corpus, tmp_path, case, message):
     pairs = tmp_path / "pairs.csv"
+    extra = ("--max-pairs", "0") if case == "max_pairs" else ()
     if case == "columns":
         write_csv(pairs, [("en/s1.wav", "f3/s1.wav")], columns=("clip", "voice"))
     elif case == "audio":
         write_csv(pairs, [(str(corpus / "en" / "s1.wav"), str(tmp_path / "nowhere.wav"), "", "")])
     done = run_cli("evaluate", "--pairs", str(pairs), "--checkpoint", str(tiny_bundle), "--out", str(tmp_path / "o"),
-                   *COMMON)
+                   *COMMON, *extra)
     assert done.returncode != 0
     assert message in done.stderr and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
@@ -219,3 +224,73 @@ def test_missing_eval_extra_names_the_package(tiny_bundle, corpus, tmp_path):
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert "'jiwer'" in done.stderr and "pip install" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+LADDER_PAIRS = [  # en and m3 have another clip in the pairs (a target), us has none: its self-reconstruction
+    ("en/s1.wav", "m3/s1.wav", SENTENCES["s1"]),  # from another clip is not measured, and counted
+    ("m3/s2.wav", "en/s2.wav", ""),
+    ("us/s2.wav", "f3/s1.wav", ""),
+]
+
+
+@pytest.mark.slow
+def test_naturalness_ladder_rows_summary_report_plot_and_model_card(tiny_bundle, corpus, tmp_path):
+    padded = tmp_path / "padded"  # the clips with 0.4 s of silence around them: pauses and a tail to measure
+    for speaker in VOICES:
+        for name in SENTENCES:
+            wav, rate = sf.read(str(corpus / speaker / f"{name}.wav"), dtype="float32")
+            (padded / speaker).mkdir(parents=True, exist_ok=True)
+            silence = np.zeros(int(0.4 * rate), np.float32)
+            sf.write(str(padded / speaker / f"{name}.wav"), np.concatenate([silence, wav, silence]), rate)
+    pairs = write_csv(tmp_path / "pairs.csv", [(str(padded / a), str(padded / b), "", t) for a, b, t in LADDER_PAIRS])
+    out = tmp_path / "eval"
+    done = run_cli("evaluate", "--pairs", str(pairs), "--checkpoint", str(tiny_bundle), "--out", str(out), *COMMON)
+    assert done.returncode == 0, done.stderr
+    ladder = json.loads((out / "summary.json").read_text())["ladder"]
+    rungs = ladder["rungs"]
+    assert list(rungs) == ["source", "copy_synthesis", "self_other", "self_source", "conversion"]
+    assert {key: r["n"] for key, r in rungs.items()} == {"source": 3, "copy_synthesis": 3, "self_other": 2,
+                                                         "self_source": 3, "conversion": 3}
+    assert ladder["no_other_clip"] == 1 and ladder["n_sources"] == 3 and ladder["self_reconstruction"]
+    assert rungs["source"]["sim_to_source"] == 1.0 and rungs["source"]["pause_n"] == 0
+    for key, r in rungs.items():
+        assert 1.0 <= r["p808"] <= 5.0 and 1.0 <= r["ovrl"] <= 5.0, key
+        assert -1.0 <= r["sim_to_source"] <= 1.0 and r["words"] == 3 and r["wer"] >= 0, key  # one pair has text
+        if key != "source":
+            assert r["pause_n"] == r["tail_n"] == r["n"] and -80 <= r["pause_level"] <= 80, key
+            assert -80 <= r["tail_level"] <= 80, key
+
+    with open(out / "ladder.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 3 * 3 + 2 + 3  # source, copy-synthesis, self (itself) per source; 2 others; 3 conversions
+    self_other = {(os.path.relpath(r["source"], padded), os.path.relpath(r["target"], padded))
+                  for r in rows if r["rung"] == "self_other"}
+    assert self_other == {("en/s1.wav", "en/s2.wav"), ("m3/s2.wav", "m3/s1.wav")}
+    assert all(r["target"] == r["source"] for r in rows if r["rung"] == "self_source")
+    assert all(r["pause_level"] == "" for r in rows if r["rung"] == "source")
+    with open(out / "per_pair.csv", newline="") as handle:
+        per_pair = list(csv.DictReader(handle))
+    assert [r["pause_level"] for r in per_pair] == [r["pause_level"] for r in rows if r["rung"] == "conversion"]
+
+    assert (out / "ladder.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = (out / "report.md").read_text()
+    assert "## Naturalness ladder" in report and "ladder.png" in report
+    assert "1 of the sources had no other clip of their speaker" in report
+    assert "copy-synthesis: our mel → the vocoder" in done.stdout
+
+    from vc_app.bundle import load_bundle
+    from vc_app.recipe import model_card
+
+    card = model_card(load_bundle(str(tiny_bundle)), "tiny", None, {"Cross-corpus speakers": report})
+    assert "### Naturalness ladder" in card and "| self-reconstruction: target = the source itself | 3 |" in card
+    assert "ladder.png" not in card
+
+
+def test_screening_subset_is_spread_evenly_and_the_same_every_time():
+    from vc_app.evaluate.runner import spread_subset
+    from vc_app.pairs import Pair
+
+    pairs = [Pair(f"s{i}.wav", (f"t{i}.wav",)) for i in range(10)]
+    assert [p.source for p in spread_subset(pairs, 4)] == ["s0.wav", "s3.wav", "s6.wav", "s9.wav"]
+    assert spread_subset(pairs, 4) == spread_subset(pairs, 4)
+    assert spread_subset(pairs, 1) == pairs[:1] and spread_subset(pairs, None) == spread_subset(pairs, 10) == pairs

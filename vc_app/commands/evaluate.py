@@ -1,8 +1,11 @@
-"""`vc-app evaluate`: measure a model on pairs of clips (speaker similarity, WER, MCD, disentanglement, speed).
+"""`vc-app evaluate`: measure a model on pairs of clips (speaker similarity, WER, MCD, naturalness and its
+ladder, disentanglement, speed).
 
 Pairs come from a CSV with the columns source,target[,reference][,text] (target may list several clips
 separated by ';'; paths may be relative to the CSV's folder), or are built from a folder-per-speaker
-corpus with --pairs-from-corpus. Needs the eval extra: pip install 'vc-app[eval]'.
+corpus with --pairs-from-corpus. Every source is also measured on the naturalness ladder: unconverted,
+copy-synthesis (its mel through the vocoder), converted to its own speaker (another clip of it; itself),
+so a report shows where naturalness is lost. Needs the eval extra: pip install 'vc-app[eval]'.
 """
 
 from __future__ import annotations
@@ -31,6 +34,13 @@ def add_parser(sub) -> None:
                    help="folder-per-speaker clips for the disentanglement probes (default: every clip of the "
                         "pairs' speakers)")
     p.add_argument("--seed", type=int, default=0, help="seed for pair sampling and probe splits (default: 0)")
+    p.add_argument("--max-pairs", type=int, metavar="N",
+                   help="measure only N pairs spread evenly over the pairs (first and last included): the same "
+                        "subset for every model, for screening short training runs (default: all)")
+    p.add_argument("--no-ladder", dest="ladder", action="store_false",
+                   help="skip the naturalness ladder's two self-reconstructions per source: two conversions, "
+                        "each measured like one, which about doubles the time of a run whose pairs have their own "
+                        "sources")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for per_pair.csv, summary.json, report.md")
     p.add_argument("--keep-audio", action="store_true", help="also write the converted clips to DIR/audio/")
     p.add_argument("--overwrite", action="store_true", help="replace the results of an earlier run in DIR")
@@ -69,19 +79,22 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if (out / "summary.json").exists() and not args.overwrite:
         raise VcAppError(f"{out} already holds an evaluation; pass --overwrite to replace it.")
+    if args.max_pairs is not None and args.max_pairs < 1:
+        raise VcAppError(f"--max-pairs must be at least 1, not {args.max_pairs}.")
     pairs, probe_clips = load_pairs(args)
     require_eval_extra()
     from vc_app.converter import VoiceConverter
     from vc_app.evaluate.report import console_text
-    from vc_app.evaluate.runner import evaluate
+    from vc_app.evaluate.runner import evaluate, spread_subset
 
     apply_threads(args.threads)
     converter = VoiceConverter.from_specs(args.checkpoint, args.vocoder, device=args.device)
     info = {"checkpoint": converter.bundle.source or args.checkpoint, "vocoder": converter.vocoder.name,
             "training_steps": converter.bundle.training_steps,
             "command": shlex.join(["vc-app", *sys.argv[1:]]) if sys.argv else "vc-app evaluate"}
-    summary = evaluate(pairs, converter, out, probe_clips=probe_clips, keep_audio=args.keep_audio, seed=args.seed,
-                       progress=sys.stderr.isatty(), run_info=info)
+    summary = evaluate(spread_subset(pairs, args.max_pairs), converter, out, probe_clips=probe_clips,
+                       keep_audio=args.keep_audio, seed=args.seed, ladder=args.ladder, progress=sys.stderr.isatty(),
+                       run_info=info)
     print(console_text(summary))
     print(f"wrote {out / 'report.md'}, {out / 'summary.json'}, {out / 'per_pair.csv'}")
     return 0

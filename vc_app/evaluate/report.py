@@ -1,4 +1,4 @@
-"""Evaluation outputs: per_pair.csv, summary.json, report.md and its PNG plots (matplotlib, Agg canvas).
+"""Evaluation outputs: per_pair.csv, ladder.csv, summary.json, report.md and its PNG plots (matplotlib, Agg canvas).
 
 Every file is written to a temp name and renamed, so an interrupted run never leaves half a report.
 """
@@ -11,14 +11,17 @@ from pathlib import Path
 
 import numpy as np
 
-from vc_app.pairs import PAIR_COLUMNS, pair_row
+from vc_app.pairs import PAIR_COLUMNS, Pair, pair_row
 from vc_app.paths import atomic_write, write_csv
 
 RESULT_COLUMNS = ("seconds", "convert_seconds", "rtf", "sim_to_target", "sim_to_source", "sim_source_to_target",
                   "closer_to_target", "words", "wer_converted", "wer_source", "transcript_converted",
                   "transcript_source", "mcd", "mcd_source", "dnsmos_p808", "dnsmos_ovrl", "dnsmos_p808_source",
-                  "dnsmos_ovrl_source", "dnsmos_p808_copy_synthesis", "dnsmos_ovrl_copy_synthesis", "audio", "error")
-SIMILARITY_PLOT, PROJECTION_PLOT = "similarity.png", "speaker_vectors.png"
+                  "dnsmos_ovrl_source", "dnsmos_p808_copy_synthesis", "dnsmos_ovrl_copy_synthesis", "pause_level",
+                  "tail_level", "audio", "error")
+LADDER_COLUMNS = ("source", "source_speaker", "rung", "target", "dnsmos_p808", "dnsmos_ovrl", "sim_to_source",
+                  "pause_level", "tail_level", "words", "wer", "transcript")
+SIMILARITY_PLOT, PROJECTION_PLOT, LADDER_PLOT = "similarity.png", "speaker_vectors.png", "ladder.png"
 
 
 def _fmt(value, digits: int = 3) -> str:
@@ -48,6 +51,7 @@ def result_row(r) -> dict[str, str]:
         "dnsmos_p808_source": _fmt(r.dnsmos_source.p808), "dnsmos_ovrl_source": _fmt(r.dnsmos_source.ovrl),
         "dnsmos_p808_copy_synthesis": _fmt(r.dnsmos_copy_synthesis.p808),
         "dnsmos_ovrl_copy_synthesis": _fmt(r.dnsmos_copy_synthesis.ovrl),
+        "pause_level": _fmt(r.pause_level, 2), "tail_level": _fmt(r.tail_level, 2),
         "audio": r.audio, "error": r.error,
     })
     return row
@@ -55,6 +59,27 @@ def result_row(r) -> dict[str, str]:
 
 def write_pairs_csv(path: Path, results) -> None:
     write_csv(path, [*PAIR_COLUMNS, *RESULT_COLUMNS], [result_row(r) for r in results], lineterminator="\n")
+
+
+def ladder_rows(results) -> list[dict[str, str]]:
+    """ladder.csv: every source's rungs once (in the order of the pairs), then every pair's conversion."""
+    from vc_app.evaluate.ladder import SOURCE_RUNGS
+
+    ok = [r for r in results if not r.error]
+    sources = {r.pair.source: r for r in ok}.values()
+    rungs = [(r, key, r.ladder[key]) for r in sources for key in SOURCE_RUNGS]
+    rungs += [(r, "conversion", r.conversion) for r in ok]
+    rows = []
+    for r, key, rung in rungs:
+        if not rung.measured:
+            continue
+        rows.append({"source": r.pair.source, "source_speaker": r.pair.source_speaker, "rung": key,
+                     "target": rung.target, "dnsmos_p808": _fmt(rung.dnsmos.p808),
+                     "dnsmos_ovrl": _fmt(rung.dnsmos.ovrl),
+                     "sim_to_source": _fmt(rung.sim_to_source, 4), "pause_level": _fmt(rung.pause_level, 2),
+                     "tail_level": _fmt(rung.tail_level, 2), "words": str(rung.errors.words) if rung.errors else "",
+                     "wer": _fmt(rung.errors.wer if rung.errors else None, 4), "transcript": rung.transcript})
+    return rows
 
 
 def _figure(width: float, height: float):
@@ -115,6 +140,60 @@ def plot_projection(path: Path, probes) -> None:
     _save(fig, path)
 
 
+def plot_ladder(path: Path, mels: dict[str, np.ndarray], pair_name: str) -> None:
+    """The ladder's log-mels of one pair, one above the other on one colour scale (dB, 80 dB range)."""
+    from vc_app.evaluate.ladder import RUNGS
+
+    db = {key: 20 / np.log(10) * mel for key, mel in mels.items()}  # natural log of amplitude -> dB
+    top = max(float(m.max()) for m in db.values())
+    fig = _figure(9, 1.9 * len(db) + 0.4)
+    for i, (key, mel) in enumerate(db.items()):
+        ax = fig.add_subplot(len(db), 1, i + 1)
+        image = ax.imshow(mel, origin="lower", aspect="auto", vmin=top - 80, vmax=top, cmap="magma")
+        ax.set(title=RUNGS[key], ylabel="mel band")
+        ax.title.set_fontsize(9)
+        if i == len(db) - 1:
+            ax.set_xlabel("frame")
+        fig.colorbar(image, ax=ax, label="dB", pad=0.01)
+    fig.suptitle(pair_name, fontsize=9)
+    _save(fig, path)
+
+
+def _signed(value, digits: int = 1) -> str:
+    return "—" if value is None else f"{value:+.{digits}f}"
+
+
+def ladder_table(ladder: dict) -> list[str]:
+    """The naturalness ladder as Markdown table lines (no WER column when no pair had text)."""
+    rungs = ladder["rungs"].values()
+    with_wer = any(r["words"] for r in rungs)
+    lines = ["| what is played | clips | DNSMOS P.808 | OVRL | similarity to the source | pause level (dB) | "
+             "tail level (dB) |" + (" WER |" if with_wer else ""),
+             "|---|---|---|---|---|---|---|" + ("---|" if with_wer else "")]
+    for key, r in ladder["rungs"].items():
+        if not r["n"]:
+            continue
+        pause = "—" if key == "source" else f"{_signed(r['pause_level'])} ({r['pause_n']})"
+        tail = "—" if key == "source" else f"{_signed(r['tail_level'])} ({r['tail_n']})"
+        wer = f" {_fmt(r['wer'])} |" if with_wer else ""
+        lines.append(f"| {r['label']} | {r['n']} | {_fmt(r['p808'], 2)} | {_fmt(r['ovrl'], 2)} | "
+                     f"{_fmt(r['sim_to_source'], 2)} | {pause} | {tail} |{wer}")
+    return lines
+
+
+def ladder_notes(ladder: dict) -> str:
+    """What the ladder table leaves out, in one paragraph."""
+    notes = [f"{ladder['n_sources']} sources, {ladder['n_pairs']} pairs.",
+             "Pause and tail level (docs/evaluation.md): the clip's level where the source is silent, in dB above "
+             "the source's; in brackets the clips with at least 10 such frames (the others are left out)."]
+    if not ladder["self_reconstruction"]:
+        notes.append("Self-reconstructions not measured (`--no-ladder`).")
+    elif ladder["no_other_clip"]:
+        notes.append(f"{ladder['no_other_clip']} of the sources had no other clip of their speaker in the pairs: "
+                     "no self-reconstruction from another clip for them.")
+    return " ".join(notes)
+
+
 def bars_table(summary: dict) -> list[str]:
     lines = ["| bar | measured | required | status |", "|---|---|---|---|"]
     for bar in summary["bars"]:
@@ -161,7 +240,14 @@ def metrics_lines(summary: dict) -> list[str]:
 
 def console_text(summary: dict) -> str:
     """What `vc-app evaluate` prints at the end."""
-    lines = [*metrics_lines(summary), "bars:"]
+    lines = [*metrics_lines(summary), "naturalness ladder (DNSMOS P.808, similarity to the source, pause and tail "
+             "level in dB):"]
+    for key, r in summary["ladder"]["rungs"].items():
+        if r["n"]:
+            lines.append(f"  {_fmt(r['p808'], 2):>5} {_fmt(r['sim_to_source'], 2):>5} "
+                         f"{'' if key == 'source' else _signed(r['pause_level']):>6} "
+                         f"{'' if key == 'source' else _signed(r['tail_level']):>6}  {r['label']}")
+    lines.append("bars:")
     lines += [f"  {bar['status']:>12}: {bar['name']} = {_fmt(bar['measured'])} (required {bar['required']})"
               for bar in summary["bars"]]
     return "\n".join(lines)
@@ -178,6 +264,8 @@ def report_markdown(summary: dict, results, *, projection: bool) -> str:
              "Protocol: see the README section *Evaluation*. Per-pair numbers: `per_pair.csv`; all aggregates: "
              "`summary.json`.", "", "## Bars", "", *bars_table(summary), "", "## Metrics", "",
              *[f"- {line}" for line in metrics_lines(summary)], "",
+             "## Naturalness ladder", "", *ladder_table(summary["ladder"]), "", ladder_notes(summary["ladder"]), "",
+             f"![log-mels of the ladder for one pair]({LADDER_PLOT})", "",
              "## Speaker similarity", "", f"![similarity]({SIMILARITY_PLOT})", ""]
     if projection:
         lines += ["## Disentanglement", "", f"![speaker vectors and content codes]({PROJECTION_PLOT})", ""]
@@ -186,9 +274,17 @@ def report_markdown(summary: dict, results, *, projection: bool) -> str:
     return "\n".join(lines)
 
 
-def write_outputs(out: Path, results, probes, summary: dict) -> None:
-    """Write per_pair.csv, summary.json, the plots and report.md into `out`."""
+def write_outputs(out: Path, results, probes, summary: dict, ladder_plot: tuple[Pair, dict[str, np.ndarray]]
+                  ) -> None:
+    """Write per_pair.csv, ladder.csv, summary.json, the plots and report.md into `out`.
+
+    Args:
+        ladder_plot: a pair and the log-mels of its ladder (`ladder.ladder_mels`), for ladder.png.
+    """
     write_pairs_csv(out / "per_pair.csv", results)
+    write_csv(out / "ladder.csv", list(LADDER_COLUMNS), ladder_rows(results), lineterminator="\n")
+    pair, mels = ladder_plot
+    plot_ladder(out / LADDER_PLOT, mels, f"{Path(pair.source).name} → {pair.target_speaker or 'the target'}")
     atomic_write(out / "summary.json", lambda p: p.write_text(json.dumps(summary, indent=2) + "\n"))
     plot_similarity(out / SIMILARITY_PLOT, results)
     projection = probes is not None and len(probes.labels) >= 2

@@ -1,4 +1,5 @@
-"""The evaluation run: convert every pair once, measure it, probe the model, write the results.
+"""The evaluation run: convert every pair once, measure it and its source's naturalness ladder, probe the
+model, write the results.
 
 `evaluate()` is what `vc-app evaluate` calls. The converter, the Resemblyzer encoder, the
 PocketSphinx decoder and the DNSMOS models are each built once and passed around.
@@ -17,7 +18,9 @@ import torch
 from vc_app.audio import load_audio, prepare_clip, write_audio
 from vc_app.converter import VoiceConverter
 from vc_app.errors import VcAppError
-from vc_app.evaluate.intelligibility import RECOGNISER_RATE, Recognizer, WordErrors, word_errors
+from vc_app.evaluate.intelligibility import Recognizer, WordErrors, word_errors
+from vc_app.evaluate.ladder import Rung, ladder_mels, other_clip, source_ladder
+from vc_app.evaluate.levels import pause_level, tail_level
 from vc_app.evaluate.mcd import mel_cepstral_distortion
 from vc_app.evaluate.naturalness import DNSMOS, NOT_MEASURED, Naturalness, dnsmos_missing
 from vc_app.evaluate.probe import speaker_probe, utterance_codes
@@ -47,12 +50,22 @@ class PairResult:
     dnsmos_converted: Naturalness = NOT_MEASURED
     dnsmos_source: Naturalness = NOT_MEASURED  # the unconverted source clip
     dnsmos_copy_synthesis: Naturalness = NOT_MEASURED  # the source through the same vocoder: its ceiling
+    pause_level: float = NAN  # dB, the converted clip against the source (evaluate.levels)
+    tail_level: float = NAN
+    ladder: dict[str, Rung] = field(default_factory=dict)  # the source's rungs (ladder.SOURCE_RUNGS), shared
     audio: str = ""
     error: str = ""
 
     @property
     def closer_to_target(self) -> bool:
         return self.sim_to_target > self.sim_to_source
+
+    @property
+    def conversion(self) -> Rung:
+        """The ladder's last rung: this pair's conversion."""
+        return Rung(target=";".join(self.pair.targets), dnsmos=self.dnsmos_converted, sim_to_source=self.sim_to_source,
+                    pause_level=self.pause_level, tail_level=self.tail_level, transcript=self.transcript_converted,
+                    errors=self.errors_converted)
 
 
 @dataclass
@@ -73,29 +86,25 @@ class Tools:
 
     similarity: SpeakerSimilarity
     recognizer: Recognizer | None
-    transcripts: dict[str, str] = field(default_factory=dict)  # source path -> recognised words
     dnsmos: DNSMOS | None = None  # None: not installed (naturalness not measured)
-    source_dnsmos: dict[str, tuple[Naturalness, Naturalness]] = field(default_factory=dict)  # source, copy-synth.
+    clips: dict[str, list[str]] = field(default_factory=dict)  # speaker -> the pairs' audio clips, sorted
+    self_rungs: bool = True  # measure the ladder's self-reconstructions
+    ladders: dict[str, dict[str, Rung]] = field(default_factory=dict)  # source path -> its rungs
+    ladder_seconds: float = 0.0  # time spent on the ladders' rungs (all but the conversion)
 
 
-def source_naturalness(converter: VoiceConverter, tools: Tools, source: str) -> tuple[Naturalness, Naturalness]:
-    """DNSMOS of the unconverted source (at its own rate) and of its copy-synthesis through the converter's
-    vocoder (our mel of the source, vocoded): computed once per source clip."""
-    assert tools.dnsmos is not None, "called only when DNSMOS is installed"
-    if source not in tools.source_dnsmos:
-        from vc_app.audio import read_audio, to_mono
-        from vc_app.resynth import resynthesize
-
-        samples, rate = read_audio(source)
-        original = tools.dnsmos.score(to_mono(samples), rate)
-        wav = load_audio(source, converter.sample_rate)
-        copy = tools.dnsmos.score(resynthesize(wav, converter.vocoder, converter.mel_cfg), converter.sample_rate)
-        tools.source_dnsmos[source] = (original, copy)
-    return tools.source_dnsmos[source]
+def ladder_of(converter: VoiceConverter, tools: Tools, pair: Pair) -> dict[str, Rung]:
+    """The source's rungs of the naturalness ladder, measured once per source clip."""
+    if pair.source not in tools.ladders:
+        start = time.perf_counter()
+        tools.ladders[pair.source] = source_ladder(converter, tools, pair, other_clip(pair, tools.clips),
+                                                   self_rungs=tools.self_rungs)
+        tools.ladder_seconds += time.perf_counter() - start
+    return tools.ladders[pair.source]
 
 
 def measure_pair(converter: VoiceConverter, tools: Tools, pair: Pair, audio_path: Path | None) -> PairResult:
-    """Convert one pair (timed) and measure similarity, WER and MCD."""
+    """Convert one pair (timed) and measure similarity, WER, MCD, naturalness and its source's ladder."""
     result = PairResult(pair)
     rate = converter.sample_rate
     start = time.perf_counter()
@@ -114,23 +123,25 @@ def measure_pair(converter: VoiceConverter, tools: Tools, pair: Pair, audio_path
     result.sim_to_source = cosine(converted_embedding, sim.embed_file(pair.source))
     result.sim_source_to_target = cosine(sim.embed_file(pair.source), target_embedding)
 
+    source = load_audio(pair.source, rate)
+    result.ladder = ladder_of(converter, tools, pair)
     if pair.text and tools.recognizer is not None:
         result.transcript_converted = tools.recognizer.transcribe(converted, rate)
-        if pair.source not in tools.transcripts:
-            tools.transcripts[pair.source] = tools.recognizer.transcribe(
-                load_audio(pair.source, RECOGNISER_RATE), RECOGNISER_RATE)
-        result.transcript_source = tools.transcripts[pair.source]
+        result.transcript_source = result.ladder["source"].transcript
         result.errors_converted = word_errors(pair.text, result.transcript_converted)
         result.errors_source = word_errors(pair.text, result.transcript_source)
 
     if pair.reference:
         reference = prepare_clip(pair.reference, rate, "reference", trim=False)  # refuses silent clips
         result.mcd = mel_cepstral_distortion(reference, converted, converter.mel_cfg)
-        result.mcd_source = mel_cepstral_distortion(reference, load_audio(pair.source, rate), converter.mel_cfg)
+        result.mcd_source = mel_cepstral_distortion(reference, source, converter.mel_cfg)
 
+    result.pause_level = pause_level(source, converted, converter.mel_cfg)
+    result.tail_level = tail_level(source, converted, converter.mel_cfg)
     if tools.dnsmos is not None:
         result.dnsmos_converted = tools.dnsmos.score(converted, rate)
-        result.dnsmos_source, result.dnsmos_copy_synthesis = source_naturalness(converter, tools, pair.source)
+    result.dnsmos_source = result.ladder["source"].dnsmos
+    result.dnsmos_copy_synthesis = result.ladder["copy_synthesis"].dnsmos
     return result
 
 
@@ -201,17 +212,36 @@ def pair_clips(pairs: list[Pair]) -> list[tuple[str, str]]:
     return sorted(seen.items(), key=lambda item: (item[1], item[0]))
 
 
+def clips_by_speaker(pairs: list[Pair]) -> dict[str, list[str]]:
+    """speaker -> the pairs' audio clips of that speaker (`pair_clips`), sorted."""
+    clips: dict[str, list[str]] = {}
+    for path, speaker in pair_clips(pairs):
+        clips.setdefault(speaker, []).append(path)
+    return clips
+
+
+def spread_subset(pairs: list[Pair], n: int | None) -> list[Pair]:
+    """`n` pairs spread evenly over the list, first and last included (the screening subset: the same pairs for
+    every model, and every part of a file ordered by speakers); all of them when `n` is None or not smaller."""
+    if n is None or n >= len(pairs):
+        return pairs
+    if n <= 1:
+        return pairs[:max(n, 0)]
+    return [pairs[round(i * (len(pairs) - 1) / (n - 1))] for i in range(n)]
+
+
 def evaluate(pairs: list[Pair], converter: VoiceConverter, out: str | Path, *,
              probe_clips: list[tuple[str, str]] | None = None, keep_audio: bool = False, seed: int = 0,
-             similarity_device: str = "cpu",
+             ladder: bool = True, similarity_device: str = "cpu",
              progress: bool = True, run_info: dict | None = None) -> dict:
-    """Run the whole protocol and write per_pair.csv, summary.json, report.md and plots into `out`.
+    """Run the whole protocol and write per_pair.csv, ladder.csv, summary.json, report.md and plots into `out`.
 
     Args:
         pairs: what to convert and measure.
         converter: built once by the caller.
         probe_clips: (path, speaker) clips for the disentanglement probes; default: every clip of `pairs`.
         keep_audio: also write the converted clips to `out/audio/`.
+        ladder: measure the naturalness ladder's self-reconstructions (source and copy-synthesis always are).
         run_info: what produced the run (checkpoint, vocoder, command), stored in the summary.
     Returns:
         The summary (the content of summary.json).
@@ -223,12 +253,14 @@ def evaluate(pairs: list[Pair], converter: VoiceConverter, out: str | Path, *,
     out.mkdir(parents=True, exist_ok=True)
     missing = dnsmos_missing()
     tools = Tools(SpeakerSimilarity(similarity_device), Recognizer() if any(p.text for p in pairs) else None,
-                  dnsmos=None if missing else DNSMOS())
+                  dnsmos=None if missing else DNSMOS(), clips=clips_by_speaker(pairs), self_rungs=ladder)
     results = convert_and_measure(converter, tools, pairs, out, keep_audio=keep_audio, progress=progress)
     probes = run_probes(converter, probe_clips if probe_clips is not None else pair_clips(pairs), seed=seed)
     info = {**(run_info or {}), "device": str(converter.device), "torch_threads": torch.get_num_threads(),
-            "seed": seed, **({"dnsmos_not_measured": missing} if missing else {})}
+            "seed": seed, "ladder": ladder, "ladder_seconds": tools.ladder_seconds,
+            **({"dnsmos_not_measured": missing} if missing else {})}
     summary = summarize(results, probes, info)
-    write_outputs(out, results, probes, summary)
+    plotted = next(r for r in results if not r.error).pair  # the first pair measured: the same pair in every run
+    write_outputs(out, results, probes, summary, (plotted, ladder_mels(converter, plotted, self_rungs=ladder)))
     return summary
 

@@ -98,6 +98,36 @@ def naturalness_summary(ok, not_measured: str = "") -> dict:
     return out
 
 
+def rung_summary(rungs) -> dict:
+    """Means over one rung's measured clips (`ladder.Rung`s): DNSMOS, similarity to the source, pause and tail
+    level (over the clips where they apply: `pause_n`, `tail_n`), and corpus WER over the clips with text."""
+    from vc_app.evaluate.naturalness import mean_naturalness
+
+    measured = [r for r in rungs if r.measured]
+    pauses = [r.pause_level for r in measured if math.isfinite(r.pause_level)]
+    tails = [r.tail_level for r in measured if math.isfinite(r.tail_level)]
+    scored = [r.errors for r in measured if r.errors is not None and r.errors.words]
+    nat = mean_naturalness([r.dnsmos for r in measured])
+    return {"n": len(measured), "p808": nat.p808, "ovrl": nat.ovrl,
+            "sim_to_source": _mean(r.sim_to_source for r in measured),
+            "pause_level": _mean(pauses), "pause_n": len(pauses), "tail_level": _mean(tails), "tail_n": len(tails),
+            "wer": corpus_wer(scored), "words": sum(e.words for e in scored)}
+
+
+def ladder_summary(ok, self_rungs: bool = True) -> dict:
+    """The naturalness ladder: every rung of `ladder.RUNGS` summarised; the source rungs over the pairs' distinct
+    sources, the conversion over the pairs. `no_other_clip`: sources whose speaker has no other clip in the
+    pairs (their self-reconstruction from another clip is not measured)."""
+    from vc_app.evaluate.ladder import RUNGS, SOURCE_RUNGS
+
+    sources = list({r.pair.source: r.ladder for r in ok}.values())
+    rungs = {key: [ladder[key] for ladder in sources] for key in SOURCE_RUNGS}
+    rungs["conversion"] = [r.conversion for r in ok]
+    return {"n_sources": len(sources), "n_pairs": len(ok), "self_reconstruction": self_rungs,
+            "no_other_clip": sum(not ladder["self_other"].target for ladder in sources) if self_rungs else 0,
+            "rungs": {key: {"label": RUNGS[key], **rung_summary(values)} for key, values in rungs.items()}}
+
+
 def disentanglement_summary(probes) -> dict:
     if probes is None or probes.content is None or probes.speaker is None:
         return {"measured": False, "reason": "needs at least two speakers with at least two clips each"}
@@ -162,6 +192,7 @@ def summarize(results, probes, info: dict) -> dict:
         "mcd": {"n": len(mcd), "mean_db": _mean(r.mcd for r in mcd),
                 "mean_db_source": _mean(r.mcd_source for r in mcd)},
         "naturalness": naturalness_summary(ok, info.get("dnsmos_not_measured", "")),
+        "ladder": ladder_summary(ok, info.get("ladder", True)),
         "disentanglement": disentanglement_summary(probes),
         "speed": speed_summary(ok),
     }
