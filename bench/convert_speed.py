@@ -4,16 +4,20 @@
                                   [--vocoder SPEC ...] [--official DIR]
 
 RTF here = seconds of compute per second of audio (lower is faster); "x real time" = 1 / RTF.
-Pipelines (default): Griffin-Lim (32 it.) and HiFi-GAN universal (the default vocoder). Rounds are
+Pipelines (default): Griffin-Lim (32 it.), HiFi-GAN universal (the default vocoder) and `fast` (our ConvNeXt +
+inverse-STFT generator; while checkpoints/vocoder-fast/ does not exist, random weights of its default size,
+said so in the printout: speed does not depend on the weights). Rounds are
 interleaved (acoustic, each pipeline, again...) so that other work on the machine slows all of them
 alike; medians are printed, and the ratio of each pipeline's time to the Griffin-Lim one.
 Targets (2 CPU threads, 10 s of speech): acoustic model >= 100x real time, full pipeline with Griffin-Lim
->= 15x, with HiFi-GAN universal >= 2x. Uses the shipped checkpoint when present, else a randomly
+>= 15x, with HiFi-GAN universal >= 2x, with fast >= 10x and >= 5x as fast as with HiFi-GAN universal (issue
+29). Uses the shipped checkpoint when present, else a randomly
 initialised model of the default size (speed does not depend on the weights). Each part is a function
 (Setup -> {name: callable}) in `parts` of `main`, so another comparison is one more function there.
 A large float32 matmul is timed in the same rounds: the roofline. For each neural vocoder the bench
-prints its convolutions' GFLOP per second of audio, the rate it reaches, and what share of the matmul
-rate 2x real time would need (HiFi-GAN is convolution-bound, so that share says whether 2x is in reach).
+prints its GFLOP per second of audio (convolutions and matrix products, counted by torch.utils.flop_counter),
+the rate it reaches, and what share of the matmul rate 2x real time would need (HiFi-GAN is convolution-bound,
+so that share says whether 2x is in reach).
 --official DIR (a checkout of github.com/jjery2243542/adaptive_voice_conversion, never vendored here)
 also times the official model's conversion of the same mel (its content encoder and decoder, speaker
 vector given, as ours) alternately with ours, and prints the ratio.
@@ -35,7 +39,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 MATMUL = "float32 matmul 2048^2"  # the roofline's entries are named "<MATMUL> (<runtime>)"
-TARGETS = {"acoustic model": 100.0, "full pipeline (griffinlim:32)": 15.0, "full pipeline (hifigan:universal)": 2.0}
+TARGETS = {"acoustic model": 100.0, "full pipeline (griffinlim:32)": 15.0, "full pipeline (hifigan:universal)": 2.0,
+           "full pipeline (fast)": 10.0}
+FAST_OVER_DEFAULT = 5.0  # the fast vocoder's pipeline: at least this many times as fast as with hifigan:universal
 
 
 @dataclass
@@ -90,12 +96,12 @@ def pipeline_part(spec: str) -> Callable[[Setup], dict[str, Callable[[], object]
         from vc_app.converter import VoiceConverter
         from vc_app.vocoders import load_vocoder
 
-        vocoder = load_vocoder(spec, setup.bundle.mel)
+        vocoder = load_fast_or_random(setup) if spec == "fast" else load_vocoder(spec, setup.bundle.mel)
         converter = VoiceConverter(setup.bundle, vocoder)
         backend = getattr(vocoder, "backend", "")
         print(f"{vocoder.name}: {backend or 'no weights'}")
         if hasattr(vocoder, "generator"):
-            setup.flops[f"{vocoder.name} alone"] = conv_flops(vocoder.generator, setup.mel)
+            setup.flops[f"{vocoder.name} alone"] = generator_flops(vocoder.generator, setup.mel)
 
         def vocode():
             with torch.inference_mode():
@@ -108,25 +114,29 @@ def pipeline_part(spec: str) -> Callable[[Setup], dict[str, Callable[[], object]
     return part
 
 
-def conv_flops(generator: torch.nn.Module, mel: torch.Tensor) -> float:
-    """Floating-point operations (2 per multiply-add) of the convolutions of `generator` on mel (1, n_mels, T)."""
-    total = 0.0
+def load_fast_or_random(setup: Setup):
+    """The `fast` vocoder; while it is not trained, the same generator with random weights of its default size,
+    loaded through the same path (`fast:FOLDER`, ONNX Runtime on CPU)."""
+    from vc_app.vocoders import fast, load_vocoder
+    from vc_app.vocoders.convnext_istft import ConvNeXtISTFTConfig, ConvNeXtISTFTGenerator
 
-    def count(module, inputs, output):
-        nonlocal total
-        weight = module.weight  # Conv1d: (out, in/groups, k); ConvTranspose1d: (in, out/groups, k)
-        positions = inputs[0].shape[-1] if isinstance(module, torch.nn.ConvTranspose1d) else output.shape[-1]
-        total += 2.0 * weight.numel() * positions * output.shape[0]
+    if fast.availability("")[0]:
+        return load_vocoder("fast", setup.bundle.mel)
+    folder = fast.save_fast_vocoder(ConvNeXtISTFTGenerator(ConvNeXtISTFTConfig(n_mels=setup.bundle.mel.n_mels)),
+                                    setup.bundle.mel, Path(tempfile.mkdtemp()) / "fast-random")
+    print(f"(fast: not trained yet, {fast.default_folder()} does not exist: timing random weights of its default "
+          f"size; speed does not depend on the weights)")
+    return fast.load(folder, setup.bundle.mel, name="fast")
 
-    hooks = [m.register_forward_hook(count) for m in generator.modules()
-             if isinstance(m, (torch.nn.Conv1d, torch.nn.ConvTranspose1d))]
-    try:
-        with torch.inference_mode():
-            generator(mel)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return total
+
+def generator_flops(generator: torch.nn.Module, mel: torch.Tensor) -> float:
+    """Floating-point operations (2 per multiply-add) of `generator` on mel (1, n_mels, T): its convolutions and
+    matrix products, counted by torch.utils.flop_counter (an inverse FFT's few MFLOP are not counted)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        generator(mel)
+    return float(counter.get_total_flops())
 
 
 def matmul_part(setup: Setup) -> dict[str, Callable[[], object]]:
@@ -169,6 +179,7 @@ def time_interleaved(calls: dict[str, Callable[[], object]], repeats: int) -> di
 
 def report(medians: dict[str, float], seconds: float, baseline: str | None) -> None:
     base = medians.get(baseline) if baseline else None
+    default, fast = medians.get("full pipeline (hifigan:universal)"), medians.get("full pipeline (fast)")
     for name, spent in medians.items():
         if name.startswith(MATMUL):
             continue
@@ -179,6 +190,10 @@ def report(medians: dict[str, float], seconds: float, baseline: str | None) -> N
         if name in TARGETS:
             line += f"   target >= {TARGETS[name]:g}x: {'met' if 1 / rtf >= TARGETS[name] else 'NOT met'}"
         print(line)
+    if default and fast:
+        ratio = default / fast
+        print(f"full pipeline with fast: {ratio:.2f}x as fast as with hifigan:universal   target >= "
+              f"{FAST_OVER_DEFAULT:g}x: {'met' if ratio >= FAST_OVER_DEFAULT else 'NOT met'}")
 
 
 def roofline(medians: dict[str, float], flops: dict[str, float], seconds: float) -> None:
@@ -194,7 +209,7 @@ def roofline(medians: dict[str, float], flops: dict[str, float], seconds: float)
             continue
         rate = work / medians[name]
         need = 2.0 * work / seconds  # 2x real time
-        print(f"{name:36s} {work / seconds / 1e9:6.1f} GFLOP per second of audio, runs at {rate / 1e9:6.1f} GFLOP/s "
+        print(f"{name:36s} {work / seconds / 1e9:6.2f} GFLOP per second of audio, runs at {rate / 1e9:6.1f} GFLOP/s "
               f"= {rate / peak:.0%} of the best matmul rate; 2x real time needs {need / 1e9:.1f} GFLOP/s "
               f"= {need / peak:.0%} of it")
 
@@ -230,7 +245,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--vocoder", action="append", metavar="SPEC",
-                        help="pipelines to time (repeatable; default: griffinlim:32 and hifigan:universal)")
+                        help="pipelines to time (repeatable; default: griffinlim:32, hifigan:universal and fast)")
     parser.add_argument("--official", metavar="DIR", help="checkout of jjery2243542/adaptive_voice_conversion")
     return parser
 
@@ -240,7 +255,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     setup = make_setup(args.checkpoint, args.seconds)
-    vocoders = args.vocoder or ["griffinlim:32", "hifigan:universal"]
+    vocoders = args.vocoder or ["griffinlim:32", "hifigan:universal", "fast"]
     parts = [acoustic_part, matmul_part, *(pipeline_part(spec) for spec in vocoders)]
     calls: dict[str, Callable[[], object]] = {}
     for part in parts:

@@ -5,7 +5,7 @@
 # default is true or false takes `--flag` (true) or `--flag true|false`. Other arguments are kept,
 # in order, as the positional parameters. `--help` prints the comment block at the top of $0 (its
 # stages and examples), every option of its variable block and of the shared options.sh with its default
-# and comment, and $help_message.
+# and comment (a recipe that does not source options.sh sets own_options_only=true), and $help_message.
 
 _print_options() {  # the variable block of file $1: name=default  # comment (up to help_message=)
   local line var comment
@@ -25,7 +25,7 @@ _print_help() {
   echo
   echo "Options (--name VALUE; the default is the value now):"
   _print_options "$0"
-  _print_options "$(dirname "${BASH_SOURCE[0]}")/options.sh"
+  [ "${own_options_only:-false}" = true ] || _print_options "$(dirname "${BASH_SOURCE[0]}")/options.sh"
   echo
   echo "${help_message:-Usage: $0 [options]}"
 }
