@@ -140,3 +140,14 @@ def test_the_cli_names_it_and_vocodes_with_a_folder(tmp_path):
                    "--device", "cpu", env={"XDG_CACHE_HOME": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr
     assert sf.info(str(out)).frames == sf.info(str(clip)).frames
+
+
+def test_a_shipped_fast_vocoder_is_not_offered_as_a_model(tmp_path, monkeypatch):
+    from vc_app import bundle
+    from vc_app.config import ModelConfig
+    from vc_app.models import AdaINVC
+
+    write_tiny(tmp_path / "vocoder-fast")
+    bundle.save_bundle(AdaINVC(ModelConfig()), MelConfig(), tmp_path / "model")
+    monkeypatch.setattr(bundle, "checkpoints_dir", lambda: tmp_path)
+    assert bundle.list_local_bundles() == [tmp_path / "model"]

@@ -93,11 +93,21 @@ def default_checkpoint() -> str:
 
 
 def list_local_bundles() -> list[Path]:
-    """Bundle folders under `checkpoints/` (those holding config.json and weights)."""
+    """Model bundle folders under `checkpoints/` (those holding config.json and weights; not the fast vocoder's
+    folder, whose files have the same names)."""
     root = checkpoints_dir()
     if not root.is_dir():
         return []
-    return sorted(p for p in root.iterdir() if (p / CONFIG).is_file() and (p / WEIGHTS).is_file())
+    return sorted(p for p in root.iterdir() if (p / CONFIG).is_file() and (p / WEIGHTS).is_file()
+                  and not _is_vocoder_bundle(p))
+
+
+def _is_vocoder_bundle(folder: Path) -> bool:
+    """Whether `folder`'s config.json says it holds a vocoder (`vc_app.vocoders.fast`), not a model."""
+    try:
+        return json.loads((folder / CONFIG).read_text()).get("format") == "vc_app.vocoder"
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def save_bundle(model: torch.nn.Module, mel: MelConfig, folder: str | os.PathLike, *, training: dict | None = None,
