@@ -73,14 +73,15 @@ if in_stage 4; then
       IFS=$'\t' read -r set speakers per_speaker max_pairs set_text <<< "$line"
       out=$expdir/eval/$set
       for n in "${clip_counts[@]}"; do
-        suffix=""
-        [ "$n" = "${clip_counts[0]}" ] || suffix="-${n}clip"
+        suffix="" ladder=()
+        # the naturalness ladder's per-source rungs do not depend on the target clips: measured once
+        [ "$n" = "${clip_counts[0]}" ] || { suffix="-${n}clip"; ladder=(--no-ladder); }
         $PYTHON -m vc_app.recipe pairs --manifest "$data/unseen.csv" --out "$out/pairs$suffix.csv" \
           --speakers "$speakers" --pairs-per-speaker "$per_speaker" --max-pairs "$max_pairs" --targets "$n" \
           --seed "$seed"
         # shellcheck disable=SC2086
         $PYTHON -m vc_app evaluate --pairs "$out/pairs$suffix.csv" --checkpoint "$ckpt" --seed "$seed" \
-          --out "$out/vc-app$suffix" --overwrite $evaluate_args
+          --out "$out/vc-app$suffix" --overwrite ${ladder[@]+"${ladder[@]}"} $evaluate_args
       done
       if [ "$text_pairs" = true ] && [ "$set_text" = true ] && command -v flite >/dev/null; then
         # WER needs known words: flite speaks Harvard sentences, converted into this set's voices
