@@ -111,3 +111,35 @@ def test_a_wrong_config_is_one_sentence():
         distill.load_config(None, ["max_step=3"])
     with pytest.raises(VcAppError, match="Unknown loss term 'gan'"):
         distill.load_config(None, ["loss_weights={gan: 1}"])
+
+
+@pytest.mark.slow
+def test_the_smoke_line_of_the_recipe_runs_every_stage_and_keeps_held_out_speakers_out(tmp_path):
+    """The quick smoke line of recipes/vocoder/run.sh --help, as a user pastes it, into a scratch folder."""
+    import os
+    import subprocess
+
+    from conftest import REPO
+
+    script = REPO / "recipes" / "vocoder" / "run.sh"
+    lines = subprocess.run(["bash", str(script), "--help"], capture_output=True, text=True).stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("Quick smoke run")) + 2
+    command = [lines[start]]
+    while command[-1].endswith("\\"):
+        start += 1
+        command.append(lines[start])
+    line = "\n".join(command).replace("/tmp/vc-vocoder-smoke", str(tmp_path))
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", str(REPO))}
+    done = subprocess.run(["bash", "-c", line], capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    for stage in range(6):
+        assert f"stage {stage}:" in done.stdout
+    held_out = set(json.loads((tmp_path / "data" / "split.json").read_text())["unseen"])
+    assert len(held_out) == 2
+    for split in ("train", "valid"):
+        names = [str(n) for p in (tmp_path / "exp" / "labels" / split).glob("*.npz") for n in np.load(p)["names"]]
+        speakers = {part.rsplit("_", 1)[0] for n in names for part in n.split(">")[:1]} | {
+            n.split(">")[1] for n in names if ">" in n}
+        assert speakers and not speakers & held_out
+    vocoder = load_vocoder(f"fast:{tmp_path / 'exp' / 'fast' / 'bundle'}", MelConfig())
+    assert vocoder.generator.cfg.dim == 32
