@@ -29,11 +29,13 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
 
 from vc_app.config import MelConfig, StreamConfig
+from vc_app.errors import VcAppError
 from vc_app.mel import mel_spectrogram
 from vc_app.models import AdaINVC
 from vc_app.vocoders import Vocoder
@@ -285,6 +287,40 @@ def simulate(engine: LiveEngine, source: torch.Tensor, *, realtime: bool = True)
 
 LIVE_VOCODERS = ("hifigan:universal", "griffinlim", "griffinlim:16")  # best first: live picks the first that keeps up
 KEEPS_UP_SHARE = 0.7  # a vocoder keeps up when a block's compute takes at most this share of the block
+
+
+def pick_live_stream(make_stream: Callable[[str], StreamingConverter | None], specs: Sequence[str] | None = None
+                     ) -> tuple[str, float, StreamingConverter, list[tuple[str, float]]]:
+    """The stream with the first vocoder of `specs` (best first) that keeps up here, else the fastest of them:
+    each one's compute per block is measured (`measure_compute`) until one needs at most `KEEPS_UP_SHARE`.
+
+    Args:
+        make_stream: the stream with the vocoder `spec`, or None where that vocoder cannot be loaded here.
+        specs: the vocoders to try, best first (None: `LIVE_VOCODERS`).
+    Returns:
+        (spec, its compute as a share of a block, the stream, [(spec, share)] of every vocoder timed).
+    """
+    specs = LIVE_VOCODERS if specs is None else specs
+    tried: list[tuple[str, float, StreamingConverter]] = []
+    for spec in specs:
+        stream = make_stream(spec)
+        if stream is None:
+            continue
+        tried.append((spec, measure_compute(stream) / (stream.block_samples / stream.sample_rate), stream))
+        if tried[-1][1] <= KEEPS_UP_SHARE:
+            break
+    if not tried:
+        raise VcAppError(f"None of the live vocoders ({', '.join(specs)}) can be loaded here.")
+    spec, share, stream = tried[-1] if tried[-1][1] <= KEEPS_UP_SHARE else min(tried, key=lambda t: t[1])
+    return spec, share, stream, [(s, x) for s, x, _ in tried]
+
+
+def describe_pick(spec: str, share: float, tried: Sequence[tuple[str, float]], block_seconds: float) -> str:
+    """What `pick_live_stream` chose and why, in words: "vocoder griffinlim:32, 58% of each 93 ms block here (...)"."""
+    slower = ", ".join(f"{s} needs {x:.0%}" for s, x in tried if s != spec)
+    return (f"vocoder {spec}, {share:.0%} of each {block_seconds * 1000:.0f} ms block here"
+            + (f" ({slower}, more than {KEEPS_UP_SHARE:.0%})" if slower else "")
+            + ("; it does not keep up either: blocks will be dropped" if share > KEEPS_UP_SHARE else ""))
 
 
 def measure_compute(stream: StreamingConverter, blocks: int = 6, seed: int = 0) -> float:

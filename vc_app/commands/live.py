@@ -102,28 +102,20 @@ def build_stream(args: argparse.Namespace, parts: list):
 def pick_vocoder(converter, voice, config):
     """The stream with the best vocoder of `LIVE_VOCODERS` that keeps up here (measured), saying which."""
     from vc_app.converter import VoiceConverter
-    from vc_app.streaming import KEEPS_UP_SHARE, LIVE_VOCODERS, measure_compute
+    from vc_app.streaming import describe_pick, pick_live_stream
     from vc_app.vocoders import load_vocoder
 
-    tried = []
-    for spec in LIVE_VOCODERS:
-        if converter.vocoder.name != spec:
-            try:
-                vocoder = load_vocoder(spec, converter.mel_cfg, device=str(converter.device))
-            except VcAppError:
-                continue
-            converter = VoiceConverter(converter.bundle, vocoder, device=converter.device)
-        stream = converter.stream(voice, config)
-        share = measure_compute(stream) / (stream.block_samples / stream.sample_rate)
-        tried.append((spec, share, stream))
-        if share <= KEEPS_UP_SHARE:
-            break
-    spec, share, stream = min(tried, key=lambda t: t[1]) if tried[-1][1] > KEEPS_UP_SHARE else tried[-1]
-    slower = ", ".join(f"{s} needs {x:.0%}" for s, x, _ in tried if s != spec)
-    block_ms = stream.block_samples / stream.sample_rate * 1000
-    print(f"live: vocoder {spec}, {share:.0%} of each {block_ms:.0f} ms block here"
-          + (f" ({slower}, more than {KEEPS_UP_SHARE:.0%})" if slower else "")
-          + ("; it does not keep up either: blocks will be dropped" if share > KEEPS_UP_SHARE else ""))
+    def make_stream(spec: str):
+        if converter.vocoder.name == spec:
+            return converter.stream(voice, config)
+        try:
+            vocoder = load_vocoder(spec, converter.mel_cfg, device=str(converter.device))
+        except VcAppError:
+            return None
+        return VoiceConverter(converter.bundle, vocoder, device=converter.device).stream(voice, config)
+
+    spec, share, stream, tried = pick_live_stream(make_stream)
+    print(f"live: {describe_pick(spec, share, tried, stream.block_samples / stream.sample_rate)}")
     return stream
 
 
