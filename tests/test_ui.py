@@ -427,3 +427,135 @@ def test_browser_converts_and_shows_errors(server, clips):
             assert "Traceback" not in page.content()
         finally:
             browser.close()
+
+
+# -- the Live tab: microphone -> server -> converted audio, streamed ----------------------------------
+@pytest.mark.parametrize("rates", [(48000, 22050), (44100, 22050), (16000, 22050), (22050, 22050)])
+def test_live_resampler_in_pieces_equals_resampling_whole(rates):
+    import torch
+
+    from vc_app.audio import resample
+    from vc_app.ui_service import StreamResampler
+
+    signal = 0.1 * torch.randn(2 * rates[0], generator=torch.Generator().manual_seed(0))
+    resampler, pieces, at = StreamResampler(*rates), [], 0
+    for size in [12000, 7, 5000, 30000, 1] * 10:  # any sizes, as the browser's chunks come
+        pieces.append(resampler(signal[at:at + size]))
+        at += size
+    out, whole = torch.cat(pieces), resample(signal, *rates)
+    assert whole.numel() - out.numel() <= resampler.lookahead * rates[1] // rates[0] + 147  # only what waits
+    assert torch.allclose(out, whole[:out.numel()], atol=1e-6)  # no seams where the pieces meet
+
+
+def test_live_session_converts_browser_chunks_and_measures_its_latency(service, clips):
+    import torch
+
+    from vc_app.errors import VcAppError
+
+    session = service.start_live("", [str(clips["target"])], vocoder=VOCODER)
+    mic, _ = sf.read(str(clips["source"]), dtype="int16")
+    mic48 = np.repeat(mic, 2)[: 2 * 48000]  # stands in for a 48 kHz microphone: int16 chunks of 0.25 s
+    for i in range(0, mic48.size, 12000):
+        session.push(48000, mic48[i:i + 12000])
+    session.close()
+    out = np.concatenate(list(session.converted()))
+    assert abs(out.size - 2 * 22050) <= 2048 and np.abs(out).max() > 0.01  # 2 s in, ~2 s of sound out, 22.05 kHz
+    latency = session.latency()
+    assert session.chunks == 8 and session.blocks == 2 * 22050 // 2048
+    assert latency["chunks"] == pytest.approx(0.25) and latency["stream"] == pytest.approx(3584 / 22050)
+    assert latency["total"] == pytest.approx(sum(v for k, v in latency.items() if k != "total"))
+    assert f"Latency {latency['total'] * 1000:.0f} ms" in session.status() and "blocks converted" in session.status()
+    with pytest.raises(VcAppError, match="changed from 48000 Hz to 44100 Hz"):
+        session.push(44100, mic48[:1000])
+    service.save_voice("alice", [str(clips["target"])])
+    saved = service.start_live("alice", [], vocoder=VOCODER)  # a saved voice instead of clips
+    assert torch.equal(saved.stream.speaker, session.stream.speaker)
+    for args, message in [(("", []), "Pick a saved voice or give target clips"),
+                          (("", [str(clips["notes"])]), "The target clip notes.txt is not an audio file"),
+                          (("nobody", []), "nobody")]:
+        with pytest.raises(VcAppError, match=message):
+            service.start_live(*args, vocoder=VOCODER)
+
+
+def test_live_picks_the_vocoder_that_keeps_up_once_per_model(service, clips, monkeypatch):
+    import vc_app.streaming
+
+    timed = []
+
+    def measure(stream):
+        timed.append(stream.vocoder.name)
+        return (0.9 if stream.vocoder.name == "hifigan:universal" else 0.1) * stream.block_samples / 22050
+
+    monkeypatch.setattr(vc_app.streaming, "measure_compute", measure)
+    monkeypatch.setattr(vc_app.streaming, "LIVE_VOCODERS", ("hifigan:missing", "griffinlim:3"))
+    session = service.start_live("", [str(clips["target"])])
+    assert session.stream.vocoder.name == "griffinlim:3" and timed == ["griffinlim:3"]  # a missing one is passed
+    again = service.start_live("", [str(clips["target"])])
+    assert again.stream.vocoder.name == "griffinlim:3" and timed == ["griffinlim:3"]  # measured once
+    assert "vocoder griffinlim:3, 10% of each 93 ms block here" in again.status()
+
+
+@pytest.fixture(scope="module")
+def fake_microphone(tmp_path_factory) -> Path:
+    """Real recorded speech as Chromium's fake microphone wants it: a 16-bit WAV (it plays it in a loop)."""
+    from vc_app.examples import EXAMPLES_DIR
+
+    data, rate = sf.read(str(EXAMPLES_DIR / "arctic_clb_source.flac"))
+    path = tmp_path_factory.mktemp("microphone") / "speech.wav"
+    sf.write(str(path), 0.5 * data / np.abs(data).max(), rate, subtype="PCM_16")  # a microphone that does not clip
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_browser_live_tab_streams_the_microphone_converted_and_shows_the_latency(server, clips, fake_microphone):
+    import shutil
+
+    missing = [what for what, there in (("/usr/bin/chromium", CHROMIUM.exists()), ("ffmpeg", shutil.which("ffmpeg")))
+               if not there]
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the Live tab's browser test, but {', '.join(missing)} is missing")
+        pytest.skip(f"{', '.join(missing)} is not installed")
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    args = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+            "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+            f"--use-file-for-fake-audio-capture={fake_microphone}", "--autoplay-policy=no-user-gesture-required"]
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=args)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(server.url)
+            page.get_by_role("tab", name="Live").click()
+            page.locator("#live-targets input[type=file]").set_input_files(str(clips["target"]))
+            page.locator("#live-mic button").filter(has_text="Record").first.click()
+            status = page.locator("#live-status")
+            status.get_by_text("blocks converted", exact=False).wait_for(timeout=180_000)
+            page.wait_for_function("() => { const a = document.querySelector('#live-out audio');"
+                                   " return a && a.currentTime > 2; }", timeout=120_000)  # the output plays
+            page.locator("#live-player").get_by_text("The browser's player holds", exact=False).wait_for(
+                timeout=30_000)
+            page.screenshot(path=str(ARTIFACTS / "ui-live.png"), full_page=True)
+            shown, player = status.inner_text(), page.locator("#live-player").inner_text()
+            page.locator("#live-mic button").filter(has_text="Stop").first.click()
+            link = page.locator("#live-out a[download]").first
+            link.wait_for(state="attached", timeout=30_000)
+            heard = page.request.get(link.get_attribute("href")).body()  # the streamed output, as the page has it
+        finally:
+            browser.close()
+    print(f"Live tab: {shown}\n{player}")
+    blocks = int(shown.split(" blocks converted")[0].split()[-1])
+    total = float(shown.split("Latency ")[1].split(" ms")[0])
+    assert blocks >= 10 and 150 < total < 2000  # the stream ran; the latency is the stream's and Gradio's
+    assert "Gradio's chunks" in shown and "Hz to 22050 Hz" in shown and "clips" not in shown
+    samples = _decode(heard)
+    assert samples.size > 22050 and np.sqrt(np.mean(samples ** 2)) > 0.01  # converted sound, not silence
+
+
+def _decode(data: bytes) -> np.ndarray:
+    """Any audio the browser plays -> float32 mono at 22.05 kHz (ffmpeg: Gradio streams audio through it)."""
+    done = subprocess.run(["ffmpeg", "-v", "error", "-i", "pipe:0", "-f", "s16le", "-ac", "1", "-ar", "22050",
+                           "pipe:1"], input=data, capture_output=True, check=True)
+    return np.frombuffer(done.stdout, dtype=np.int16).astype(np.float32) / 32768

@@ -9,6 +9,10 @@ target and result, and speaker similarities. The conversion is the public API en
 vocoder, saved voice, voice to blend with, share of the first voice); the pictures are drawn by a
 second, private step the page runs after it, so API calls return the audio alone.
 
+A second tab, *Live*, streams the browser's microphone to the server (Gradio's streaming `gr.Audio`), through a
+`vc_app.ui_service.LiveSession` (one streaming converter per browser session) and back to a streaming `gr.Audio`,
+with the latency it measures.
+
 The work itself is in `vc_app.ui_service` (no Gradio there); this module only lays the page out and
 turns every failure into a one-sentence `gr.Error` — never a traceback on the page.
 """
@@ -26,10 +30,13 @@ from types import SimpleNamespace
 from vc_app.converter import VoiceConverter
 from vc_app.errors import VcAppError
 from vc_app.ui_service import (
+    AUTO_VOCODER,
+    STREAM_EVERY,
     WARM_UP_NAME,
     Analysis,
     ConversionService,
     ConverterPool,
+    LiveSession,
     UiLimits,
     VoiceExists,
     default_concurrency,
@@ -51,6 +58,23 @@ VOICES_NOTE = ("Keep the target clips above as a named voice, then pick it on an
                "again. A picked voice is used **instead of** the target clips; blending mixes two saved voices' "
                "speaker vectors. Voices are kept on this server only, for the model they were made with.")
 NO_VOICE, NO_BLEND = ("none: use the target clips", ""), ("none", "")
+NO_LIVE_VOICE = ("none: use the clips beside", "")
+LIVE_NOTE = """Speak into the microphone and hear yourself in the target voice, a fraction of a second later: the
+browser streams the microphone to this server, which converts it block by block (`vc-app live`'s engine) and
+streams it back. Pick a saved voice or give clips of the target, press **Record**, and use headphones (speakers
+would feed the conversion back into the microphone). A stream stops after {seconds:g} s."""
+# Measured in the browser: how far the output player's buffer runs ahead of what it plays, i.e. what it adds.
+PLAYER_BUFFER_JS = """
+const show = () => {
+  const audio = document.querySelector('#live-out audio');
+  const ranges = audio && audio.buffered;
+  if (!ranges || !ranges.length || audio.paused) { return; }
+  const ahead = ranges.end(ranges.length - 1) - audio.currentTime;
+  element.textContent = `The browser's player holds ${Math.round(ahead * 1000)} ms of converted audio ahead of ` +
+    `what it plays: that much more latency, on top of the server's above.`;
+};
+setInterval(show, 500);
+"""
 
 
 def how_it_works(readme_link: str | None) -> str:
@@ -98,9 +122,15 @@ def build_demo(converter: VoiceConverter, *, limits: UiLimits | None = None, wor
         except Exception as err:  # noqa: BLE001 - the page still works; the first conversion is just slower
             log.warning("warm-up failed (%s: %s); the first conversion will be slower", type(err).__name__, err)
     with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=(1800, 3600)) as demo:
-        page = _layout(gr, service, limits, readme_link)
+        with gr.Tab("Convert", id="convert-tab"):
+            page = _layout(gr, service, limits, readme_link)
+        with gr.Tab("Live", id="live-tab", elem_id="live-tab") as live_tab:
+            live = _live_layout(gr, service, limits)
+        live_tab.select(lambda: gr.Dropdown(choices=[NO_LIVE_VOICE, *service.voice_choices()]), outputs=[live.voice],
+                        api_visibility="private", queue=False)  # voices saved in the Convert tab meanwhile
         _wire(gr, service, page, concurrency)
         _wire_voices(gr, demo, service, page)
+        _wire_live(gr, service, live, limits, concurrency)
     demo.queue(max_size=limits.queue_size, default_concurrency_limit=concurrency)
     if owned:
         weakref.finalize(demo, shutil.rmtree, work_dir, ignore_errors=True)
@@ -312,6 +342,82 @@ def _wire_voices(gr, demo, service: ConversionService, page: _Page) -> None:
                               outputs=[page.voice_status, page.confirm_delete, page.pending, *voice_menus],
                               api_visibility="private")
     demo.load(menus, outputs=voice_menus, api_visibility="private", queue=False)  # voices saved since start
+
+
+def _live_layout(gr, service: ConversionService, limits: UiLimits) -> _Page:
+    """The Live tab: the voice to speak in, the microphone streamed to the server, the conversion streamed back."""
+    gr.Markdown(LIVE_NOTE.format(seconds=limits.max_seconds))
+    with gr.Row():
+        voice = gr.Dropdown([NO_LIVE_VOICE, *service.voice_choices()], value="", label="Saved voice",
+                            elem_id="live-voice")
+        targets = gr.File(file_count="multiple", file_types=["audio"], height=120,
+                          label="…or clips of the target voice", elem_id="live-targets")
+    with gr.Row():
+        model = gr.Dropdown(service.choices.models, value=service.choices.default_model, label="Model",
+                            elem_id="live-model")
+        vocoder = gr.Dropdown(live_vocoder_choices(), value=AUTO_VOCODER, label="Vocoder", elem_id="live-vocoder")
+    with gr.Row(equal_height=False):
+        mic = gr.Audio(sources=["microphone"], type="numpy", streaming=True, label="Microphone: press Record",
+                       elem_id="live-mic")
+        heard = gr.Audio(streaming=True, autoplay=True, interactive=False, label="You, in the target voice",
+                         elem_id="live-out")
+    status = gr.Markdown("Latency: shown once the microphone streams.", elem_id="live-status")
+    gr.HTML("", js_on_load=PLAYER_BUFFER_JS, elem_id="live-player")
+    return _Page(voice=voice, targets=targets, model=model, vocoder=vocoder, mic=mic, heard=heard, status=status,
+                 session=gr.State(None))
+
+
+def live_vocoder_choices() -> list[tuple[str, str]]:
+    """The Live tab's vocoder menu: automatic (the best that keeps up, measured), then each live vocoder."""
+    from vc_app.streaming import LIVE_VOCODERS
+
+    return [("automatic: the best that keeps up on this server", AUTO_VOCODER), *((s, s) for s in LIVE_VOCODERS)]
+
+
+def _wire_live(gr, service: ConversionService, live: _Page, limits: UiLimits, concurrency: int) -> None:
+    """Record starts a stream (one per browser session) and a player that streams its output back; each chunk
+    of the microphone goes through it; Stop ends both. Live streams hold their own slots (`concurrency` of them)."""
+
+    def start(voice, targets, model, vocoder, progress=gr.Progress()):
+        session = _user_errors(gr, service.start_live, voice, list(targets or []), model=model, vocoder=vocoder,
+                               progress=lambda fraction, text: progress(fraction, desc=text))
+        return session, session.status()
+
+    def play(session: LiveSession | None):
+        if session is None:
+            return
+        for chunk in session.converted():
+            yield (session.sample_rate, _pcm16(chunk)), session.status()
+        yield gr.skip(), session.status()
+
+    def push(chunk, session: LiveSession | None):
+        if chunk is None or session is None:  # the stream is still being built: this chunk is not heard
+            return
+        rate, samples = chunk
+        _user_errors(gr, session.push, rate, samples)
+
+    def stop(session: LiveSession | None):
+        if session is not None:
+            session.close()
+        return None
+
+    started = live.mic.start_recording(start, inputs=[live.voice, live.targets, live.model, live.vocoder],
+                                       outputs=[live.session, live.status], api_visibility="private",
+                                       concurrency_id="live-start", concurrency_limit=concurrency)
+    started.success(play, inputs=[live.session], outputs=[live.heard, live.status], api_visibility="private",
+                    concurrency_id="live-play", concurrency_limit=None, show_progress="hidden")
+    live.mic.stream(push, inputs=[live.mic, live.session], outputs=None, api_visibility="private",
+                    stream_every=STREAM_EVERY, time_limit=limits.max_seconds, concurrency_id="live",
+                    concurrency_limit=concurrency)
+    live.mic.stop_recording(stop, inputs=[live.session], outputs=[live.session], api_visibility="private",
+                            queue=False)
+
+
+def _pcm16(chunk):
+    """(M,) float in [-1, 1] -> int16, so Gradio streams it as it is (it scales float audio to its own peak)."""
+    import numpy as np
+
+    return (np.clip(chunk, -1.0, 1.0) * 32767).astype(np.int16)
 
 
 def _user_errors(gr, fn, *args, **kwargs):

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import math
 import os
+import queue
 import re
 import shutil
 import threading
@@ -25,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vc_app.audio import audio_info, load_audio, write_audio
+from vc_app.audio import SILENT_PEAK, audio_info, load_audio, resample, write_audio
 from vc_app.bundle import list_local_bundles, load_bundle
 from vc_app.config import MelConfig
 from vc_app.converter import VoiceConverter
@@ -195,6 +197,7 @@ class ConversionService:
         self.choices = self._choices()
         self._similarity = None
         self._similarity_lock = threading.Lock()
+        self._live_vocoders: dict[str, tuple[str, str]] = {}  # model -> (the vocoder live picked, why)
 
     # -- what the page offers ------------------------------------------------------------
     def _choices(self) -> Choices:
@@ -321,6 +324,59 @@ class ConversionService:
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         return time.perf_counter() - start
+
+    # -- live conversion ------------------------------------------------------------------
+    def start_live(self, voice: str | None, targets: Sequence[str] | None, *, model: str | None = None,
+                   vocoder: str | None = None, progress: Progress | None = None) -> LiveSession:
+        """A live conversion for one browser session into the saved `voice`, or else the voice of `targets`.
+
+        Args:
+            vocoder: a vocoder spec, or `AUTO_VOCODER` (the default): the best of `LIVE_VOCODERS` that keeps up
+                here, measured once per model (`vc_app.streaming.pick_live_stream`) and remembered.
+        Raises:
+            VcAppError: one sentence naming the clip, the voice or the choice that is wrong.
+        """
+        from vc_app.streaming import describe_pick, pick_live_stream
+
+        report = progress or (lambda fraction, text: None)
+        targets = [str(t) for t in (targets or []) if t]
+        voice = (voice or "").strip()
+        if not targets and not voice:
+            raise VcAppError("Pick a saved voice or give target clips before starting the microphone.")
+        if shutil.which("ffmpeg") is None:  # Gradio encodes the streamed output with it
+            raise VcAppError("Live conversion needs ffmpeg on the server to stream the audio back: install it "
+                             "(Debian/Ubuntu: apt-get install ffmpeg) and restart the app.")
+        targets = [] if voice else targets
+        paths = [*targets, *self._voice_files(voice)]
+        try:
+            for target in targets:
+                self.check_upload(target, "target")
+            model_spec = self.resolve_model(model, None)
+            auto = (vocoder or AUTO_VOCODER).strip() == AUTO_VOCODER
+            spec = self._live_vocoders.get(model_spec, (None, ""))[0] if auto else self.resolve_vocoder(vocoder)
+            report(0.1, "Model ready" if self.pool.is_loaded(model_spec, spec) else "Loading the model")
+            converter = self.pool.get(model_spec, spec)
+            report(0.3, f"Loading the voice {voice}" if voice else "Analysing the target voice")
+            kept = self.voices.load(check_voice_name(voice)) if voice else converter.voice(targets)
+            if spec is not None:  # named in the menu, or picked for this model before
+                note = self._live_vocoders[model_spec][1] if auto else f"vocoder {canonical_vocoder(spec)} (chosen)"
+                return LiveSession(converter.stream(kept), note)
+            report(0.5, "Timing the vocoders on this machine")
+
+            def make_stream(candidate: str):
+                try:
+                    return self.pool.get(model_spec, candidate).stream(kept)
+                except VcAppError as err:  # not installed or not reachable here: the next one is tried
+                    log.info("live conversion cannot use %s: %s", candidate, err)
+                    return None
+
+            picked, share, stream, tried = pick_live_stream(make_stream)
+            note = describe_pick(picked, share, tried, stream.block_samples / stream.sample_rate)
+            self._live_vocoders[model_spec] = (picked, note)
+            log.info("live conversion: %s", note)
+            return LiveSession(stream, note)
+        except VcAppError as err:
+            raise VcAppError(_without_paths(str(err), paths)) from None
 
     def _output_path(self, source: str, target_name: str) -> Path:
         """A fresh folder under work_dir holding `<source>_as_<target>.wav` (old folders are swept first)."""
@@ -503,6 +559,145 @@ class ConversionService:
                     warnings.simplefilter("ignore", UserWarning)
                     self._similarity = SpeakerSimilarity("cpu")
             return self._similarity
+
+
+AUTO_VOCODER = "auto"  # the Live tab's default: the best live vocoder that keeps up, measured
+STREAM_EVERY = 0.25  # seconds of microphone audio per chunk the browser sends (Gradio's stream_every)
+
+
+class StreamResampler:
+    """Resamples a signal that arrives in pieces of any length as if it were resampled whole (torchaudio's
+    band-limited sinc): each piece is resampled with the input before it, and the last `lookahead` input
+    samples wait for the next piece, since the filter needs them. Output comes in whole periods of the two
+    rates (e.g. 320 samples at 48 kHz -> 147 at 22.05 kHz), so every piece lands on the same grid.
+
+    Args:
+        orig_rate, new_rate: the rates in and out (equal: pieces pass through untouched).
+    Attributes:
+        lookahead: input samples held back (at least 64: the filter reaches 14 input samples either side).
+    """
+
+    def __init__(self, orig_rate: int, new_rate: int):
+        g = math.gcd(orig_rate, new_rate)
+        self.orig_rate, self.new_rate = orig_rate, new_rate
+        self.period_in, self.period_out = orig_rate // g, new_rate // g
+        self.lookahead = 0 if orig_rate == new_rate else -(-64 // self.period_in) * self.period_in
+        self.buffer = torch.zeros(0)  # input from sample `start` on
+        self.start = self.done = self.received = 0  # input positions: buffer's first, resampled up to, heard
+
+    def __call__(self, piece: torch.Tensor) -> torch.Tensor:
+        """piece: (N,) float at `orig_rate` -> (M,) float at `new_rate` (M about N * new / orig, 0 at first)."""
+        if self.orig_rate == self.new_rate:
+            return piece
+        self.buffer = torch.cat([self.buffer, piece.float().flatten()])
+        self.received += piece.numel()
+        end = (self.received - self.lookahead) // self.period_in * self.period_in
+        if end <= self.done:
+            return torch.zeros(0)
+        wav = resample(self.buffer, self.orig_rate, self.new_rate)
+        a, b = ((x - self.start) // self.period_in * self.period_out for x in (self.done, end))
+        self.done = end
+        keep_from = max(0, end - self.lookahead) // self.period_in * self.period_in  # the filter's left reach
+        self.buffer, self.start = self.buffer[keep_from - self.start:], keep_from
+        return wav[a:b]
+
+
+class LiveSession:
+    """One browser session's live conversion: microphone chunks in (`push`), converted chunks out (`converted`).
+
+    `push` resamples a chunk to the model's rate (`StreamResampler`), runs it through the stream
+    (`StreamingConverter.push`) and queues the result at the model's rate; `converted` hands the queued
+    chunks to the page's output as they come. Nothing here knows Gradio.
+
+    Args:
+        stream: the streaming converter into the chosen voice; vocoder_note: which vocoder and why, in words.
+    """
+
+    def __init__(self, stream, vocoder_note: str = ""):
+        self.stream, self.vocoder_note = stream, vocoder_note
+        self.sample_rate: int = stream.sample_rate
+        self.input_rate: int | None = None
+        self._resampler: StreamResampler | None = None
+        self._outbox: queue.Queue[np.ndarray] = queue.Queue()
+        self._closed = threading.Event()
+        self.chunks = self.blocks = 0
+        self.heard = 0.0  # seconds of microphone audio received
+        self.compute: list[float] = []  # seconds per chunk, resampling and conversion
+        self.peak = 0.0
+
+    def push(self, rate: int, samples: np.ndarray) -> None:
+        """One chunk from the browser: (N,) or (N, channels), int16 or float, at `rate` Hz."""
+        started = time.perf_counter()
+        wav = _float_mono(samples)
+        if self._resampler is None:
+            self.input_rate, self._resampler = rate, StreamResampler(rate, self.sample_rate)
+        elif rate != self.input_rate:
+            raise VcAppError(f"The microphone changed from {self.input_rate} Hz to {rate} Hz mid-stream; stop and "
+                             f"start it again.")
+        pending = self.stream.pending.numel()
+        piece = self._resampler(torch.from_numpy(wav))
+        out = self.stream.push(piece)
+        self.blocks += (pending + piece.numel()) // self.stream.block_samples
+        self.compute.append(time.perf_counter() - started)
+        self.chunks += 1
+        self.heard += wav.size / rate
+        self.peak = max(self.peak, float(np.abs(wav).max(initial=0.0)))
+        if out.numel():
+            self._outbox.put(out.numpy())
+
+    def converted(self, poll: float = 0.2, idle: float = 10.0):
+        """Yield each converted chunk, (M,) float32 at `sample_rate`, as it is ready, until `close` (the chunks
+        queued by then included) or until nothing has come for `idle` seconds (the browser has gone)."""
+        last = time.monotonic()
+        while True:
+            try:
+                yield self._outbox.get(timeout=poll)
+                last = time.monotonic()
+            except queue.Empty:
+                if self._closed.is_set() or time.monotonic() - last > idle:
+                    return
+
+    def close(self) -> None:
+        """Stop: `converted` ends once what is queued has been handed out."""
+        self._closed.set()
+
+    @property
+    def resampling_delay(self) -> float:
+        """Seconds the resampler holds back (the look-ahead its filter needs), 0 at the model's rate."""
+        held = self._resampler.lookahead + self._resampler.period_in / 2 if self._resampler else 0
+        return held / (self.input_rate or self.sample_rate)
+
+    def latency(self) -> dict[str, float]:
+        """The measured latency in seconds, by part: the stream (block + look-ahead), the resampler, the chunk the
+        browser sends (mean duration received), and the server's work per chunk (mean); "total" adds them."""
+        parts = {"stream": self.stream.latency, "resampling": self.resampling_delay,
+                 "chunks": self.heard / self.chunks if self.chunks else STREAM_EVERY,
+                 "compute": sum(self.compute) / len(self.compute) if self.compute else 0.0}
+        return {**parts, "total": sum(parts.values())}
+
+    def status(self) -> str:
+        """The Live tab's status line (Markdown): latency by part, blocks converted, load, input level."""
+        parts = {key: value * 1000 for key, value in self.latency().items()}
+        chunk_seconds = parts["chunks"] / 1000
+        load = parts["compute"] / 1000 / chunk_seconds if chunk_seconds else 0.0
+        rate = f"{self.input_rate} Hz" if self.input_rate else "the microphone's rate"
+        text = (f"**Latency {parts['total']:.0f} ms** on the server: stream {parts['stream']:.0f} ms (block + "
+                f"look-ahead) + Gradio's chunks {parts['chunks']:.0f} ms + compute {parts['compute']:.0f} ms per "
+                f"chunk + resampling {parts['resampling']:.0f} ms ({rate} to {self.sample_rate} Hz); the browser's "
+                f"player adds its own buffer (below). {self.blocks} blocks converted from {self.heard:.1f} s of "
+                f"microphone in {self.chunks} chunks, compute {load:.0%} of real time; {self.vocoder_note}.")
+        if self.heard >= 2 and self.peak < SILENT_PEAK:
+            text += " **The microphone is silent**: check that the browser uses the right one."
+        elif self.peak >= 0.999:
+            text += " **The microphone clips** (its peaks reach full scale): the conversion will sound distorted."
+        return text
+
+
+def _float_mono(samples: np.ndarray) -> np.ndarray:
+    """A chunk as the browser sends it -> (N,) float32 in [-1, 1] (int16 scaled, channels averaged)."""
+    wav = np.asarray(samples)
+    wav = wav.astype(np.float32) / 32768.0 if wav.dtype.kind in "iu" else wav.astype(np.float32)
+    return wav.mean(axis=1) if wav.ndim == 2 else wav.reshape(-1)
 
 
 WARM_UP_NAME = "vc-app-warm-up"
