@@ -446,6 +446,8 @@ def test_corpus_weights_set_each_corpus_share_of_a_batch_whatever_its_speaker_co
     assert chisquare(np.bincount([s for s in speakers if s >= 2], minlength=52)[2:]).pvalue > 0.01
     with pytest.raises(VcAppError, match="names clen, not a corpus of the training data \\(clean, many\\)"):
         SpeakerBatches(by_speaker, 16, 0, corpus_of=corpus_of, corpus_weights={"clen": 1})
+    with pytest.raises(VcAppError, match="packed before stage 0 recorded it: re-run the recipe's stages 0-2"):
+        SpeakerBatches(by_speaker, 16, 0, corpus_of=dict.fromkeys(by_speaker, ""), corpus_weights={"clean": 1})
 
 
 @pytest.mark.parametrize("sampler", ["clips", "speakers"])

@@ -244,6 +244,9 @@ class SpeakerBatches(Sampler):
         self.weights = np.ones(0)
         if corpus_weights:
             names = sorted({(corpus_of or {})[s] for s in self.speakers})
+            if names == [""]:
+                raise VcAppError("data.corpus_weights needs the corpus of each clip, and these training features "
+                                 "were packed before stage 0 recorded it: re-run the recipe's stages 0-2.")
             unknown = sorted(set(corpus_weights) - set(names))
             if unknown:
                 raise VcAppError(f"data.corpus_weights names {', '.join(unknown)}, not a corpus of the training "
