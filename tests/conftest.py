@@ -88,6 +88,30 @@ def synthetic_speech(seconds: float, rate: int, f0: float = 120.0, seed: int = 0
     return (0.5 * out / (np.abs(out).max() + 1e-9)).astype(np.float32)
 
 
+def speech_mel(seconds: float):
+    """The project mel of `seconds` of synthetic speech at 22.05 kHz: (1, n_mels, T)."""
+    import torch
+
+    from vc_app.config import MelConfig
+    from vc_app.mel import mel_spectrogram
+
+    wav = torch.from_numpy(synthetic_speech(seconds, 22050)).float()
+    return mel_spectrogram(wav, MelConfig()).unsqueeze(0)
+
+
+def assert_joins_leave_no_seam(whole, windowed, joins, hop: int = 256) -> None:
+    """Windowed vocoding equals the one-pass waveform (N,) to better than -40 dB, around each join frame and overall."""
+    import torch
+
+    assert windowed.shape == whole.shape
+    power = whole.pow(2).mean()
+    for join in joins:
+        around = slice(join * hop - 2 * hop, join * hop + 2 * hop)
+        error_db = 10 * torch.log10((windowed[around] - whole[around]).pow(2).mean() / power)
+        assert error_db < -40, f"join at frame {join}: {error_db:.1f} dB"
+    assert 10 * torch.log10((windowed - whole).pow(2).mean() / power) < -40
+
+
 def tts(text: str, path: Path, voice: str = "en", rate: int = 22050) -> Path:
     """Speak `text` into `path` with espeak-ng (flite voices as 'flite:slt'); synthetic speech if neither exists."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,7 @@ from vc_app.vocoders import packaged as packaged_module
 from vc_app.vocoders.neural import CONTEXT_FRAMES, NeuralVocoder
 from vc_app.vocoders.packaged import PACKAGED, PackageMissing
 
-from conftest import run_cli, synthetic_speech
+from conftest import assert_joins_leave_no_seam, run_cli, speech_mel
 
 UNIVERSAL = PACKAGED[("hifigan", "universal")]
 
@@ -39,13 +39,6 @@ def package_hidden(monkeypatch):
     vocoders._fallback_notice.cache_clear()
     yield
     vocoders._fallback_notice.cache_clear()
-
-
-def speech_mel(seconds: float) -> torch.Tensor:
-    from vc_app.mel import mel_spectrogram
-
-    wav = torch.from_numpy(synthetic_speech(seconds, 22050)).float()
-    return mel_spectrogram(wav, MelConfig()).unsqueeze(0)
 
 
 def test_the_default_is_the_packaged_universal_hifigan_loaded_strictly(universal):
@@ -108,13 +101,7 @@ def test_windowed_vocoding_matches_one_pass_and_leaves_no_seam(universal):
     whole = universal(mel)[0]
     windowed = NeuralVocoder(universal.generator, name="windows", mel=MelConfig(), chunk_frames=96,
                              context_frames=CONTEXT_FRAMES)(mel)[0]
-    assert windowed.shape == whole.shape
-    power = whole.pow(2).mean()
-    for join in (96, 192, 288):
-        around = slice(join * 256 - 512, join * 256 + 512)
-        error_db = 10 * torch.log10((windowed[around] - whole[around]).pow(2).mean() / power)
-        assert error_db < -40, f"join at frame {join}: {error_db:.1f} dB"
-    assert 10 * torch.log10((windowed - whole).pow(2).mean() / power) < -40
+    assert_joins_leave_no_seam(whole, windowed, (96, 192, 288))
 
 
 def test_help_names_the_default_vocoder():

@@ -11,12 +11,11 @@ import torch
 
 from vc_app.config import MelConfig
 from vc_app.errors import VcAppError
-from vc_app.mel import mel_spectrogram
 from vc_app.vocoders import fast, load_vocoder, vocoder_availability, vocoder_choices
 from vc_app.vocoders.convnext_istft import ConvNeXtISTFTConfig, ConvNeXtISTFTGenerator
 from vc_app.vocoders.neural import NeuralVocoder
 
-from conftest import run_cli, synthetic_speech
+from conftest import assert_joins_leave_no_seam, run_cli, speech_mel, synthetic_speech
 
 TINY = ConvNeXtISTFTConfig(dim=32, intermediate_dim=64, layers=2)
 
@@ -24,11 +23,6 @@ TINY = ConvNeXtISTFTConfig(dim=32, intermediate_dim=64, layers=2)
 def write_tiny(folder, cfg: ConvNeXtISTFTConfig = TINY, seed: int = 0):
     torch.manual_seed(seed)
     return fast.save_fast_vocoder(ConvNeXtISTFTGenerator(cfg), MelConfig(), folder, training={"steps": 0})
-
-
-def speech_mel(seconds: float) -> torch.Tensor:
-    wav = torch.from_numpy(synthetic_speech(seconds, 22050)).float()
-    return mel_spectrogram(wav, MelConfig()).unsqueeze(0)
 
 
 @pytest.fixture
@@ -121,13 +115,7 @@ def test_windowed_vocoding_matches_one_pass_and_leaves_no_seam(tmp_path):
     whole = vocoder(mel)[0]
     windowed = NeuralVocoder(vocoder.generator, name="windows", mel=MelConfig(), chunk_frames=96,
                              context_frames=vocoder.context_frames)(mel)[0]
-    assert windowed.shape == whole.shape
-    power = whole.pow(2).mean()
-    for join in (96, 192, 288):
-        around = slice(join * 256 - 512, join * 256 + 512)
-        error_db = 10 * torch.log10((windowed[around] - whole[around]).pow(2).mean() / power)
-        assert error_db < -40, f"join at frame {join}: {error_db:.1f} dB"
-    assert 10 * torch.log10((windowed - whole).pow(2).mean() / power) < -40
+    assert_joins_leave_no_seam(whole, windowed, (96, 192, 288))
 
 
 def test_the_cli_names_it_and_vocodes_with_a_folder(tmp_path):

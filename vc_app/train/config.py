@@ -199,13 +199,18 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as err:
             raise VcAppError(f"{path} is not valid YAML ({str(err).splitlines()[0]}).") from None
+    return config_from_dict(apply_overrides(data, overrides))
+
+
+def apply_overrides(data: dict, overrides: list[str] | None) -> dict:
+    """`data` (a nested dict read from YAML) with each `a.b.c=value` set, the value read as YAML; returns it."""
     for item in overrides or []:
         key, sep, raw = item.partition("=")
         if not sep:
             raise VcAppError(f"Override {item!r} must look like section.key=value.")
+        *parents, last = key.strip().split(".")
         node = data
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
+        for part in parents:
             node = node.setdefault(part, {})
-        node[parts[-1]] = yaml.safe_load(raw)
-    return config_from_dict(data)
+        node[last] = yaml.safe_load(raw)
+    return data

@@ -36,6 +36,7 @@ import torch
 
 from vc_app.config import MelConfig
 from vc_app.errors import VcAppError
+from vc_app.train.config import apply_overrides
 from vc_app.train.vocoder_labels import LabelPack, label_features
 from vc_app.vocoders.convnext_istft import ConvNeXtISTFTConfig, ConvNeXtISTFTGenerator
 
@@ -98,15 +99,7 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | None = No
             d = yaml.safe_load(Path(path).read_text()) or {}
         except (OSError, yaml.YAMLError) as err:
             raise VcAppError(f"Cannot read the vocoder config {path} ({str(err).splitlines()[0]}).") from None
-    for item in overrides or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise VcAppError(f"An override is key=value, not {item!r}.")
-        *parents, last = key.strip().split(".")
-        node = d
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[last] = yaml.safe_load(value)
+    d = apply_overrides(d, overrides)
     try:
         generator = ConvNeXtISTFTConfig.from_dict(d.pop("generator", {}) or {})
         kinds = {f.name: f.type for f in fields(DistillConfig)}  # "int", "float", ... (postponed annotations)
