@@ -274,6 +274,12 @@ def test_shipped_heldout_sets_keep_both_old_sets_and_add_many_voices():
     assert set(sets["in-domain"]["speakers"]) == set(old["unseen"]) - set(old["cross_corpus"])
     many = sets["many-voices"]["speakers"]
     assert len(many) == 20 and len({s for s in many if s.startswith("ls")}) == 10
+    held = {s for spec in sets.values() for s in spec["speakers"]}  # protocol 2's committed lists hold all out
+    protocol2 = lists / "speech533"
+    assert {r["speaker"] for r in read_csv(protocol2 / "unseen.csv")} == held
+    for name in ("train.csv", "valid.csv"):
+        assert not held & {r["speaker"] for r in read_csv(protocol2 / name)}
+    assert len({r["speaker"] for r in read_csv(protocol2 / "train.csv")}) == 505
     more = SHARED_SPEECH.parent / "more_speech"
     if more.is_dir():
         rows = read_csv(more / "speechocean762" / "speakers.csv")
