@@ -65,6 +65,11 @@ class _Tee(io.TextIOBase):
         self.stream.flush()
 
 
+def repo_relative(text: str) -> str:
+    """`text` with this checkout's absolute path written relative to it: a results file names no machine's folders."""
+    return text.replace(f"{RESULTS.parent.parent.resolve()}/", "")
+
+
 @contextlib.contextmanager
 def recorded(script: str) -> Iterator[None]:
     """Run a bench's `main` inside this: its stdout is shown as usual and, if it finishes without an error,
@@ -85,5 +90,5 @@ def recorded(script: str) -> Iterator[None]:
               f"# bench/{Path(script).name}: results\n\nNewest run last; each run appends itself.\n")
     with path.open("a") as out:
         out.write(f"{header}\n## {when}\n\nMachine: {machine(load)}.\n\n`{command}`\n\n```\n"
-                  f"{tee.copy.getvalue().rstrip()}\n```\n")
+                  f"{repo_relative(tee.copy.getvalue().rstrip())}\n```\n")
     print(f"(results appended to {path})", file=sys.stderr)
