@@ -243,7 +243,8 @@ class SpeakerBatches(Sampler):
         self.groups: list[np.ndarray] = []
         self.weights = np.ones(0)
         if corpus_weights:
-            names = sorted({(corpus_of or {})[s] for s in self.speakers})
+            corpus_of = corpus_of or {}
+            names = sorted({corpus_of[s] for s in self.speakers})
             if names == [""]:
                 raise VcAppError("data.corpus_weights needs the corpus of each clip, and these training features "
                                  "were packed before stage 0 recorded it: re-run the recipe's stages 0-2.")
@@ -254,7 +255,7 @@ class SpeakerBatches(Sampler):
             weights = np.array([corpus_weights.get(name, 1.0) for name in names])
             if weights.sum() <= 0:
                 raise VcAppError("data.corpus_weights leaves no corpus with a positive weight.")
-            self.groups = [np.array([i for i, s in enumerate(self.speakers) if (corpus_of or {})[s] == name])
+            self.groups = [np.array([i for i, s in enumerate(self.speakers) if corpus_of[s] == name])
                            for name in names]
             self.weights = weights / weights.sum()
 
