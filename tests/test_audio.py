@@ -130,3 +130,17 @@ def test_files_waveforms_and_streams_meet_one_silence_rule(tmp_path, sound_secon
         except VcAppError as err:
             verdicts.append(str(err))
     assert all(message in v and v.startswith(f"The {name}") for v in verdicts) if message else verdicts == [""] * 3
+
+
+def test_clipping_is_a_flattened_peak_not_a_sample_touching_full_scale():
+    from vc_app.audio import clips
+
+    t = np.arange(22050) / 22050
+    tone = np.sin(2 * np.pi * 220 * t).astype(np.float32)
+    assert not clips(0.5 * tone)
+    assert not clips(tone / np.abs(tone).max())  # a normalised file touches full scale at single samples
+    spike = 0.1 * tone
+    spike[1000] = 1.0
+    assert not clips(spike)
+    assert clips(np.clip(3 * tone, -1, 1))  # an over-driven gain flattens every peak
+    assert clips(np.clip(1.05 * tone, -1, 1))  # even a slight overdrive leaves runs at full scale

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 MIN_SECONDS = 0.3
 SILENCE_TOP_DB = 40.0
 SILENT_PEAK = 1e-3  # -60 dBFS: a clip whose loudest sample is below this is silence
+FULL_SCALE, CLIPPED_RUN = 0.999, 3  # clipping: this many samples in a row at full scale (a flattened peak)
 MIN_RATE, MAX_RATE = 8000, 192000
 TRIM_FRAME, TRIM_HOP, TRIM_RATE = 1024, 256, 22050  # silence-trimming frames (scaled to other rates)
 
@@ -122,6 +123,17 @@ def check_sound(peak: float, seconds: float, name: str) -> None:
         raise VcAppError(f"The {name} is silent.")
     if seconds < MIN_SECONDS:
         raise VcAppError(f"The {name} has {seconds:.2f} s of sound; at least {MIN_SECONDS} s is needed.")
+
+
+def clips(samples: np.ndarray) -> bool:
+    """The one rule for clipping: `CLIPPED_RUN` consecutive samples at `FULL_SCALE` or above, the flat top a
+    saturated converter or an over-driven gain leaves. A single sample touching full scale (a limiter's peak,
+    a normalised file) is not clipping. samples: (N,) float in [-1, 1]."""
+    top = np.abs(np.asarray(samples, dtype=np.float32).reshape(-1)) >= FULL_SCALE
+    if top.sum() < CLIPPED_RUN:
+        return False
+    run = np.convolve(top.astype(np.int32), np.ones(CLIPPED_RUN, np.int32), mode="valid")
+    return bool(run.max() >= CLIPPED_RUN)
 
 
 def check_audio_file(path: str | os.PathLike, role: str = "input") -> sf._SoundFileInfo:

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vc_app.audio import SILENT_PEAK, audio_info, load_audio, resample, write_audio
+from vc_app.audio import SILENT_PEAK, audio_info, clips, load_audio, resample, write_audio
 from vc_app.bundle import list_local_bundles, load_bundle
 from vc_app.config import MelConfig
 from vc_app.converter import VoiceConverter
@@ -624,6 +624,7 @@ class LiveSession:
         self.heard = 0.0  # seconds of microphone audio received
         self.compute: list[float] = []  # seconds per chunk, resampling and conversion
         self.peak = 0.0
+        self.clipped = False  # whether any chunk clipped (`vc_app.audio.clips`)
 
     def push(self, rate: int, samples: np.ndarray) -> None:
         """One chunk from the browser: (N,) or (N, channels), int16 or float, at `rate` Hz."""
@@ -642,6 +643,7 @@ class LiveSession:
         self.chunks += 1
         self.heard += wav.size / rate
         self.peak = max(self.peak, float(np.abs(wav).max(initial=0.0)))
+        self.clipped = self.clipped or clips(wav)
         if out.numel():
             self._outbox.put(out.numpy())
 
@@ -688,8 +690,9 @@ class LiveSession:
                 f"microphone in {self.chunks} chunks, compute {load:.0%} of real time; {self.vocoder_note}.")
         if self.heard >= 2 and self.peak < SILENT_PEAK:
             text += " **The microphone is silent**: check that the browser uses the right one."
-        elif self.peak >= 0.999:
-            text += " **The microphone clips** (its peaks reach full scale): the conversion will sound distorted."
+        elif self.clipped:
+            text += (" **The microphone clips** (its peaks are flattened at full scale): the conversion will sound "
+                     "distorted.")
         return text
 
 

@@ -121,16 +121,16 @@ def pick_vocoder(converter, voice, config):
 
 def simulate_file(args: argparse.Namespace, stream) -> int:
     """--input/--output: the file through the engine; writes what the speaker would play."""
-    from vc_app.audio import AudioStream, check_sound, sound_bounds, write_audio
+    from vc_app.audio import AudioStream, check_sound, clips, sound_bounds, write_audio
     from vc_app.streaming import LiveEngine, simulate
 
     source = AudioStream(args.input, stream.sample_rate).load()
     peak = float(source.abs().max())
     start, end = sound_bounds(source.numpy(), stream.sample_rate)
     check_sound(peak, (end - start) / stream.sample_rate, f"input {args.input}")
-    if peak >= CLIPPING_PEAK:
-        print(f"vc-app: notice: {args.input} clips (its peaks reach full scale), so the conversion will sound "
-              f"distorted.", file=sys.stderr)
+    if clips(source.numpy()):
+        print(f"vc-app: notice: {args.input} clips (its peaks are flattened at full scale), so the conversion "
+              f"will sound distorted.", file=sys.stderr)
     engine = LiveEngine(stream, threaded=not args.no_wait)
     try:
         out = simulate(engine, source, realtime=not args.no_wait)
@@ -140,9 +140,6 @@ def simulate_file(args: argparse.Namespace, stream) -> int:
     print(f"wrote {written}")
     print(summary(engine))
     return 0
-
-
-CLIPPING_PEAK = 0.999
 
 
 def summary(engine, device_latency: float = 0.0) -> str:
@@ -199,14 +196,15 @@ def run_devices(sd, devices: tuple, stream) -> int:
     import numpy as np
     import torch
 
-    from vc_app.audio import SILENT_PEAK
+    from vc_app.audio import SILENT_PEAK, clips
     from vc_app.streaming import LiveEngine
 
     engine = LiveEngine(stream)
-    level = {"peak": 0.0}
+    level = {"peak": 0.0, "clipped": False}
 
     def callback(indata, outdata, frames, time_info, status) -> None:
         level["peak"] = max(level["peak"], float(np.abs(indata).max()))
+        level["clipped"] = level["clipped"] or clips(indata[:, 0])
         engine.feed(torch.from_numpy(indata[:, 0].copy()))
         outdata[:, 0] = engine.read(frames).numpy()
 
@@ -222,9 +220,9 @@ def run_devices(sd, devices: tuple, stream) -> int:
             print(f"live: {summary(engine, device_latency).split(',')[0]}; speak now, Ctrl-C stops.")
             while audio.active:
                 time.sleep(STATUS_SECONDS)
-                peak, level["peak"] = level["peak"], 0.0
+                (peak, clipped), level["peak"], level["clipped"] = (level["peak"], level["clipped"]), 0.0, False
                 note = ("  input silent: is the microphone muted?" if peak < SILENT_PEAK else
-                        "  input clipping: lower the microphone's gain" if peak >= CLIPPING_PEAK else "")
+                        "  input clipping: lower the microphone's gain" if clipped else "")
                 print(f"\r{summary(engine, device_latency)}{note}".ljust(100), end="", flush=True)
             raise VcAppError("The sound device stopped (was it unplugged?).")
     except KeyboardInterrupt:
