@@ -4,11 +4,10 @@ The default model (official AdaIN-VC sizes, 4.89 M parameters) trains on a packe
 exactly as the recipes' stage 3 does (the loader only slices a memory-mapped array): a synthetic one,
 or a real one with --features. Three ways of timing:
 
-  python bench/train_speed.py                       ours: default step (run.amp auto, encoder branches
-                                                    side by side) and the reference step (float32, one
-                                                    branch after the other: the step before the speed
-                                                    work), data-wait share; --augmented adds the
-                                                    default step on augmented data
+  python bench/train_speed.py                       ours: default step (run.amp auto) and the reference
+                                                    step (float32: the step before the speed work),
+                                                    data-wait share; --augmented adds the default step
+                                                    on augmented data
   python bench/train_speed.py --official DIR        + the official step, interleaved in rounds
   python bench/train_speed.py --numerics 200        loss curves: default vs reference step (same seed)
                                                     against reference vs reference (another seed)
@@ -111,18 +110,15 @@ def synthetic_cache(folder: Path, n_utts: int = 240, n_mels: int = 80, seed: int
 
 
 class OurStep:
-    """Our training step (`vc_app.train.engine.train_step`) on the default model, `amp` = run.amp,
-    `parallel` = run.parallel_branches (the encoder branches side by side)."""
+    """Our training step (`vc_app.train.engine.train_step`) on the default model, `amp` = run.amp."""
 
-    def __init__(self, cache: Path, batch: int, amp: str, augment: bool = False, seed: int = 1234,
-                 parallel: bool = True):
+    def __init__(self, cache: Path, batch: int, amp: str, augment: bool = False, seed: int = 1234):
         from vc_app.features import FeatureCache
         from vc_app.train.config import load_config
         from vc_app.train.data import SegmentDataset, StepLoader
         from vc_app.train.engine import Dist, amp_dtype, build_state
 
-        overrides = [f"data.train_features={cache}", f"data.batch_size={batch}", f"run.amp={amp}", f"seed={seed}",
-                     f"run.parallel_branches={str(parallel).lower()}"]
+        overrides = [f"data.train_features={cache}", f"data.batch_size={batch}", f"run.amp={amp}", f"seed={seed}"]
         if augment:
             overrides += ["data.warp_range=[0.85,1.18]", "data.gain_db=3.0"]
         cfg = load_config(None, overrides)
@@ -211,7 +207,7 @@ def rounds(steps: dict, n_rounds: int, n_steps: int, warmup: int = 3) -> dict[st
     return out
 
 
-REFERENCE = "reference (float32, sequential)"
+REFERENCE = "reference (float32)"
 
 
 def step_flops(cache: Path, batch: int) -> float:
@@ -219,7 +215,7 @@ def step_flops(cache: Path, batch: int) -> float:
     by PyTorch's FlopCounterMode on the reference step (one thread of dispatch, so every op is seen)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    step = OurStep(cache, batch, "none", parallel=False)
+    step = OurStep(cache, batch, "none")
     step()
     with FlopCounterMode(display=False) as counter:
         step()
@@ -241,16 +237,16 @@ def matmul_rate(repeats: int = 5, n: int = 2048) -> float:
 
 
 def numerics(cache: Path, batch: int, n_steps: int) -> None:
-    """Mean absolute difference of the first `n_steps` losses: default step vs the reference step (float32,
-    encoder branches one after the other: the step before any speed work), same seed and data, beside the
+    """Mean absolute difference of the first `n_steps` losses: default step vs the reference step (float32:
+    the step before any speed work), same seed and data, beside the
     run-to-run noise of the reference step itself (seed 1234 vs 1235)."""
     import torch
 
     curves = {}
-    for name, amp, parallel, seed in ((REFERENCE, "none", False, 1234), ("default", "auto", True, 1234),
-                                      (f"{REFERENCE}, seed 1235", "none", False, 1235)):
+    for name, amp, seed in ((REFERENCE, "none", 1234), ("default", "auto", 1234),
+                            (f"{REFERENCE}, seed 1235", "none", 1235)):
         torch.manual_seed(0)
-        step = OurStep(cache, batch, amp, seed=seed, parallel=parallel)
+        step = OurStep(cache, batch, amp, seed=seed)
         curves[name] = np.array([step()["loss"] for _ in range(n_steps)])
         print(f"{name}: {step.precision}, mean loss {curves[name].mean():.4f}, last 50 steps "
               f"{curves[name][-50:].mean():.4f}", flush=True)
@@ -289,7 +285,7 @@ def main() -> int:
                 numerics(cache, args.batch, args.numerics)
                 return 0
             steps = {"ours (default)": OurStep(cache, args.batch, "auto"),
-                     f"ours {REFERENCE}": OurStep(cache, args.batch, "none", parallel=False)}
+                     f"ours {REFERENCE}": OurStep(cache, args.batch, "none")}
             if args.augmented:
                 steps["ours (default, augmented data)"] = OurStep(cache, args.batch, "auto", augment=True)
             if args.official:

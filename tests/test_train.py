@@ -70,7 +70,7 @@ def restore_threads():
     torch.set_num_threads(threads)
 
 
-@pytest.mark.parametrize("threads", [1, 2], ids=["one thread", "two threads: branches side by side"])
+@pytest.mark.parametrize("threads", [1, 2], ids=["one thread", "two threads"])
 def test_resume_continues_exactly_like_an_uninterrupted_run(tiny_features, tmp_path, threads, restore_threads):
     from vc_app.train.engine import train
 
@@ -341,45 +341,6 @@ def test_speaker_consistency_and_perturbations_train_and_are_logged(tiny_feature
     train(cfg, tmp_path, log=quiet)
     rows = train_rows(tmp_path)
     assert all(0 <= rows[s]["spk_cons"] <= 2 and np.isfinite(rows[s]["loss"]) for s in (1, 2, 3))
-
-
-@pytest.mark.parametrize("bottleneck", ["vae", "vq"])
-def test_branches_side_by_side_compute_the_sequential_step(tiny_features, bottleneck, restore_threads):
-    """On two threads the content and speaker branches run side by side (the speaker branch on the worker
-    thread, forward and backward); every loss term and every gradient is the sequential step's, up to the
-    rounding of kernels that split their sums over another number of threads."""
-    import threading
-
-    from vc_app.features import FeatureCache
-    from vc_app.train.data import SegmentDataset, StepLoader
-    from vc_app.train.engine import Dist, build_state, train_step
-
-    torch.set_num_threads(2)
-    cfg = {parallel: config(tiny_features, model__bottleneck=bottleneck, run__parallel_branches=parallel,
-                            loss__weights="{rec: 10, kl: 1, vq_commit: 0.1, adv: 0.1, spk_cons: 1}",
-                            adversary__enabled="true", data__speaker_segment="other")
-           for parallel in (False, True)}
-    cache = FeatureCache.open(tiny_features["train"])
-    batch = next(StepLoader(SegmentDataset(cache, cfg[True].data, cfg[True].mel, 0), 4, seed=0).batches(0))
-    states, metrics, where = {}, {}, []
-    for parallel in (False, True):
-        states[parallel] = build_state(cfg[parallel], cache, Dist())
-        branch = states[parallel].core.speaker_branch
-        states[parallel].core.speaker_branch = lambda mel, branch=branch: where.append(
-            threading.current_thread().name) or branch(mel)
-        torch.manual_seed(7)
-        metrics[parallel] = train_step(states[parallel], batch)
-    assert states[False].branch_worker is None and states[True].branch_worker is not None
-    assert where[0] == threading.current_thread().name and where[1].startswith("speaker-branch")
-    for key, value in metrics[False].items():
-        assert metrics[True][key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
-    named = dict(states[True].core.named_parameters())
-    for name, p in states[False].core.named_parameters():
-        if p.grad is not None:
-            torch.testing.assert_close(named[name].grad, p.grad, rtol=1e-3, atol=1e-5,
-                                       msg=lambda m, name=name: f"{name}: {m}")
-        else:
-            assert named[name].grad is None, name
 
 
 def test_speaker_balanced_sampler_draws_speakers_uniformly_whatever_their_clip_counts():

@@ -231,29 +231,9 @@ class AdaINVC(nn.Module):
                 with the speaker encoder's weights detached (the speaker-consistency term trains the content
                 encoder and decoder only).
         """
-        mean, log_var = self.content_branch(mel if content_mel is None else content_mel)
-        speaker = self.speaker_branch(mel if speaker_mel is None else speaker_mel)
-        return self.reconstruct(mel.shape[-1], mean, log_var, speaker, consistency)
-
-    def content_branch(self, mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The content encoder's posterior. mel: (B, n_mels, T) raw -> (mean, log_var or None), (B, C, T')."""
-        return self.content_encoder(self.scale(self._pad(mel)))
-
-    def speaker_branch(self, mel: torch.Tensor) -> torch.Tensor:
-        """The speaker vector while training. mel: (B, n_mels, T_s) raw -> (B, c_speaker)."""
-        return self.speaker_encoder(self.scale(mel))
-
-    def reconstruct(self, n_frames: int, mean: torch.Tensor, log_var: torch.Tensor | None, speaker: torch.Tensor,
-                    consistency: bool = False) -> AdaINVCOutput:
-        """The bottleneck and the decoder on the two branches' outputs (see `forward`).
-
-        The two branches depend on nothing but their own input, so a caller may compute them side by side
-        and hand them in as leaves of their own (`vc_app.train.engine` does on multi-core CPUs).
-
-        Args:
-            n_frames: T, the frames of the clip to rebuild.
-            mean, log_var: (B, c_content, T') from `content_branch`; speaker: (B, c_speaker) from `speaker_branch`.
-        """
+        n_frames = mel.shape[-1]
+        mean, log_var = self.content_encoder(self.scale(self._pad(mel if content_mel is None else content_mel)))
+        speaker = self.speaker_encoder(self.scale(mel if speaker_mel is None else speaker_mel))
         vq = None
         if self.quantizer is not None:
             vq = self.quantizer(mean)

@@ -100,7 +100,6 @@ class RunConfig:
     sample_every: int = 2000
     amp: str = "auto"  # auto (bf16 where native: AVX512-BF16/AMX CPUs, CUDA) | none | bf16 | fp16 (GPU only)
     threads: int = 0   # torch CPU threads (0 = torch default)
-    parallel_branches: bool = True  # one CPU process: content and speaker encoders side by side on the cores
     init_from: str = ""  # a bundle (folder or hub id) whose weights start a fresh run; "" = random init
 
     def __post_init__(self) -> None:

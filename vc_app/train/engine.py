@@ -20,12 +20,6 @@ On CPUs with native bfloat16 (AVX512-BF16 or AMX) and on CUDA, `run.amp: auto` (
 the forward and backward passes in bfloat16 autocast with float32 weights and optimiser: the same
 convolutions in half the bytes, which such hardware computes faster than float32 (bench/train_speed.py
 measures by how much; its runs are in bench/results/train_speed.md); `run.amp: none` keeps float32 throughout.
-
-On a CPU, a single process computes the model's two encoder branches (content and speaker, about three
-quarters of the step's arithmetic, independent of each other until the decoder) side by side, each on
-its share of the intra-op threads, forward and backward (`run.parallel_branches`, see `Branches`). Small
-convolutions scale poorly over threads inside one operation; two independent streams keep both cores
-busy. The arithmetic is the same as the sequential step's.
 """
 
 from __future__ import annotations
@@ -37,8 +31,7 @@ import shutil
 import signal
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
@@ -84,7 +77,6 @@ class TrainState:
     speakers: list[str] = field(default_factory=list)
     step: int = 0
     origin: dict = field(default_factory=dict)  # init_from_bundle's record when the run started from a bundle
-    branch_worker: ThreadPoolExecutor | None = None  # computes the speaker branch beside the content branch
 
     @property
     def total_step(self) -> int:
@@ -154,18 +146,8 @@ def build_state(cfg: TrainConfig, cache: FeatureCache, dist: Dist) -> TrainState
     optimizer = torch.optim.Adam(model.parameters(), lr=o.lr, betas=(o.betas[0], o.betas[1]), amsgrad=o.amsgrad,
                                  weight_decay=o.weight_decay, fused=dist.device.type in ("cpu", "cuda"))
     scaler = torch.amp.GradScaler("cuda") if cfg.run.amp == "fp16" and dist.device.type == "cuda" else None
-    worker = ThreadPoolExecutor(1, thread_name_prefix="speaker-branch") if side_by_side(cfg, dist) else None
     torch.manual_seed(cfg.seed + dist.rank)
-    return TrainState(cfg, model, optimizer, classifier, cls_opt, scaler, speakers, origin=origin,
-                      branch_worker=worker)
-
-
-def side_by_side(cfg: TrainConfig, dist: Dist) -> bool:
-    """Whether the encoder branches may run side by side: `run.parallel_branches`, one process, on a CPU, and
-    no dropout (its random masks would be drawn in an order set by thread timing, and a resumed run would
-    no longer repeat an uninterrupted one). Under DDP each rank computes sequentially, as DDP's gradient
-    hooks expect a single backward pass."""
-    return cfg.run.parallel_branches and dist.world == 1 and dist.device.type == "cpu" and cfg.model.dropout == 0
+    return TrainState(cfg, model, optimizer, classifier, cls_opt, scaler, speakers, origin=origin)
 
 
 def init_from_bundle(model: AdaINVC, cfg: TrainConfig) -> dict:
@@ -314,80 +296,13 @@ def _check_finite(values: dict[str, torch.Tensor], step: int) -> None:
             raise TrainingDiverged(f"The loss term {name!r} became {float(value.detach())} at step {step}.")
 
 
-@dataclass
-class Branches:
-    """The content and speaker branches of one step, computed side by side on a CPU's threads.
-
-    The rest of the step (bottleneck, decoder, losses) reads `leaves`, detached copies of the branches'
-    `outputs`; its backward pass ends at the leaves, and `backward` then carries their gradients through
-    the two branches side by side. Every parameter gets the gradient it gets from one backward pass.
-    """
-
-    state: TrainState
-    outputs: list[torch.Tensor | None]   # mean, log_var (or None), speaker, attached to the branches' graphs
-    leaves: list[torch.Tensor | None]
-
-    @classmethod
-    def forward(cls, state: TrainState, batch: Batch) -> Branches:
-        """The speaker branch on the worker thread, the content branch on this one."""
-        core, cfg, mel = state.core, state.cfg, batch.mel
-
-        def speaker_branch() -> torch.Tensor:
-            with autocast(cfg, mel.device):  # autocast is per thread
-                return core.speaker_branch(mel if batch.speaker_mel is None else batch.speaker_mel)
-
-        worker = state.branch_worker
-        assert worker is not None, "side-by-side branches need the branch worker"
-        with _threads_per_branch():
-            speaker = worker.submit(speaker_branch)
-            mean, log_var = core.content_branch(mel if batch.content_mel is None else batch.content_mel)
-            outputs = [mean, log_var, speaker.result()]
-        return cls(state, outputs, [t if t is None else t.detach().requires_grad_() for t in outputs])
-
-    def backward(self) -> None:
-        """Carry the leaves' gradients (after the step's backward pass) through both branches."""
-        pairs = [(out, leaf.grad) if out is not None and out.requires_grad and leaf is not None
-                 and leaf.grad is not None else None
-                 for out, leaf in zip(self.outputs, self.leaves)]
-        content, speaker = [p for p in pairs[:2] if p], [p for p in pairs[2:] if p]
-        worker = self.state.branch_worker
-        assert worker is not None, "side-by-side branches need the branch worker"
-        with _threads_per_branch():
-            done = worker.submit(_backward, speaker)
-            _backward(content)
-            done.result()
-
-
-def _backward(pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
-    if pairs:
-        torch.autograd.backward([out for out, _ in pairs], [grad for _, grad in pairs])
-
-
-@contextmanager
-def _threads_per_branch():
-    """Split the intra-op threads between the two branches for the duration (torch's setting is global)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(max(1, threads // 2))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def train_step(state: TrainState, batch: Batch) -> dict[str, float]:
     """One optimisation step (classifier first when the adversary is on); returns every logged number."""
     cfg = state.cfg
     mel, speaker = batch.mel, batch.speaker
     consistency = cfg.loss.weights.get("spk_cons", 0) > 0
-    branches = None
     with autocast(cfg, mel.device):
-        if state.branch_worker is not None and state.model.training and torch.get_num_threads() > 1:
-            branches = Branches.forward(state, batch)
-            mean, log_var, speaker_vector = branches.leaves
-            assert mean is not None and speaker_vector is not None
-            out = state.core.reconstruct(mel.shape[-1], mean, log_var, speaker_vector, consistency=consistency)
-        else:
-            out = state.model(mel, batch.content_mel, batch.speaker_mel, consistency=consistency)
+        out = state.model(mel, batch.content_mel, batch.speaker_mel, consistency=consistency)
         terms = loss_terms(state.core, out, mel, cfg)
     metrics = bottleneck_metrics(out)
     if state.classifier is not None:
@@ -403,8 +318,6 @@ def train_step(state: TrainState, batch: Batch) -> dict[str, float]:
         state.scaler.unscale_(state.optimizer)
     else:
         total.backward()
-    if branches is not None:
-        branches.backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(state.model.parameters(), cfg.optim.grad_clip)
     _set_lr(state.optimizer, scheduled_lr(cfg, state.step, state.total_step))
     if state.scaler is not None:
