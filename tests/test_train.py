@@ -442,3 +442,81 @@ def test_a_relay_of_two_legs_keys_the_schedule_and_the_data_on_the_total_step(ti
     leg2 = [train_rows(tmp_path / "l2")[s]["lr"] for s in range(1, 5)]
     assert leg2[0] == pytest.approx(unbroken[4] / 2) and leg2[1:] == pytest.approx(unbroken[5:])  # re-warm, then on
     assert unbroken[-1] == pytest.approx(1e-4 + 0.9e-3 * 0.5 * (1 + np.cos(np.pi * 7 / 8)))
+
+
+DISCRIMINATOR = {"discriminator__enabled": "true", "discriminator__c_h": 4, "discriminator__n_layers": 2,
+                 "loss__weights": "{rec: 10, kl: 1, gan: 1, fm: 2}", "loss__gan_ramp_steps": 1}
+
+
+@pytest.mark.parametrize("variant", [{}, {"discriminator__speaker": "true", "discriminator__conversions": "true",
+                                          "discriminator__objective": "hinge", "discriminator__norm": "weight"}],
+                         ids=["lsgan, spectral norm", "speaker-conditioned, conversions, hinge, weight norm"])
+def test_discriminator_and_decoder_both_learn_on_a_fixed_batch_and_the_weight_is_honoured(tiny_features, variant,
+                                                                                           restore_threads):
+    """On one fixed batch, repeated: the discriminator's loss falls (it learns to tell real from generated) and
+    the decoder's gan term moves with it; the terms enter the total with their configured weights."""
+    from vc_app.features import FeatureCache
+    from vc_app.train.data import SegmentDataset, StepLoader
+    from vc_app.train.engine import Dist, build_state, train_step
+
+    cfg = config(tiny_features, **{**DISCRIMINATOR, **variant})
+    cache = FeatureCache.open(tiny_features["train"])
+    batch = next(StepLoader(SegmentDataset(cache, cfg.data, cfg.mel, 0), 4, seed=0).batches(0))
+    state = build_state(cfg, cache, Dist())
+    rows = [train_step(state, batch) for _ in range(30)]
+    assert np.mean([r["disc"] for r in rows[-5:]]) < np.mean([r["disc"] for r in rows[:5]])
+    assert rows[-1]["gan"] != rows[0]["gan"] and rows[-1]["fm"] != rows[0]["fm"]
+    assert rows[-1]["d_real"] > rows[-1]["d_fake"]  # it tells them apart
+    for row in rows:
+        total = 10 * row["rec"] + row["weight_kl"] * row["kl"] + row["gan"] + 2 * row["fm"]
+        assert row["loss"] == pytest.approx(total, rel=1e-4)
+        assert row["weight_gan"] == 1 and row["weight_fm"] == 2
+
+
+def test_the_discriminator_warms_up_alone_then_its_terms_ramp_in():
+    from vc_app.train.config import load_config
+    from vc_app.train.engine import term_weights
+
+    cfg = load_config(None, ["discriminator.enabled=true", "loss.weights={rec: 10, kl: 1, gan: 1, fm: 2}",
+                             "discriminator.warmup_steps=3", "loss.gan_ramp_steps=4", "loss.kl_anneal_steps=1"])
+    weights = [term_weights(cfg, 1000 + step, step) for step in range(9)]
+    assert [w["gan"] for w in weights] == pytest.approx([0, 0, 0, 0.25, 0.5, 0.75, 1, 1, 1])
+    assert [w["fm"] for w in weights] == pytest.approx([0, 0, 0, 0.5, 1, 1.5, 2, 2, 2])
+    assert all(w["rec"] == 10 and w["kl"] == 1 for w in weights)
+
+
+def test_a_run_with_the_discriminator_resumes_exactly_and_a_relay_leg_takes_both_players(tiny_features, tmp_path,
+                                                                                          restore_threads):
+    """Both optimisers and the discriminator are in the checkpoint: a resumed run logs the losses of an
+    unbroken one; the checkpoint folder holds the discriminator's weights, which a run started from it loads."""
+    from safetensors.torch import load_file
+
+    from vc_app.features import FeatureCache
+    from vc_app.train.engine import Dist, build_state, train, unwrap
+
+    run = dict(run__max_steps=6, run__save_every=3, data__warp_range="[0.9, 1.1]", **DISCRIMINATOR,
+               discriminator__speaker="true", discriminator__conversions="true")
+    train(config(tiny_features, **run), tmp_path / "full", log=quiet)
+    first = train(config(tiny_features, **{**run, "run__max_steps": 3}), tmp_path / "split", log=quiet)
+    train(config(tiny_features, **run), tmp_path / "split", resume=True, log=quiet)
+    a, b = train_rows(tmp_path / "full"), train_rows(tmp_path / "split")
+    for step in range(4, 7):
+        for key in ("loss", "disc", "gan", "fm", "d_real"):
+            assert b[step][key] == a[step][key], (step, key)
+
+    saved = load_file(str(first.checkpoint / "discriminator.safetensors"))
+    leg = config(tiny_features, **{**run, "run__init_from": str(first.checkpoint)})
+    state = build_state(leg, FeatureCache.open(tiny_features["train"]), Dist())
+    loaded = unwrap(state.discriminator).state_dict()
+    assert saved.keys() == loaded.keys() and all(torch.equal(saved[k], loaded[k]) for k in saved)
+    assert state.origin["discriminator_from"].endswith("discriminator.safetensors")
+
+
+def test_a_checkpoint_without_the_discriminator_cannot_resume_a_run_with_it(tiny_features, tmp_path,
+                                                                             restore_threads):
+    from vc_app.errors import VcAppError
+    from vc_app.train.engine import train
+
+    train(config(tiny_features, run__max_steps=2, run__save_every=2), tmp_path, log=quiet)
+    with pytest.raises(VcAppError, match="without the discriminator"):
+        train(config(tiny_features, run__max_steps=4, **DISCRIMINATOR), tmp_path, resume=True, log=quiet)

@@ -137,9 +137,10 @@ class Decoder(nn.Module):
 @dataclass
 class AdaINVCOutput:
     """One training forward pass. recon: (B, n_mels, T) scaled; mean/log_var/content: (B, C, T/8);
-    speaker: (B, c_speaker); vq: the quantiser's report when the VQ bottleneck is on; converted_speaker:
-    with `consistency`, the speaker vectors (B, c_speaker) read back from each clip converted to the voice of
-    the next clip in the batch (`speaker.roll(1, 0)`)."""
+    speaker: (B, c_speaker); vq: the quantiser's report when the VQ bottleneck is on; converted: with
+    `consistency` or `conversions`, each clip converted to the voice of the next clip in the batch
+    (`speaker.roll(1, 0)`), (B, n_mels, T) scaled; converted_speaker: with `consistency`, the speaker vectors
+    (B, c_speaker) the speaker encoder reads back from `converted`."""
 
     recon: torch.Tensor
     mean: torch.Tensor
@@ -148,6 +149,7 @@ class AdaINVCOutput:
     speaker: torch.Tensor
     vq: VQOutput | None
     converted_speaker: torch.Tensor | None = None
+    converted: torch.Tensor | None = None
 
 
 class AdaINVC(nn.Module):
@@ -219,7 +221,8 @@ class AdaINVC(nn.Module):
 
     # -- training ----------------------------------------------------------------
     def forward(self, mel: torch.Tensor, content_mel: torch.Tensor | None = None,
-                speaker_mel: torch.Tensor | None = None, consistency: bool = False) -> AdaINVCOutput:
+                speaker_mel: torch.Tensor | None = None, consistency: bool = False,
+                conversions: bool = False) -> AdaINVCOutput:
         """Self-reconstruction for training; recon is in scaled units.
 
         Args:
@@ -230,6 +233,7 @@ class AdaINVC(nn.Module):
             consistency: also convert each clip to the next clip's voice and read its speaker vector back
                 with the speaker encoder's weights detached (the speaker-consistency term trains the content
                 encoder and decoder only).
+            conversions: also convert each clip to the next clip's voice (for a discriminator to judge).
         """
         n_frames = mel.shape[-1]
         mean, log_var = self.content_encoder(self.scale(self._pad(mel if content_mel is None else content_mel)))
@@ -244,9 +248,10 @@ class AdaINVC(nn.Module):
             content = mean
         content = self.guide(content)
         recon = self.decoder(content, speaker)[..., :n_frames]
-        converted_speaker = None
-        if consistency:
+        converted = converted_speaker = None
+        if consistency or conversions:
             converted = self.decoder(content, speaker.roll(1, 0))[..., :n_frames]
+        if consistency:
             frozen = {name: p.detach() for name, p in self.speaker_encoder.named_parameters()}
             converted_speaker = torch.func.functional_call(self.speaker_encoder, frozen, (converted,))
-        return AdaINVCOutput(recon, mean, log_var, content, speaker, vq, converted_speaker)
+        return AdaINVCOutput(recon, mean, log_var, content, speaker, vq, converted_speaker, converted)

@@ -12,6 +12,7 @@ from pathlib import Path
 from vc_app.errors import VcAppError
 
 STATE_FILE = "train_state.pt"
+DISCRIMINATOR_FILE = "discriminator.safetensors"  # the mel discriminator's weights, beside a checkpoint's model
 CKPT_PREFIX = "step-"
 
 

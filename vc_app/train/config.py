@@ -80,6 +80,8 @@ class LossConfig:
     weights: dict[str, float] = field(default_factory=lambda: {"rec": 10.0, "kl": 1.0})
     kl_anneal_steps: int = 20000     # kl weight ramps linearly from 0 to weights["kl"]
     adv_ramp_steps: int = 10000      # adv weight ramps linearly from 0 to weights["adv"]
+    gan_ramp_steps: int = 1000       # gan and fm weights ramp from 0 over this run's steps after the discriminator's
+                                     # warm-up (a fresh discriminator first learns to tell real from generated)
 
 
 @dataclass
@@ -88,6 +90,30 @@ class AdversaryConfig:
     c_h: int = 256
     n_layers: int = 3
     lr: float = 5e-4
+
+
+@dataclass
+class DiscriminatorConfig:
+    """The mel discriminator (`vc_app.models.MelDiscriminator`) and its own optimiser; its terms on the decoder
+    are "gan" (fool it) and "fm" (feature matching) in `loss.weights`."""
+
+    enabled: bool = False
+    c_h: int = 32
+    n_layers: int = 4
+    norm: str = "spectral"          # spectral | weight | none
+    objective: str = "lsgan"        # lsgan (least squares) | hinge
+    speaker: bool = False           # conditioned on the speaker vector (projection); real mels paired with another
+                                    # voice's vector count as generated
+    conversions: bool = False       # also judge each clip converted to the next clip's voice (gan term only)
+    lr: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.9)
+    warmup_steps: int = 0           # this run's first steps train the discriminator alone
+
+    def __post_init__(self) -> None:
+        if self.norm not in ("spectral", "weight", "none"):
+            raise ValueError(f"discriminator.norm must be spectral, weight or none, not {self.norm!r}")
+        if self.objective not in ("lsgan", "hinge"):
+            raise ValueError(f"discriminator.objective must be lsgan or hinge, not {self.objective!r}")
 
 
 @dataclass
@@ -118,11 +144,12 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     adversary: AdversaryConfig = field(default_factory=AdversaryConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
 
 SECTIONS = {"data": DataConfig, "optim": OptimConfig, "loss": LossConfig, "adversary": AdversaryConfig,
-            "run": RunConfig}
+            "discriminator": DiscriminatorConfig, "run": RunConfig}
 
 
 def config_to_dict(cfg: TrainConfig) -> dict:

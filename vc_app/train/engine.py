@@ -14,6 +14,10 @@ Objective (AdaIN-VC): loss = sum(weight[k] * term[k]) over the named terms
   spk_cons     speaker consistency (when its weight is > 0): each clip is converted to the next clip's
                voice; 1 - cosine between that voice's speaker vector and the one the (detached) speaker
                encoder reads back from the conversion, both taken from the batch's mean speaker vector
+  gan          (discriminator on) the MelDiscriminator's verdict on the decoder's mels, pushed towards "real"
+               (least squares or hinge); the discriminator itself trains in alternation (its loss: "disc")
+  fm           (discriminator on) feature matching: L1 between the discriminator's hidden features of the
+               reconstruction and of the real mel; gan and fm ramp in after the discriminator's warm-up
 The names are the keys of `loss.weights` in the config, of metrics.jsonl and of TensorBoard.
 
 On CPUs with native bfloat16 (AVX512-BF16 or AMX) and on CUDA, `run.amp: auto` (the default) computes
@@ -43,9 +47,9 @@ from vc_app.bundle import save_bundle
 from vc_app.config import to_dict
 from vc_app.errors import VcAppError
 from vc_app.features import FeatureCache
-from vc_app.models import AdaINVC, SpeakerClassifier
+from vc_app.models import AdaINVC, MelDiscriminator, SpeakerClassifier
 from vc_app.models.adain_vc import AdaINVCOutput
-from vc_app.train.checkpoints import CKPT_PREFIX, STATE_FILE, checkpoint_dirs
+from vc_app.train.checkpoints import CKPT_PREFIX, DISCRIMINATOR_FILE, STATE_FILE, checkpoint_dirs
 from vc_app.train.config import TrainConfig, config_to_dict
 from vc_app.train.data import Batch, SegmentDataset, StepLoader
 
@@ -74,6 +78,8 @@ class TrainState:
     classifier: torch.nn.Module | None = None   # SpeakerClassifier, or DDP around it
     cls_optimizer: torch.optim.Optimizer | None = None
     scaler: torch.amp.GradScaler | None = None
+    discriminator: torch.nn.Module | None = None  # MelDiscriminator, or DDP around it
+    disc_optimizer: torch.optim.Optimizer | None = None
     speakers: list[str] = field(default_factory=list)
     step: int = 0
     origin: dict = field(default_factory=dict)  # init_from_bundle's record when the run started from a bundle
@@ -136,18 +142,49 @@ def build_state(cfg: TrainConfig, cache: FeatureCache, dist: Dist) -> TrainState
         classifier = SpeakerClassifier(cfg.model.c_content, cfg.adversary.c_h, len(speakers),
                                        n_layers=cfg.adversary.n_layers).to(dist.device)
         cls_opt = torch.optim.Adam(classifier.parameters(), lr=cfg.adversary.lr)
+    discriminator: torch.nn.Module | None = None
+    disc_opt: torch.optim.Optimizer | None = None
+    if cfg.discriminator.enabled:
+        d = cfg.discriminator
+        discriminator = MelDiscriminator(d.c_h, d.n_layers, cfg.model.c_speaker if d.speaker else 0, d.norm)
+        if cfg.run.init_from:
+            origin.update(init_discriminator(discriminator, cfg.run.init_from))
+        discriminator = discriminator.to(dist.device)
+        disc_opt = torch.optim.Adam(discriminator.parameters(), lr=d.lr, betas=(d.betas[0], d.betas[1]))
     if dist.world > 1:
         ids = [dist.local_rank] if dist.device.type == "cuda" else None
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
         if classifier is not None:
             classifier = torch.nn.parallel.DistributedDataParallel(classifier, device_ids=ids)
+        if discriminator is not None:
+            discriminator = torch.nn.parallel.DistributedDataParallel(discriminator, device_ids=ids)
     o = cfg.optim
     # The fused kernel does the whole update in one pass (about 4 % of a CPU step saved); same arithmetic.
     optimizer = torch.optim.Adam(model.parameters(), lr=o.lr, betas=(o.betas[0], o.betas[1]), amsgrad=o.amsgrad,
                                  weight_decay=o.weight_decay, fused=dist.device.type in ("cpu", "cuda"))
     scaler = torch.amp.GradScaler("cuda") if cfg.run.amp == "fp16" and dist.device.type == "cuda" else None
     torch.manual_seed(cfg.seed + dist.rank)
-    return TrainState(cfg, model, optimizer, classifier, cls_opt, scaler, speakers, origin=origin)
+    return TrainState(cfg, model, optimizer, classifier, cls_opt, scaler, discriminator, disc_opt, speakers,
+                      origin=origin)
+
+
+def init_discriminator(discriminator: MelDiscriminator, spec: str) -> dict:
+    """Load `spec`/discriminator.safetensors (a relay folder, or a checkpoint: the last leg's opponent) into
+    `discriminator` strictly, when `spec` is a folder that has one; a fresh discriminator otherwise.
+
+    Returns:
+        what to record in the training summary (nothing for a fresh discriminator).
+    """
+    from safetensors.torch import load_file
+
+    path = Path(spec) / DISCRIMINATOR_FILE
+    if not path.is_file():
+        return {}
+    try:
+        discriminator.load_state_dict({k: v.float() for k, v in load_file(str(path)).items()}, strict=True)
+    except RuntimeError as err:
+        raise VcAppError(f"{path} does not fit the configured discriminator ({str(err).splitlines()[0]}).") from None
+    return {"discriminator_from": str(path)}
 
 
 def init_from_bundle(model: AdaINVC, cfg: TrainConfig) -> dict:
@@ -187,6 +224,8 @@ def expected_terms(cfg: TrainConfig) -> list[str]:
         terms.append("adv")
     if cfg.loss.weights.get("spk_cons", 0) > 0:
         terms.append("spk_cons")
+    if cfg.discriminator.enabled:
+        terms += ["gan", "fm"]
     return terms
 
 
@@ -197,13 +236,20 @@ def _check_loss_weights(cfg: TrainConfig) -> None:
 
 
 # -- one step -------------------------------------------------------------------------
-def term_weights(cfg: TrainConfig, step: int) -> dict[str, float]:
-    """Each term's weight at `step`, with the kl annealing and the adv ramp applied."""
+def term_weights(cfg: TrainConfig, step: int, run_step: int | None = None) -> dict[str, float]:
+    """Each term's weight at total step `step`, with the kl annealing and the adv ramp applied, and the gan and fm
+    ramp at this run's step `run_step` (their full weight when None)."""
     weights = {t: cfg.loss.weights[t] for t in expected_terms(cfg)}
     if "kl" in weights:
         weights["kl"] *= min(1.0, (step + 1) / max(1, cfg.loss.kl_anneal_steps))
     if "adv" in weights:
         weights["adv"] *= min(1.0, (step + 1) / max(1, cfg.loss.adv_ramp_steps))
+    if run_step is not None:
+        after = run_step + 1 - cfg.discriminator.warmup_steps
+        ramp = min(1.0, max(0.0, after / max(1, cfg.loss.gan_ramp_steps)))
+        for term in ("gan", "fm"):
+            if term in weights:
+                weights[term] *= ramp
     return weights
 
 
@@ -289,6 +335,73 @@ def classifier_step(state: TrainState, content: torch.Tensor, speaker: torch.Ten
     return {"cls": float(loss.detach()), "cls_acc": float(accuracy)}
 
 
+def judged_mels(state: TrainState, out: AdaINVCOutput, mel: torch.Tensor):
+    """What the discriminator sees: (real, generated), lists of (mel (B, n_mels, T) scaled, speaker vector
+    (B, c_speaker) detached, or None when it is unconditioned). The reconstruction comes first among the
+    generated; then, with `discriminator.conversions`, each clip converted to the next clip's voice."""
+    cfg = state.cfg.discriminator
+    voice = out.speaker.detach().float() if cfg.speaker else None
+    other = voice.roll(1, 0) if voice is not None else None
+    real = [(state.core.scale(mel), voice)]
+    generated = [(out.recon, voice)]
+    if cfg.conversions and out.converted is not None:
+        generated.append((out.converted, other))
+    return real, generated
+
+
+def _scores_loss(scores: torch.Tensor, real: bool, objective: str) -> torch.Tensor:
+    """The discriminator's loss on patch scores that should read real (or generated)."""
+    scores = scores.float()
+    if objective == "hinge":
+        return F.relu(1 - scores).mean() if real else F.relu(1 + scores).mean()
+    return ((scores - 1) ** 2).mean() if real else (scores ** 2).mean()
+
+
+def discriminator_step(state: TrainState, real: list, generated: list) -> dict[str, float]:
+    """One update of the MelDiscriminator on detached mels (`judged_mels`): real ones should score real,
+    generated ones (and, when it is conditioned, real mels paired with another clip's voice) generated."""
+    assert state.discriminator is not None and state.disc_optimizer is not None, "the discriminator is off"
+    cfg = state.cfg
+    objective = cfg.discriminator.objective
+    with autocast(cfg, real[0][0].device):
+        real_scores = [state.discriminator(m, s)[0] for m, s in real]
+        fake_scores = [state.discriminator(m.detach(), s)[0] for m, s in generated]
+        if cfg.discriminator.speaker:
+            fake_scores += [state.discriminator(m, s.roll(1, 0))[0] for m, s in real]
+    loss_real = sum(_scores_loss(s, True, objective) for s in real_scores) / len(real_scores)
+    loss_fake = sum(_scores_loss(s, False, objective) for s in fake_scores) / len(fake_scores)
+    loss = cast(torch.Tensor, loss_real + loss_fake)
+    _check_finite({"disc": loss}, state.step + 1)
+    state.disc_optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    state.disc_optimizer.step()
+    return {"disc": float(loss.detach()), "d_real": float(real_scores[0].float().mean().detach()),
+            "d_fake": float(fake_scores[0].float().mean().detach())}
+
+
+def generator_terms(state: TrainState, real: list, generated: list) -> dict[str, torch.Tensor]:
+    """The decoder's terms against the discriminator (its weights frozen for this pass): "gan" (every generated
+    mel judged real) and "fm" (L1 between the hidden features of the reconstruction and of the real mel)."""
+    assert state.discriminator is not None, "the discriminator is off"
+    module = unwrap(state.discriminator)
+    objective = state.cfg.discriminator.objective
+    params = list(module.parameters())
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        with torch.no_grad():
+            _, real_features = module(*real[0])
+        judged = [module(m, s) for m, s in generated]
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+    gan = sum((-scores.float().mean() if objective == "hinge" else ((scores.float() - 1) ** 2).mean())
+              for scores, _ in judged) / len(judged)
+    fake_features = judged[0][1]
+    fm = sum(F.l1_loss(f.float(), r.float()) for f, r in zip(fake_features, real_features)) / len(real_features)
+    return {"gan": cast(torch.Tensor, gan), "fm": cast(torch.Tensor, fm)}
+
+
 def _check_finite(values: dict[str, torch.Tensor], step: int) -> None:
     """Raise naming the first non-finite term; `step` is the (1-based) step being computed, as in the logs."""
     for name, value in values.items():
@@ -301,16 +414,22 @@ def train_step(state: TrainState, batch: Batch) -> dict[str, float]:
     cfg = state.cfg
     mel, speaker = batch.mel, batch.speaker
     consistency = cfg.loss.weights.get("spk_cons", 0) > 0
+    conversions = state.discriminator is not None and cfg.discriminator.conversions
     with autocast(cfg, mel.device):
-        out = state.model(mel, batch.content_mel, batch.speaker_mel, consistency=consistency)
+        out = state.model(mel, batch.content_mel, batch.speaker_mel, consistency=consistency, conversions=conversions)
         terms = loss_terms(state.core, out, mel, cfg)
     metrics = bottleneck_metrics(out)
     if state.classifier is not None:
         metrics.update(classifier_step(state, out.content, speaker))
         with autocast(cfg, mel.device):
             terms["adv"] = adversarial_term(state.classifier, out.content)
+    if state.discriminator is not None:
+        real, generated = judged_mels(state, out, mel)
+        metrics.update(discriminator_step(state, real, generated))
+        with autocast(cfg, mel.device):
+            terms.update(generator_terms(state, real, generated))
     _check_finite(terms, state.step + 1)
-    weights = term_weights(cfg, state.total_step)
+    weights = term_weights(cfg, state.total_step, state.step)
     total = cast(torch.Tensor, sum(weights[k] * terms[k].float() for k in terms))
     state.optimizer.zero_grad(set_to_none=True)
     if state.scaler is not None:
@@ -381,9 +500,14 @@ def save_checkpoint(state: TrainState, folder: str | os.PathLike, data_summary: 
                     rng: list[dict[str, torch.Tensor]] | None = None) -> Path:
     """Write folder/step-N/ (a bundle + train_state.pt) atomically and keep the last `keep_last`.
 
+    With the discriminator on, the folder also holds its weights as `discriminator.safetensors`, so that a later
+    run can start from the folder with both players (`run.init_from`, a relay's next leg).
+
     Args:
         rng: every rank's RNG state (`gather_rng_states`); this process's alone when None.
     """
+    from safetensors.torch import save_file
+
     folder = Path(folder)
     final = folder / f"{CKPT_PREFIX}{state.step:08d}"
     tmp = folder / f".{final.name}.tmp"
@@ -398,6 +522,10 @@ def save_checkpoint(state: TrainState, folder: str | os.PathLike, data_summary: 
     if state.classifier is not None and state.cls_optimizer is not None:
         extra["classifier"] = unwrap(state.classifier).state_dict()
         extra["cls_optimizer"] = state.cls_optimizer.state_dict()
+    if state.discriminator is not None and state.disc_optimizer is not None:
+        opponent = unwrap(state.discriminator).state_dict()
+        extra["discriminator"], extra["disc_optimizer"] = opponent, state.disc_optimizer.state_dict()
+        save_file({k: v.contiguous() for k, v in opponent.items()}, str(tmp / DISCRIMINATOR_FILE))
     torch.save(extra, tmp / STATE_FILE)
     if final.exists():
         shutil.rmtree(final)
@@ -439,6 +567,12 @@ def load_checkpoint(state: TrainState, ckpt: Path, rank: int = 0) -> None:
         unwrap(state.classifier).load_state_dict(extra["classifier"])
         state.cls_optimizer.load_state_dict(extra["cls_optimizer"])
         _set_lr(state.cls_optimizer, state.cfg.adversary.lr)
+    if state.discriminator is not None and state.disc_optimizer is not None:
+        if "discriminator" not in extra:
+            raise VcAppError(f"{ckpt} was trained without the discriminator; it cannot resume a run that has one.")
+        unwrap(state.discriminator).load_state_dict(extra["discriminator"])
+        state.disc_optimizer.load_state_dict(extra["disc_optimizer"])
+        _set_lr(state.disc_optimizer, state.cfg.discriminator.lr)
     state.step = int(extra["step"])
 
 
