@@ -22,6 +22,10 @@ output in small quanta; a worker converts each whole block and has until `comput
 the block's end to deliver it. A block that misses that deadline, or that arrives while the worker is
 still busy, is **dropped** (its slot plays the previous block's tail faded out, then silence) and counted:
 the latency never grows. `LiveEngine.latency` is the stream's plus that compute allowance.
+
+For measuring what streaming costs against the offline conversion (`bench/live_quality.py`): `stream_mel` is
+the stream's converted mel placed frame for frame under the source (the model's half alone, to vocode in one
+pass), and `join_excess_db` says how much rougher an output is at the block joins than elsewhere.
 """
 
 from __future__ import annotations
@@ -99,15 +103,27 @@ class StreamingConverter:
         return queued[:n]
 
     @torch.inference_mode()
+    def convert_window(self, block: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """Hear one whole block and convert the window it closes (the model's half of `process`).
+
+        Args:
+            block: (block_samples,) the next input.
+        Returns:
+            (converted, end): the converted mel (1, n_mels, n) of the last n <= context + block + look-ahead
+            frames heard (statistics over this window alone), and the block's frames are [end - block_frames,
+            end) of it.
+        """
+        self.history = torch.cat([self.history, block.float()])[-self.window_samples:]
+        n = self.history.numel() // self.hop
+        mel = mel_spectrogram(self.history.to(self.device), self.mel_cfg).unsqueeze(0)  # (1, n_mels, n)
+        return self.model.convert(mel, self.speaker), n - self.config.lookahead_frames
+
+    @torch.inference_mode()
     def process(self, block: torch.Tensor) -> torch.Tensor:
         """Convert one whole block. block: (block_samples,) -> (block_samples,): the converted frames
         [n - lookahead - block, n - lookahead), n the input frames heard so far."""
-        self.history = torch.cat([self.history, block.float()])[-self.window_samples:]
         cfg, hop = self.config, self.hop
-        n = self.history.numel() // hop
-        mel = mel_spectrogram(self.history.to(self.device), self.mel_cfg).unsqueeze(0)  # (1, n_mels, n)
-        converted = self.model.convert(mel, self.speaker)  # statistics over this window alone
-        end = n - cfg.lookahead_frames  # the block's frames are [end - block_frames, end) of the window
+        converted, end = self.convert_window(block)
         first = max(end - cfg.block_frames - cfg.vocoder_context_frames, 0)
         wav = self.vocoder(converted[..., first:])[0].float().cpu()  # samples of frames [first, n)
         start = (end - cfg.block_frames - first) * hop  # the block's first sample in wav (negative at first)
@@ -334,6 +350,42 @@ def measure_compute(stream: StreamingConverter, blocks: int = 6, seed: int = 0) 
         times.append(time.perf_counter() - started)
     stream.reset()
     return sorted(times[1:])[len(times[1:]) // 2]
+
+
+@torch.inference_mode()
+def stream_mel(stream: StreamingConverter, source: torch.Tensor) -> torch.Tensor:
+    """The converted mel of `source` as the stream's model makes it, block by block, each block's frames at
+    their place in the source: what the stream's vocoder voices, without its block-wise voicing. Vocoded in
+    one pass, it measures what the context and the look-ahead cost apart from the joins. The stream is reset.
+
+    Args:
+        source: (N,) float at the model's rate; it is followed by silence until every frame has come out.
+    Returns:
+        (1, n_mels, N // hop): frame j is the conversion of source frame j.
+    """
+    stream.reset()
+    cfg, bs = stream.config, stream.block_samples
+    frames = source.numel() // stream.hop
+    total = source.numel() + (cfg.lookahead_frames + cfg.block_frames) * stream.hop
+    padded = torch.cat([source.float().flatten(), torch.zeros(-(-total // bs) * bs - source.numel())])
+    pieces = []
+    for i in range(0, padded.numel(), bs):
+        converted, end = stream.convert_window(padded[i:i + bs])
+        # the block is source frames [k * block - lookahead, (k + 1) * block - lookahead); until the window is
+        # full it starts at source frame 0, so window frames below 0 are before the source (silence in a stream)
+        pieces.append(converted[..., max(end - cfg.block_frames, 0):max(end, 0)].float().cpu())
+    stream.reset()
+    return torch.cat(pieces, dim=-1)[..., :frames]
+
+
+def join_excess_db(wav: torch.Tensor, block: int, first: int) -> float:
+    """How much rougher `wav` is around block joins than elsewhere: its second difference's power (a click is
+    broadband) in 128 samples around each join at first, first + block, ... against all 128-sample windows,
+    in dB (median over joins against the median over windows). About 0 for seamless joins."""
+    d2 = wav.diff(n=2).pow(2)
+    windows = d2[: d2.numel() // 128 * 128].reshape(-1, 128).mean(1)
+    joins = [d2[j - 64:j + 64].mean() for j in range(first, d2.numel() - 64, block)]
+    return float(10 * torch.log10(torch.stack(joins).median() / windows.median()))
 
 
 def mel_lag(heard: torch.Tensor, reference: torch.Tensor, mel: MelConfig, *, longest: int,
