@@ -13,7 +13,6 @@ with weight-norm pairs or already fused weights.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ from torch import nn
 from vc_app.config import MelConfig
 from vc_app.errors import VcAppError
 from vc_app.vocoders.generator import MRFConfig, MRFGenerator, mrf_config_from_dict, plain_conv
-from vc_app.vocoders.neural import NeuralVocoder, TrainedMel, check_mel, config_json_errors, trained_mel_from_json
+from vc_app.vocoders.neural import NeuralVocoder, TrainedMel, check_mel, read_config_json, trained_mel_from_json
 from vc_app.vocoders.weights import load_generator, read_state_dict
 
 CONFIG, WEIGHTS = "config.json", "bigvgan_generator.pt"
@@ -154,17 +153,11 @@ class BigVGANConfig:
 
 
 def read_config(path: Path, origin: str) -> tuple[BigVGANConfig, TrainedMel]:
-    """Generator config and training mel recipe from a BigVGAN `config.json`.
-
-    Raises:
-        VcAppError: unreadable JSON, or a missing or invalid field (named).
-    """
-    with config_json_errors(origin):
-        d = json.loads(Path(path).read_text())
-        cfg = BigVGANConfig(mrf=mrf_config_from_dict(d, conv_post_bias=bool(d.get("use_bias_at_final", True))),
-                            activation=str(d.get("activation", "snakebeta")),
-                            snake_logscale=bool(d.get("snake_logscale", True)),
-                            use_tanh_at_final=bool(d.get("use_tanh_at_final", True)))
+    """Generator config and training mel recipe from a BigVGAN `config.json` (a bad one: `read_config_json`)."""
+    cfg, d = read_config_json(path, origin, lambda d: BigVGANConfig(
+        mrf=mrf_config_from_dict(d, conv_post_bias=bool(d.get("use_bias_at_final", True))),
+        activation=str(d.get("activation", "snakebeta")), snake_logscale=bool(d.get("snake_logscale", True)),
+        use_tanh_at_final=bool(d.get("use_tanh_at_final", True))))
     if cfg.activation not in ("snake", "snakebeta"):
         raise VcAppError(f"The config.json of {origin} names activation {cfg.activation!r}; BigVGAN uses "
                          f"'snake' or 'snakebeta'.")

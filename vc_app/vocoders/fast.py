@@ -26,7 +26,7 @@ from vc_app.config import MelConfig, to_dict
 from vc_app.errors import VcAppError
 from vc_app.paths import atomic_write
 from vc_app.vocoders.convnext_istft import ConvNeXtISTFTConfig, ConvNeXtISTFTGenerator
-from vc_app.vocoders.neural import CHUNK_FRAMES, NeuralVocoder, TrainedMel, check_mel, config_json_errors
+from vc_app.vocoders.neural import CHUNK_FRAMES, NeuralVocoder, TrainedMel, check_mel, read_config_json
 
 FAMILY = "fast"
 FAST_FOLDER = "vocoder-fast"  # under checkpoints/
@@ -59,14 +59,6 @@ def folder_of(argument: str) -> Path:
     if not folder.is_dir():
         raise VcAppError(f"Vocoder fast:{argument}: {folder} is not a folder (it needs {CONFIG} and {WEIGHTS}).")
     return folder
-
-
-def is_fast_bundle(folder: Path) -> bool:
-    """Whether `folder` holds a fast-vocoder bundle (its config.json says so); never raises."""
-    try:
-        return json.loads((folder / CONFIG).read_text()).get("format") == FORMAT
-    except (OSError, ValueError, AttributeError):
-        return False
 
 
 def availability(argument: str) -> tuple[bool, str]:
@@ -107,19 +99,20 @@ def read_config(folder: Path, name: str) -> tuple[ConvNeXtISTFTConfig, TrainedMe
     if missing:
         raise VcAppError(f"The vocoder folder {folder} lacks {' and '.join(missing)}; a fast vocoder needs "
                          f"{CONFIG} and {WEIGHTS}.")
-    with config_json_errors(name):
-        d = json.loads((folder / CONFIG).read_text())
+
+    def parse(d: dict) -> tuple[ConvNeXtISTFTConfig, TrainedMel]:
         if not isinstance(d, dict) or d.get("format") != FORMAT:
             raise VcAppError(f"The config.json of {name} is not a fast-vocoder config (its 'format' is not "
                              f"{FORMAT!r}).")
         if d.get("format_version") != FORMAT_VERSION or d.get("architecture") != ARCHITECTURE:
             raise VcAppError(f"{name} is format version {d.get('format_version')} of {d.get('architecture')}, but "
                              f"this vc_app reads version {FORMAT_VERSION} of {ARCHITECTURE}; update vc_app.")
-        cfg = ConvNeXtISTFTConfig.from_dict(d["generator"])
-        m = d["mel"]
-        trained = TrainedMel(sample_rate=int(m["sample_rate"]), hop_length=int(m["hop_length"]),
-                             n_mels=int(m["n_mels"]), n_fft=int(m["n_fft"]), win_length=int(m["win_length"]),
-                             f_min=float(m["f_min"]), f_max=float(m["f_max"]))
+        cfg, m = ConvNeXtISTFTConfig.from_dict(d["generator"]), d["mel"]
+        return cfg, TrainedMel(
+            sample_rate=int(m["sample_rate"]), hop_length=int(m["hop_length"]), n_mels=int(m["n_mels"]),
+            n_fft=int(m["n_fft"]), win_length=int(m["win_length"]), f_min=float(m["f_min"]), f_max=float(m["f_max"]))
+
+    (cfg, trained), d = read_config_json(folder / CONFIG, name, parse)
     if (cfg.n_mels, cfg.hop_length) != (trained.n_mels, trained.hop_length):
         raise VcAppError(f"The config.json of {name} contradicts itself: its generator takes {cfg.n_mels} bands at "
                          f"hop {cfg.hop_length}, its mel has {trained.n_mels} at hop {trained.hop_length}.")

@@ -14,7 +14,6 @@ Both: leaky ReLU 0.1 inside, 0.01 before `conv_post`, tanh at the end.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from pathlib import Path
@@ -33,7 +32,7 @@ from vc_app.vocoders.generator import (
     plain_upsample,
     same_padding,
 )
-from vc_app.vocoders.neural import NeuralVocoder, TrainedMel, check_mel, config_json_errors, trained_mel_from_json
+from vc_app.vocoders.neural import NeuralVocoder, TrainedMel, check_mel, read_config_json, trained_mel_from_json
 from vc_app.vocoders.weights import load_generator, read_state_dict
 
 log = logging.getLogger(__name__)
@@ -77,14 +76,8 @@ def build_generator(cfg: MRFConfig, *, speechbrain: bool = False) -> MRFGenerato
 
 # -- jik876 -------------------------------------------------------------------------
 def read_jik876_config(path: Path, origin: str) -> tuple[MRFConfig, TrainedMel]:
-    """Generator sizes and training mel recipe from a jik876 `config.json`.
-
-    Raises:
-        VcAppError: unreadable JSON, or a missing or invalid field (named).
-    """
-    with config_json_errors(origin):
-        d = json.loads(Path(path).read_text())
-        cfg = mrf_config_from_dict(d)
+    """Generator sizes and training mel recipe from a jik876 `config.json` (a bad one: `read_config_json`)."""
+    cfg, d = read_config_json(path, origin, mrf_config_from_dict)
     return cfg, trained_mel_from_json(d, cfg.hop_length, cfg.n_mels)
 
 

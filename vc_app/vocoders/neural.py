@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +25,7 @@ from vc_app.config import MelConfig
 from vc_app.errors import VcAppError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 CHUNK_FRAMES = 1024  # ~12 s at 22.05 kHz: longer mels are vocoded in pieces so memory stays flat
 CONTEXT_FRAMES = 48  # context each side of a piece: more than the receptive field (BigVGAN v2: ~35 frames)
@@ -138,11 +140,12 @@ class NeuralVocoder:
         return F.pad(wav, (0, length - wav.shape[-1])) if wav.shape[-1] < length else wav
 
 
-@contextmanager
-def config_json_errors(origin: str) -> Iterator[None]:
-    """Turn what goes wrong while reading a vocoder's `config.json` into one sentence naming `origin`."""
+def read_config_json(path: Path, origin: str, parse: Callable[[dict], T]) -> tuple[T, dict]:
+    """A vocoder's `config.json` and what `parse` makes of it; what goes wrong reading or parsing it (not JSON,
+    a missing or invalid field) becomes one sentence naming `origin`."""
     try:
-        yield
+        d = json.loads(Path(path).read_text())
+        return parse(d), d
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise VcAppError(f"The config.json of {origin} is not valid JSON ({err}).") from None
     except KeyError as err:

@@ -123,22 +123,18 @@ def fetch(source: VocoderSource) -> tuple[Layout, dict[str, Path]]:
         layout = next(layout for layout in LAYOUTS[source.family] if layout.name == source.packaged.layout)
         return layout, packaged_files(source.packaged)
     if source.folder is not None:
-        found = find_layout(source.family, [p.name for p in source.folder.iterdir() if p.is_file()])
-        if found is None:
-            raise VcAppError(f"The folder {source.folder} holds no {source.family} vocoder: it needs "
-                             f"{_expected(source.family)}.")
-        layout, roles = found
-        return layout, {role: source.folder / name for role, name in roles.items()}
-    if len(LAYOUTS[source.family]) == 1:  # fixed file names: no need to list the repo
-        only = LAYOUTS[source.family][0]
-        names = [only.config, only.weights]
+        names = [p.name for p in source.folder.iterdir() if p.is_file()]
+    elif len(LAYOUTS[source.family]) == 1:  # fixed file names: no need to list the repo
+        names = [LAYOUTS[source.family][0].config, LAYOUTS[source.family][0].weights]
     else:
         names = hub_files(source.repo_id, revision=source.revision, what="vocoder", hint=source.download_hint)
     found = find_layout(source.family, names)
     if found is None:
-        raise VcAppError(f"The hub repository {source.repo_id} holds no {source.family} vocoder: it needs "
-                         f"{_expected(source.family)}.")
+        where = f"folder {source.folder}" if source.folder is not None else f"hub repository {source.repo_id}"
+        raise VcAppError(f"The {where} holds no {source.family} vocoder: it needs {_expected(source.family)}.")
     layout, roles = found
+    if source.folder is not None:
+        return layout, {role: source.folder / name for role, name in roles.items()}
     return layout, {role: hub_download(source.repo_id, name, revision=source.revision, what="vocoder",
                                        hint=source.download_hint) for role, name in roles.items()}
 
