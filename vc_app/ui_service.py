@@ -506,47 +506,34 @@ class ConversionService:
             return Analysis(pictures, note=SIMILARITY_HELP)
         report(0.5, "Measuring speaker similarity")
         try:
-            if conversion.voices:
-                return self.voice_similarities(pictures, source, conversion.voices, converted, rate)
-            return Analysis(pictures, self.similarities(source, targets, converted, rate))
+            return Analysis(pictures, *self.similarities(source, converted, rate, targets, conversion.voices))
         except ImportError as err:  # Resemblyzer is there but one of its own dependencies is not
             log.warning("speaker similarity is unavailable: %s", err)
             return Analysis(pictures, note=f"{SIMILARITY_HELP} (Resemblyzer could not be imported: {err}.)")
 
-    def similarities(self, source: torch.Tensor, targets: list[torch.Tensor], converted: torch.Tensor,
-                     rate: int) -> dict[str, float]:
-        """Cosines of Resemblyzer d-vectors: converted vs target, converted vs source, source vs target."""
-        from vc_app.evaluate.similarity import cosine
+    def similarities(self, source: torch.Tensor, converted: torch.Tensor, rate: int, targets: list[torch.Tensor],
+                     voices: Sequence[tuple[Voice, float]] = ()) -> tuple[dict[str, float], str]:
+        """Cosines of Resemblyzer d-vectors: converted vs target, converted vs source, source vs target, and a note.
 
-        encoder = self._speaker_similarity()
-        target = np.mean([encoder.embed(t, rate) for t in targets], axis=0)
-        target /= np.linalg.norm(target)
-        conv, src = encoder.embed(converted, rate), encoder.embed(source, rate)
-        return {"converted_vs_target": cosine(conv, target), "converted_vs_source": cosine(conv, src),
-                "source_vs_target": cosine(src, target)}
-
-    def voice_similarities(self, pictures: list, source: torch.Tensor, voices: Sequence[tuple[Voice, float]],
-                           converted: torch.Tensor, rate: int) -> Analysis:
-        """Similarities to saved voices, through the d-vectors they carry: one voice -> the usual three numbers;
-        a blend -> the result against each voice of the blend (keys "converted_vs_voice:NAME")."""
+        The target is the clips' mean d-vector, or the one a saved voice carries; a blend's result is measured
+        against each voice of the blend instead (keys "converted_vs_voice:NAME").
+        """
         from vc_app.evaluate.similarity import cosine
 
         encoder = self._speaker_similarity()
         conv, src = encoder.embed(converted, rate), encoder.embed(source, rate)
         sims = {"converted_vs_source": cosine(conv, src)}
-        blended = len(voices) > 1
-        for voice, _ in voices:
-            if voice.dvector is None:
-                continue
-            if blended:
-                sims[f"converted_vs_voice:{voice.name}"] = cosine(conv, voice.dvector)
-            else:
-                sims.update(converted_vs_target=cosine(conv, voice.dvector),
-                            source_vs_target=cosine(src, voice.dvector))
+        measured = [(v.name, v.dvector) for v, _ in voices if v.dvector is not None]
+        if targets:
+            target = np.mean([encoder.embed(t, rate) for t in targets], axis=0)
+            measured = [("target", target / np.linalg.norm(target))]
+        if len(voices) > 1:
+            sims.update({f"converted_vs_voice:{name}": cosine(conv, dvector) for name, dvector in measured})
+        elif measured:
+            sims.update(converted_vs_target=cosine(conv, measured[0][1]), source_vs_target=cosine(src, measured[0][1]))
         missing = [v.name for v, _ in voices if v.dvector is None]
-        note = (f"The saved voice {', '.join(missing)} carries no d-vector (saved without the eval extra), so the "
-                f"similarity to it cannot be measured." if missing else "")
-        return Analysis(pictures, sims, note)
+        return sims, (f"The saved voice {', '.join(missing)} carries no d-vector (saved without the eval extra), so "
+                      f"the similarity to it cannot be measured." if missing else "")
 
     def _speaker_similarity(self):
         with self._similarity_lock:
