@@ -13,6 +13,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import zlib
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -175,20 +176,15 @@ def _decoded(jobs: list[Job], sample_rate: int, max_samples: int, workers: int) 
         return
     import multiprocessing
 
-    ahead = 2 * workers
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                              initializer=_one_thread) as pool:
-        pending: list[tuple[Job, Future]] = []
-        queue = iter(jobs)
-        for job in queue:
+        pending: deque[tuple[Job, Future]] = deque()
+        for job in jobs:  # 2 * workers decodes in flight while the model works
             pending.append((job, pool.submit(_decode, str(job.source), sample_rate, max_samples)))
-            if len(pending) >= ahead:
-                break
-        while pending:
-            job, future = pending.pop(0)
-            nxt = next(queue, None)
-            if nxt is not None:
-                pending.append((nxt, pool.submit(_decode, str(nxt.source), sample_rate, max_samples)))
+            if len(pending) > 2 * workers:
+                done, future = pending.popleft()
+                yield done, future.result()
+        for job, future in pending:
             yield job, future.result()
 
 
@@ -339,22 +335,19 @@ class _JobConverter:
         import torch
 
         batch, self.waiting = self.waiting, []
-        if not batch:
-            return
-        if len(batch) == 1:
-            job, wav, rate = batch[0]
+        if len(batch) > 1:
+            try:
+                outs = self.converter.convert_many([torch.from_numpy(w) for _, w, _ in batch],
+                                                   [self._voice(j.targets) for j, _, _ in batch])
+            except VcAppError:  # convert one by one, so the failure lands on the job that caused it
+                pass
+            else:
+                for (job, _, rate), out in zip(batch, outs):
+                    self._finish(job, lambda out=out: out, rate)
+                return
+        for job, wav, rate in batch:
             voice = self._voice(job.targets)
-            return self._finish(job, lambda: self.converter.convert(torch.from_numpy(wav), voice), rate)
-        try:
-            outs = self.converter.convert_many([torch.from_numpy(w) for _, w, _ in batch],
-                                               [self._voice(j.targets) for j, _, _ in batch])
-        except VcAppError:  # convert one by one, so the failure lands on the job that caused it
-            for job, wav, rate in batch:
-                voice = self._voice(job.targets)
-                self._finish(job, lambda w=wav, v=voice: self.converter.convert(torch.from_numpy(w), v), rate)
-            return
-        for (job, _, rate), out in zip(batch, outs):
-            self._finish(job, lambda out=out: out, rate)
+            self._finish(job, lambda w=wav, v=voice: self.converter.convert(torch.from_numpy(w), v), rate)
 
     def _voice(self, targets: tuple[Path, ...]) -> Voice:
         if self.voice is not None:
