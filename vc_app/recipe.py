@@ -97,10 +97,7 @@ def stage_manifests(args: argparse.Namespace) -> None:
     for name in SPLITS:
         write_manifest(out / f"{name}.csv", getattr(split, name))
     speakers = {name: sorted({u.speaker for u in getattr(split, name)}) for name in SPLITS}
-    if not sets:  # the two sets of --unseen / --n-unseen and --cross-corpus
-        sets = {"in-domain": {"speakers": sorted(set(speakers["unseen"]) - set(cross))}}
-        if cross:
-            sets["cross-corpus"] = {"speakers": sorted(cross)}
+    sets = sets or default_sets(speakers["unseen"], sorted(cross))  # of --unseen / --n-unseen and --cross-corpus
     (out / "split.json").write_text(json.dumps({"seed": args.seed, **speakers, "cross_corpus": sorted(cross),
                                                 "sets": sets}, indent=1) + "\n")
     held = ", ".join(f"{s} ({genders[s]})" if s in genders else s for s in speakers["unseen"])
@@ -135,17 +132,20 @@ def read_heldout_sets(path: str | Path) -> dict[str, dict]:
     return sets
 
 
+def default_sets(unseen: list[str], cross: list[str]) -> dict[str, dict]:
+    """The held-out sets without a sets file: in-domain (the unseen speakers less `cross`) and cross-corpus."""
+    sets = {"in-domain": {"speakers": [s for s in unseen if s not in cross]}}
+    return {**sets, "cross-corpus": {"speakers": cross}} if cross else sets
+
+
 def stage_sets(args: argparse.Namespace) -> None:
     """Stage 4's list of held-out sets from split.json, one tab-separated line each: name, speakers
     (comma-separated), pairs per ordered speaker pair, most pairs (0: all), text pairs (true/false).
-    A split.json written before sets existed gives in-domain (unseen minus cross-corpus) and cross-corpus."""
+    A split.json written before sets existed gives `default_sets`."""
     split = json.loads(Path(args.split).read_text())
     sets = split.get("sets")
     if sets is None:
-        cross = split.get("cross_corpus", [])
-        sets = {"in-domain": {"speakers": [s for s in split["unseen"] if s not in cross]}}
-        if cross:
-            sets["cross-corpus"] = {"speakers": cross}
+        sets = default_sets(split["unseen"], split.get("cross_corpus", []))
     for name, spec in sets.items():
         if spec["speakers"]:
             per_speaker = spec.get("pairs_per_speaker", args.pairs_per_speaker)
