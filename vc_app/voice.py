@@ -274,12 +274,9 @@ def blend(voices: Sequence[Voice], weights: Sequence[float], *, name: str | None
         if voice.model_sha256 != first.model_sha256 or voice.mel != first.mel:
             raise VcAppError(f"The voices {first.name!r} and {voice.name!r} were made with different models "
                              f"({first.model} and {voice.model}); only voices of one model can be blended.")
-    if len(kept) == 1:
-        vector = kept[0][0].vector.clone()
-    else:  # sum_i w_i s_i, in the order given
-        vector = kept[0][1] * kept[0][0].vector
-        for voice, weight in kept[1:]:
-            vector = vector + weight * voice.vector
+    vector = kept[0][1] * kept[0][0].vector  # sum_i w_i s_i, in the order given (a lone part's weight is 1.0)
+    for voice, weight in kept[1:]:
+        vector = vector + weight * voice.vector
     mix = tuple((v.name, w) for v, w in kept)
     label = name or (first.name if len(kept) == 1 else " + ".join(f"{100 * w:.0f}% {v.name}" for v, w in kept))
     return Voice(name=label, vector=vector, model=first.model, model_sha256=first.model_sha256, mel=first.mel,
