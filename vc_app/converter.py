@@ -220,7 +220,7 @@ class VoiceConverter:
         step = self.chunk - self.overlap
         out = torch.zeros(n)
         fade_in = 0.5 - 0.5 * torch.cos(torch.linspace(0, math.pi, self.overlap))
-        bar = _chunk_bar(-(-(n - self.chunk) // step) + 1, n / self.sample_rate) if progress else None
+        bar = _chunk_bar(-(-(n - self.chunk) // step) + 1, n / self.sample_rate, show=progress)
         for start in range(0, n, step):
             piece = self._convert_piece(read(start, min(start + self.chunk, n)), speaker)
             if start > 0:
@@ -228,12 +228,10 @@ class VoiceConverter:
                 piece[:head] *= fade_in[:head]
                 out[start:start + head] *= 1 - fade_in[:head]
             out[start:start + piece.numel()] += piece
-            if bar is not None:
-                bar.update(1)
+            bar.update(1)
             if start + self.chunk >= n:
                 break
-        if bar is not None:
-            bar.close()
+        bar.close()
         return out
 
     def _convert_piece(self, wav: torch.Tensor, speaker: torch.Tensor) -> torch.Tensor:
@@ -274,11 +272,11 @@ def convert(source: str | os.PathLike | torch.Tensor, target: str | os.PathLike 
     return wav if output is None else write_audio(output, wav, converter.sample_rate, overwrite=overwrite)
 
 
-def _chunk_bar(chunks: int, seconds: float):
-    """A tqdm bar on stderr for a conversion of `chunks` chunks (`seconds` of audio)."""
+def _chunk_bar(chunks: int, seconds: float, *, show: bool):
+    """A tqdm bar on stderr for a conversion of `chunks` chunks (`seconds` of audio); silent unless `show`."""
     import sys
 
     from tqdm import tqdm
 
     return tqdm(total=chunks, unit="chunk", desc=f"converting {seconds / 60:.1f} min", file=sys.stderr,
-                dynamic_ncols=True)
+                dynamic_ncols=True, disable=not show)
