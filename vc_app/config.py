@@ -51,6 +51,14 @@ class ModelConfig:
     `VectorQuantizer`) or ``"none"`` (the mean alone). `content_guidance` = alpha > 0
     passes the content code through sigmoid(alpha * z), AGAIN-VC's activation
     guidance (Chen et al. 2021): a soft bound on what the code can carry; 0 is off.
+
+    `norm_stats` chooses the frames the model's statistics over time are taken on: ``"all"`` (every frame,
+    pauses included, as the official model) or ``"active"`` (only the frames within `active_db` dB of the
+    input's loudest frame, the complement of a pause in `vc_app.evaluate.levels`). Those statistics are the
+    mean and variance of every instance norm (the content encoder's, and the decoder's inside `AdaIN`) and the
+    speaker encoder's average over time, which sets AdaIN's gamma and beta. With ``"all"`` a clip's share
+    and depth of silence move them; with ``"active"`` pauses are normalised against speech alone and stay
+    far below it (DESIGN.md, *Silent pauses*).
     """
 
     n_mels: int = 80
@@ -70,12 +78,18 @@ class ModelConfig:
     bottleneck: str = "vae"
     vq: VQConfig = field(default_factory=VQConfig)
     content_guidance: float = 0.0
+    norm_stats: str = "all"
+    active_db: float = 40.0
 
     def __post_init__(self) -> None:
         if self.bottleneck not in ("vae", "vq", "none"):
             raise ValueError(f"bottleneck must be 'vae', 'vq' or 'none', not {self.bottleneck!r}")
         if self.content_guidance < 0:
             raise ValueError(f"content_guidance must be 0 (off) or positive, not {self.content_guidance}")
+        if self.norm_stats not in ("all", "active"):
+            raise ValueError(f"norm_stats must be 'all' or 'active', not {self.norm_stats!r}")
+        if self.active_db <= 0:
+            raise ValueError(f"active_db must be positive, not {self.active_db}")
         if len(self.subsample) != self.n_conv_blocks or len(self.upsample) != self.n_conv_blocks:
             raise ValueError("subsample and upsample need one entry per conv block")
         down, up = _product(self.subsample), _product(self.upsample)

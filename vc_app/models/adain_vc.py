@@ -7,10 +7,15 @@
 The model works on log-mels from `vc_app.mel.mel_spectrogram`; it scales them
 internally with per-band statistics of its training data (`mel_mean`,
 `mel_std`, saved with the weights) and returns log-mels in the same units.
+
+Its statistics over time (instance norms, AdaIN, the speaker encoder's average) are taken on every frame, or
+with `ModelConfig.norm_stats = "active"` on the frames within `active_db` dB of the input's loudest
+(`active_frames`), so that pauses cannot pull them towards silence.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -26,6 +31,7 @@ from vc_app.models.blocks import (
     InstanceNorm,
     SameConv1d,
     activation,
+    active_mean,
     pixel_shuffle_1d,
 )
 from vc_app.models.vq import VectorQuantizer, VQOutput
@@ -53,11 +59,13 @@ class ContentEncoder(nn.Module):
         self.mean = SameConv1d(cfg.c_h, cfg.c_content, kernel_size=1)
         self.log_var = SameConv1d(cfg.c_h, cfg.c_content, kernel_size=1) if cfg.bottleneck == "vae" else None
 
-    def forward(self, mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """mel: (B, n_mels, T) scaled -> (mean, log_var or None), each (B, c_content, ceil(T / 8))."""
-        h = self.act(self.norm(self.in_conv(self.bank(self.input_norm(mel)))))
+    def forward(self, mel: torch.Tensor, active: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """mel: (B, n_mels, T) scaled, active: None or (B, 1, T) bool (`active_frames`)
+        -> (mean, log_var or None), each (B, c_content, ceil(T / 8))."""
+        h = self.act(self.norm(self.in_conv(self.bank(self.input_norm(mel, active))), active))
         for block in self.blocks:
-            h = block(h)
+            h = block(h, active)
         return self.mean(h), (self.log_var(h) if self.log_var is not None else None)
 
 
@@ -77,12 +85,13 @@ class SpeakerEncoder(nn.Module):
                                           for _ in range(cfg.n_dense_blocks))
         self.out = nn.Linear(cfg.c_h, cfg.c_speaker)
 
-    def forward(self, mel: torch.Tensor) -> torch.Tensor:
-        """mel: (B, n_mels, T) scaled -> (B, c_speaker)."""
+    def forward(self, mel: torch.Tensor, active: torch.Tensor | None = None) -> torch.Tensor:
+        """mel: (B, n_mels, T) scaled, active: None (average every frame) or (B, 1, T0) bool frames to average,
+        T0 >= T padded with inactive frames to a whole number of `frames_per_code` -> (B, c_speaker)."""
         h = self.act(self.in_conv(self.bank(mel)))
         for block in self.conv_blocks:
             h = block(h)
-        h = h.mean(dim=-1)
+        h = active_mean(h, active)
         for block in self.dense_blocks:
             h = block(h)
         return self.out(h)
@@ -101,14 +110,15 @@ class DecoderBlock(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.upsample = upsample
 
-    def forward(self, x: torch.Tensor, speaker: torch.Tensor) -> torch.Tensor:
-        """x: (B, c_h, T), speaker: (B, c_cond) -> (B, c_h, T * upsample)."""
-        y = self.dropout(self.act(self.adain1(self.conv1(x), speaker)))
+    def forward(self, x: torch.Tensor, speaker: torch.Tensor, active: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (B, c_h, T), speaker: (B, c_cond), active: None or (B, 1, T0 >= T * upsample) bool frames for the
+        AdaIN statistics -> (B, c_h, T * upsample)."""
+        y = self.dropout(self.act(self.adain1(self.conv1(x), speaker, active)))
         y = self.conv2(y)
         if self.upsample > 1:
             y = pixel_shuffle_1d(y, self.upsample)
             x = F.interpolate(x, scale_factor=self.upsample, mode="nearest")
-        y = self.dropout(self.act(self.adain2(y, speaker)))
+        y = self.dropout(self.act(self.adain2(y, speaker, active)))
         return x + y
 
 
@@ -126,11 +136,13 @@ class Decoder(nn.Module):
         )
         self.out_conv = SameConv1d(cfg.c_h, cfg.n_mels, kernel_size=1)
 
-    def forward(self, content: torch.Tensor, speaker: torch.Tensor) -> torch.Tensor:
-        """content: (B, c_content, T'), speaker: (B, c_speaker) -> (B, n_mels, T' * 8) scaled."""
-        h = self.act(self.norm(self.in_conv(content)))
+    def forward(self, content: torch.Tensor, speaker: torch.Tensor, active: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        """content: (B, c_content, T'), speaker: (B, c_speaker), active: None or (B, 1, T' * 8) bool
+        (`active_frames` of the content's source) -> (B, n_mels, T' * 8) scaled."""
+        h = self.act(self.norm(self.in_conv(content), active))
         for block in self.blocks:
-            h = block(h, speaker)
+            h = block(h, speaker, active)
         return self.out_conv(h)
 
 
@@ -184,16 +196,38 @@ class AdaINVC(nn.Module):
         """Standardised (B, n_mels, T) -> raw log-mel."""
         return mel * self.mel_std[:, None] + self.mel_mean[:, None]
 
-    # -- the three arrows ----------------------------------------------------
+    # -- the frames the statistics are taken on -------------------------------
+    def _padded_frames(self, frames: int) -> int:
+        """`_pad`'s length for a clip of `frames` frames: a whole number (at least 2) of content steps."""
+        step = self.cfg.frames_per_code
+        return max(-(-frames // step), 2) * step
+
     def _pad(self, mel: torch.Tensor) -> torch.Tensor:
         """Pad (B, n_mels, T) at the end to a whole number (at least 2) of content steps."""
-        step = self.cfg.frames_per_code
-        extra = max(-(-mel.shape[-1] // step), 2) * step - mel.shape[-1]
+        extra = self._padded_frames(mel.shape[-1]) - mel.shape[-1]
         return F.pad(mel, (0, extra), mode="replicate") if extra else mel
 
+    def active_frames(self, mel: torch.Tensor) -> torch.Tensor | None:
+        """The frames the statistics over time are taken on (`ModelConfig.norm_stats`).
+
+        mel: (B, n_mels, T) raw -> None with ``"all"`` (every frame), or with ``"active"`` (B, 1, T_pad) bool:
+        True where the frame's level (`frame_levels_db`) is within `active_db` dB of the clip's loudest frame;
+        the `_pad` frames after the clip (T_pad = `_padded_frames(T)`) are inactive.
+        """
+        if self.cfg.norm_stats == "all":
+            return None
+        active = (frame_levels_db(mel) > -self.cfg.active_db).unsqueeze(1)
+        padding = active.new_zeros(*active.shape[:2], self._padded_frames(mel.shape[-1]) - mel.shape[-1])
+        return torch.cat([active, padding], dim=-1)
+
+    # -- the three arrows ----------------------------------------------------
     def content(self, mel: torch.Tensor) -> torch.Tensor:
         """Deterministic content code. mel: (B, n_mels, T) raw -> (B, c_content, ceil(T / 8))."""
-        mean, _ = self.content_encoder(self.scale(self._pad(mel)))
+        return self._content(mel, self.active_frames(mel))
+
+    def _content(self, mel: torch.Tensor, active: torch.Tensor | None) -> torch.Tensor:
+        """`content` with the clip's `active_frames` given: mel (B, n_mels, T) raw, active None or (B, 1, T_pad)."""
+        mean, _ = self.content_encoder(self.scale(self._pad(mel)), active)
         return self.guide(self.quantizer(mean).quantized if self.quantizer is not None else mean)
 
     def guide(self, z: torch.Tensor) -> torch.Tensor:
@@ -203,7 +237,7 @@ class AdaINVC(nn.Module):
 
     def speaker(self, mel: torch.Tensor) -> torch.Tensor:
         """Speaker vector. mel: (B, n_mels, T) raw -> (B, c_speaker)."""
-        return self.speaker_encoder(self.scale(mel))
+        return self.speaker_encoder(self.scale(mel), self.active_frames(mel))
 
     def speaker_from_clips(self, mels: list[torch.Tensor]) -> torch.Tensor:
         """Mean speaker vector of several clips of one speaker. mels: each (n_mels, T_i) -> (c_speaker,)."""
@@ -211,13 +245,16 @@ class AdaINVC(nn.Module):
             raise ValueError("at least one target clip is needed")
         return torch.stack([self.speaker(m.unsqueeze(0))[0] for m in mels]).mean(dim=0)
 
-    def decode(self, content: torch.Tensor, speaker: torch.Tensor, n_frames: int) -> torch.Tensor:
-        """content: (B, c_content, T'), speaker: (B, c_speaker) -> raw log-mel (B, n_mels, n_frames)."""
-        return self.unscale(self.decoder(content, speaker))[..., :n_frames]
+    def decode(self, content: torch.Tensor, speaker: torch.Tensor, n_frames: int,
+               active: torch.Tensor | None = None) -> torch.Tensor:
+        """content: (B, c_content, T'), speaker: (B, c_speaker), active: the `active_frames` (B, 1, T' * 8) of the
+        content's source (None: statistics over every frame) -> raw log-mel (B, n_mels, n_frames)."""
+        return self.unscale(self.decoder(content, speaker, active))[..., :n_frames]
 
     def convert(self, source: torch.Tensor, speaker: torch.Tensor) -> torch.Tensor:
         """source: (B, n_mels, T) raw, speaker: (B, c_speaker) -> converted raw log-mel (B, n_mels, T)."""
-        return self.decode(self.content(source), speaker, source.shape[-1])
+        active = self.active_frames(source)
+        return self.decode(self._content(source, active), speaker, source.shape[-1], active)
 
     # -- training ----------------------------------------------------------------
     def forward(self, mel: torch.Tensor, content_mel: torch.Tensor | None = None,
@@ -236,8 +273,11 @@ class AdaINVC(nn.Module):
             conversions: also convert each clip to the next clip's voice (for a discriminator to judge).
         """
         n_frames = mel.shape[-1]
-        mean, log_var = self.content_encoder(self.scale(self._pad(mel if content_mel is None else content_mel)))
-        speaker = self.speaker_encoder(self.scale(mel if speaker_mel is None else speaker_mel))
+        content_mel = mel if content_mel is None else content_mel
+        speaker_mel = mel if speaker_mel is None else speaker_mel
+        active = self.active_frames(content_mel)  # the decoder's statistics follow the content's frames
+        mean, log_var = self.content_encoder(self.scale(self._pad(content_mel)), active)
+        speaker = self.speaker_encoder(self.scale(speaker_mel), self.active_frames(speaker_mel))
         vq = None
         if self.quantizer is not None:
             vq = self.quantizer(mean)
@@ -247,11 +287,23 @@ class AdaINVC(nn.Module):
         else:
             content = mean
         content = self.guide(content)
-        recon = self.decoder(content, speaker)[..., :n_frames]
+        recon = self.decoder(content, speaker, active)[..., :n_frames]
         converted = converted_speaker = None
         if consistency or conversions:
-            converted = self.decoder(content, speaker.roll(1, 0))[..., :n_frames]
-        if consistency:
+            converted = self.decoder(content, speaker.roll(1, 0), active)[..., :n_frames]
+        if consistency and converted is not None:
             frozen = {name: p.detach() for name, p in self.speaker_encoder.named_parameters()}
-            converted_speaker = torch.func.functional_call(self.speaker_encoder, frozen, (converted,))
+            read_back = self.active_frames(self.unscale(converted.detach()))  # as a target clip is read
+            converted_speaker = torch.func.functional_call(self.speaker_encoder, frozen, (converted, read_back))
         return AdaINVCOutput(recon, mean, log_var, content, speaker, vq, converted_speaker, converted)
+
+
+def frame_levels_db(mel: torch.Tensor) -> torch.Tensor:
+    """Each frame's level: mel (B, n_mels, T) raw log-mel (natural log of amplitude) -> (B, T) dB.
+
+    The mean over bands of the band's power, in dB relative to the clip's loudest frame (0 there, negative
+    elsewhere): `vc_app.evaluate.levels.frame_levels` on a mel already made, without its -80 dB floor.
+    """
+    log_power = torch.logsumexp(2.0 * mel.float(), dim=1) - math.log(mel.shape[1])  # (B, T), natural log
+    level = 10.0 / math.log(10.0) * log_power
+    return level - level.amax(dim=-1, keepdim=True)

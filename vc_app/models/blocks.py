@@ -51,18 +51,70 @@ def same_dtype_pad(x: torch.Tensor, pad: tuple[int, int], mode: str) -> torch.Te
 class InstanceNorm(nn.InstanceNorm1d):
     """Instance normalisation over time, no affine: zero mean, unit variance per channel.
 
-    This is what strips utterance-level (speaker) statistics from the content path.
+    This is what strips utterance-level (speaker) statistics from the content path. Given `active` frames,
+    the mean and variance are those of the active frames alone, and every frame is normalised by them
+    (`ModelConfig.norm_stats`): silence then cannot pull the statistics towards itself.
     """
 
     def __init__(self, channels: int):
         super().__init__(channels, affine=False, track_running_stats=False)
+
+    def forward(self, x: torch.Tensor, active: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (B, C, T); active: None (statistics over every frame) or (B, 1, T0) bool at a resolution
+        T0 >= T, pooled to T by `frames_at` -> (B, C, T)."""
+        if active is None:
+            return super().forward(x)
+        return active_instance_norm(x, frames_at(active, x.shape[-1]), self.eps)
+
+
+def active_instance_norm(x: torch.Tensor, active: torch.Tensor, eps: float) -> torch.Tensor:
+    """Normalise x (B, C, T) by the mean and (biased) variance of its active frames, active: (B, 1, T) bool.
+
+    A clip with no active frame is normalised over all of its frames. Computed in float32 (the sums over
+    time lose too much in bfloat16); returned in x's dtype.
+    """
+    with torch.autocast(x.device.type, enabled=False):
+        h = x.float()
+        w = active.to(h.dtype)
+        w = torch.where(w.sum(-1, keepdim=True) > 0, w, torch.ones_like(w))
+        count = w.sum(-1, keepdim=True)
+        mean = (h * w).sum(-1, keepdim=True) / count
+        var = ((h - mean).pow(2) * w).sum(-1, keepdim=True) / count
+        return ((h - mean) * torch.rsqrt(var + eps)).to(x.dtype)
+
+
+def frames_at(active: torch.Tensor, steps: int) -> torch.Tensor:
+    """A frame mask (B, 1, T0) at `steps` <= T0 time steps -> (B, 1, steps) bool.
+
+    Step i covers frames [i * f, (i + 1) * f), f = ceil(T0 / steps) (frames past T0 are inactive); it is active
+    when any frame it covers is. The model's paths subsample by whole factors of a padded length, so each
+    step covers exactly the frames it was computed from.
+    """
+    frames = active.shape[-1]
+    if steps == frames:
+        return active
+    if steps > frames:
+        raise ValueError(f"a mask of {frames} frames cannot cover {steps} steps")
+    factor = -(-frames // steps)
+    padded = F.pad(active.float(), (0, factor * steps - frames))
+    return F.max_pool1d(padded, factor) > 0
+
+
+def active_mean(h: torch.Tensor, active: torch.Tensor | None) -> torch.Tensor:
+    """The mean over time of h (B, C, T): of every step, or of the active ones (`frames_at`) -> (B, C)."""
+    if active is None:
+        return h.mean(dim=-1)
+    w = frames_at(active, h.shape[-1]).to(h.dtype)
+    w = torch.where(w.sum(-1, keepdim=True) > 0, w, torch.ones_like(w))
+    return (h * w).sum(-1) / w.sum(-1)
 
 
 class AdaIN(nn.Module):
     """Adaptive instance normalisation: AdaIN(x, s) = gamma(s) * IN(x) + beta(s).
 
     The speaker vector can only set each channel's mean (beta) and standard
-    deviation (gamma) over time; it cannot add time-varying content.
+    deviation (gamma) over time; it cannot add time-varying content. With `active` frames the mean and
+    deviation set are those of the active frames (`InstanceNorm`).
     """
 
     def __init__(self, channels: int, c_cond: int):
@@ -70,10 +122,10 @@ class AdaIN(nn.Module):
         self.norm = InstanceNorm(channels)
         self.affine = nn.Linear(c_cond, 2 * channels)
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """x: (B, C, T), cond: (B, c_cond) -> (B, C, T)."""
+    def forward(self, x: torch.Tensor, cond: torch.Tensor, active: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (B, C, T), cond: (B, c_cond), active: None or (B, 1, T0 >= T) bool -> (B, C, T)."""
         gamma, beta = self.style(cond)
-        return gamma.unsqueeze(-1) * self.norm(x) + beta.unsqueeze(-1)
+        return gamma.unsqueeze(-1) * self.norm(x, active) + beta.unsqueeze(-1)
 
     def style(self, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The per-channel (gamma, beta), each (B, C), predicted from cond (B, c_cond)."""
@@ -116,13 +168,16 @@ class ConvBlock(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.stride = stride
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (B, C, T) -> (B, C, ceil(T / stride))."""
-        y = self.dropout(self.act(self.norm(self.conv1(x))))
-        y = self.dropout(self.act(self.norm(self.conv2(y))))
+    def forward(self, x: torch.Tensor, active: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (B, C, T), active: None or (B, 1, T0 >= T) bool frames for the norms -> (B, C, ceil(T / stride))."""
+        y = self.dropout(self.act(self._norm(self.conv1(x), active)))
+        y = self.dropout(self.act(self._norm(self.conv2(y), active)))
         if self.stride > 1:
             x = F.avg_pool1d(x, kernel_size=self.stride, ceil_mode=True)
         return x + y
+
+    def _norm(self, y: torch.Tensor, active: torch.Tensor | None) -> torch.Tensor:
+        return self.norm(y, active) if isinstance(self.norm, InstanceNorm) else y
 
 
 class DenseBlock(nn.Module):
