@@ -120,20 +120,28 @@ def save_bundle(model: torch.nn.Module, mel: MelConfig, folder: str | os.PathLik
         card: the model card's Markdown; a short default is written when None.
         half: store float16 weights (half the size; loaded back as float32).
     """
-    from safetensors.torch import save_file
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     if half:
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     config = {"format_version": FORMAT_VERSION, "architecture": "AdaINVC", "mel": to_dict(mel),
               "model": to_dict(model.cfg), "training": training or {}}
-    atomic_write(folder / WEIGHTS, lambda p: save_file(state, str(p), metadata={"format_version": str(FORMAT_VERSION)}))
+    default_card = f"# AdaIN-VC bundle\n\nWeights for vc_app (format {FORMAT_VERSION}); see config.json.\n"
+    return write_bundle_files(folder, state, config, metadata={"format_version": str(FORMAT_VERSION)}, card=card,
+                              default_card=default_card)
+
+
+def write_bundle_files(folder: str | os.PathLike, state: dict[str, torch.Tensor], config: dict, *,
+                       metadata: dict[str, str], card: str | None, default_card: str) -> Path:
+    """Write WEIGHTS, CONFIG and CARD into `folder` (made if missing), each atomically; without `card`, a card
+    already there is kept (else `default_card` is written). Model bundles and fast-vocoder folders share it."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write(folder / WEIGHTS, lambda p: save_file(state, str(p), metadata=metadata))
     atomic_write(folder / CONFIG, lambda p: p.write_text(json.dumps(config, indent=2) + "\n"))
     if card is not None or not (folder / CARD).exists():
-        text = card or f"# AdaIN-VC bundle\n\nWeights for vc_app (format {FORMAT_VERSION}); see config.json.\n"
-        atomic_write(folder / CARD, lambda p: p.write_text(text))
+        atomic_write(folder / CARD, lambda p: p.write_text(card or default_card))
     return folder
 
 

@@ -16,29 +16,25 @@ ONNX Runtime (exported once into the user cache, checked against PyTorch), the i
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import torch
 
+from vc_app.bundle import CONFIG, WEIGHTS, checkpoints_dir, write_bundle_files
 from vc_app.config import MelConfig, to_dict
 from vc_app.errors import VcAppError
-from vc_app.paths import atomic_write
 from vc_app.vocoders.convnext_istft import ConvNeXtISTFTConfig, ConvNeXtISTFTGenerator
 from vc_app.vocoders.neural import CHUNK_FRAMES, NeuralVocoder, TrainedMel, check_mel, read_config_json
 
 FAMILY = "fast"
 FAST_FOLDER = "vocoder-fast"  # under checkpoints/
 FORMAT, FORMAT_VERSION, ARCHITECTURE = "vc_app.vocoder", 1, "ConvNeXtISTFT"
-CONFIG, WEIGHTS, CARD = "config.json", "model.safetensors", "README.md"
 CONTEXT_MARGIN = 2  # frames of context beyond the receptive field when long mels are vocoded in windows
 
 
 def default_folder() -> Path:
     """Where the shipped fast vocoder lives: `checkpoints/vocoder-fast/` beside the default model."""
-    from vc_app.bundle import checkpoints_dir
-
     return checkpoints_dir() / FAST_FOLDER
 
 
@@ -74,19 +70,11 @@ def availability(argument: str) -> tuple[bool, str]:
 def save_fast_vocoder(generator: ConvNeXtISTFTGenerator, mel: MelConfig, folder: str | os.PathLike, *,
                       training: dict | None = None, card: str | None = None) -> Path:
     """Write `generator` as a fast-vocoder bundle folder (replacing the files of an earlier one there)."""
-    from safetensors.torch import save_file
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().float().cpu().contiguous() for k, v in generator.state_dict().items()}
     config = {"format": FORMAT, "format_version": FORMAT_VERSION, "architecture": ARCHITECTURE, "mel": to_dict(mel),
               "generator": generator.cfg.to_dict(), "training": training or {}}
-    atomic_write(folder / WEIGHTS, lambda p: save_file(state, str(p), metadata={"format": FORMAT}))
-    atomic_write(folder / CONFIG, lambda p: p.write_text(json.dumps(config, indent=2) + "\n"))
-    if card is not None or not (folder / CARD).exists():
-        text = card or "# Fast vocoder\n\nA ConvNeXt + inverse-STFT generator for vc_app; see config.json.\n"
-        atomic_write(folder / CARD, lambda p: p.write_text(text))
-    return folder
+    return write_bundle_files(folder, state, config, metadata={"format": FORMAT}, card=card, default_card=(
+        "# Fast vocoder\n\nA ConvNeXt + inverse-STFT generator for vc_app; see config.json.\n"))
 
 
 def read_config(folder: Path, name: str) -> tuple[ConvNeXtISTFTConfig, TrainedMel, dict]:
