@@ -98,7 +98,7 @@ class DiscriminatorConfig:
     are "gan" (fool it) and "fm" (feature matching) in `loss.weights`."""
 
     enabled: bool = False
-    c_h: int = 32
+    c_h: int = 16
     n_layers: int = 4
     norm: str = "spectral"          # spectral | weight | none
     objective: str = "lsgan"        # lsgan (least squares) | hinge

@@ -363,11 +363,14 @@ def discriminator_step(state: TrainState, real: list, generated: list) -> dict[s
     assert state.discriminator is not None and state.disc_optimizer is not None, "the discriminator is off"
     cfg = state.cfg
     objective = cfg.discriminator.objective
-    with autocast(cfg, real[0][0].device):
-        real_scores = [state.discriminator(m, s)[0] for m, s in real]
-        fake_scores = [state.discriminator(m.detach(), s)[0] for m, s in generated]
-        if cfg.discriminator.speaker:
-            fake_scores += [state.discriminator(m, s.roll(1, 0))[0] for m, s in real]
+    judged = real + [(m.detach(), s) for m, s in generated]
+    if cfg.discriminator.speaker:
+        judged += [(m, s.roll(1, 0)) for m, s in real]
+    with autocast(cfg, real[0][0].device):  # one pass over all of them: larger convolutions run faster
+        mels = torch.cat([m for m, _ in judged])
+        voices = torch.cat([s for _, s in judged]) if cfg.discriminator.speaker else None
+        scores = list(state.discriminator(mels, voices)[0].split([m.shape[0] for m, _ in judged]))
+    real_scores, fake_scores = scores[:len(real)], scores[len(real):]
     loss_real = sum(_scores_loss(s, True, objective) for s in real_scores) / len(real_scores)
     loss_fake = sum(_scores_loss(s, False, objective) for s in fake_scores) / len(fake_scores)
     loss = cast(torch.Tensor, loss_real + loss_fake)
