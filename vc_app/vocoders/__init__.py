@@ -138,12 +138,10 @@ def download_vocoder(spec: str) -> list[Path]:
     from vc_app.vocoders.sources import fetch, parse_source
 
     source = parse_source(family, argument)
-    if source.packaged is not None:
-        fetch(source)  # says which package to install when it is missing
-        return []
     if source.folder is not None:
         return []
-    return sorted(fetch(source)[1].values())
+    files = fetch(source)[1]  # a packaged vocoder's files are only checked (or the package to install named)
+    return [] if source.packaged is not None else sorted(files.values())
 
 
 def vocoder_availability(spec: str) -> tuple[bool, str]:
