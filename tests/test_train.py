@@ -329,6 +329,10 @@ def test_init_from_a_bundle_of_another_shape_is_refused_naming_the_difference(ti
     with pytest.raises(VcAppError, match=r"does not fit this run's config: model.c_h is 16 there, 24 here\."):
         train(config(tiny_features, run__max_steps=1, model__c_h=24, run__init_from=str(bundle)), tmp_path / "b",
               log=quiet)
+    # which frames the statistics are taken on changes no weight: a run may switch it when it starts from a bundle
+    switched = train(config(tiny_features, run__max_steps=1, model__norm_stats="active", run__init_from=str(bundle)),
+                     tmp_path / "c", log=quiet)
+    assert switched.state.core.cfg.norm_stats == "active"
 
 
 def test_speaker_consistency_and_perturbations_train_and_are_logged(tiny_features, tmp_path):

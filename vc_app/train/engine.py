@@ -187,11 +187,16 @@ def init_discriminator(discriminator: MelDiscriminator, spec: str) -> dict:
     return {"discriminator_from": str(path)}
 
 
+WEIGHTLESS_MODEL_KEYS = ("norm_stats", "active_db")  # a run may start from weights trained with other values
+
+
 def init_from_bundle(model: AdaINVC, cfg: TrainConfig) -> dict:
     """Load the weights of the bundle `cfg.run.init_from` into `model` (strictly), mel statistics included.
 
-    The bundle's model and mel configs must equal the run's; a difference is refused naming it. Only the
-    weights are taken: the optimiser, step and schedules start fresh.
+    The bundle's model and mel configs must equal the run's, except for the options that change what the
+    weights compute on but not the weights (`WEIGHTLESS_MODEL_KEYS`: which frames the statistics over time are
+    taken on); any other difference is refused naming it. Only the weights are taken: the optimiser, step and
+    schedules start fresh.
 
     Returns:
         what to record in the run's training summary: the bundle and the steps it had been trained for.
@@ -203,7 +208,8 @@ def init_from_bundle(model: AdaINVC, cfg: TrainConfig) -> dict:
     ours = {"model": config_to_dict(cfg)["model"], "mel": config_to_dict(cfg)["mel"]}
     theirs = {"model": to_dict(bundle.model.cfg), "mel": to_dict(bundle.mel)}
     differences = [f"{section}.{key} is {theirs[section][key]!r} there, {ours[section][key]!r} here"
-                   for section in ours for key in ours[section] if ours[section][key] != theirs[section][key]]
+                   for section in ours for key in ours[section] if ours[section][key] != theirs[section][key]
+                   and not (section == "model" and key in WEIGHTLESS_MODEL_KEYS)]
     if differences:
         raise VcAppError(f"run.init_from {spec} does not fit this run's config: {'; '.join(differences)}.")
     model.load_state_dict({k: v.float() for k, v in bundle.model.state_dict().items()}, strict=True)
