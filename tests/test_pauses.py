@@ -207,3 +207,25 @@ def test_old_bundles_load_and_convert_bit_exactly():
         assert torch.equal(speaker, _reference_speaker(model, target))
         assert torch.equal(model.convert(source, speaker), _reference_convert(model, source, speaker))
         assert torch.equal(model.unscale(model(source).recon), _reference_convert(model, source, model.speaker(source)))
+
+
+def test_a_segment_with_a_few_active_frames_stays_finite():
+    """A 128-frame training segment of near silence with a short burst (7 active frames: one step at the
+    decoder's coarsest resolution) is normalised over all of its steps there, not by a variance of about 0."""
+    from vc_app.models.blocks import MIN_ACTIVE_STEPS, active_instance_norm
+
+    torch.manual_seed(0)
+    mel = torch.full((2, 80, 128), -11.0) + 0.01 * torch.randn(2, 80, 128)
+    mel[0, :, 60:67] = -2.0  # a click: 7 loud frames
+    model = AdaINVC(ModelConfig(norm_stats="active")).eval()
+    assert int(model.active_frames(mel)[0].sum()) == 7
+    with torch.no_grad():
+        out = model.convert(mel, model.speaker(mel))
+    assert torch.isfinite(out).all()
+    x = torch.randn(1, 4, 16)
+    one = torch.zeros(1, 1, 16, dtype=torch.bool)
+    one[..., 5] = True
+    assert torch.equal(active_instance_norm(x, one, 1e-5), active_instance_norm(x, ~one | one, 1e-5))
+    enough = torch.zeros(1, 1, 16, dtype=torch.bool)
+    enough[..., :MIN_ACTIVE_STEPS] = True
+    assert not torch.equal(active_instance_norm(x, enough, 1e-5), active_instance_norm(x, ~enough | enough, 1e-5))

@@ -70,13 +70,15 @@ class InstanceNorm(nn.InstanceNorm1d):
 def active_instance_norm(x: torch.Tensor, active: torch.Tensor, eps: float) -> torch.Tensor:
     """Normalise x (B, C, T) by the mean and (biased) variance of its active frames, active: (B, 1, T) bool.
 
-    A clip with no active frame is normalised over all of its frames. Computed in float32 (the sums over
-    time lose too much in bfloat16); returned in x's dtype.
+    A clip with fewer than `MIN_ACTIVE_STEPS` active steps is normalised over all of its steps: the variance
+    of one or two steps is about 0, and dividing every other step by its root blows them up (a 128-frame
+    training segment with 7 active frames, a single step at the decoder's coarsest resolution, turned the
+    output infinite). Computed in float32 (the sums over time lose too much in bfloat16); returned in x's
+    dtype.
     """
     with torch.autocast(x.device.type, enabled=False):
         h = x.float()
-        w = active.to(h.dtype)
-        w = torch.where(w.sum(-1, keepdim=True) > 0, w, torch.ones_like(w))
+        w = enough_active(active.to(h.dtype))
         count = w.sum(-1, keepdim=True)
         mean = (h * w).sum(-1, keepdim=True) / count
         var = ((h - mean).pow(2) * w).sum(-1, keepdim=True) / count
@@ -104,9 +106,16 @@ def active_mean(h: torch.Tensor, active: torch.Tensor | None) -> torch.Tensor:
     """The mean over time of h (B, C, T): of every step, or of the active ones (`frames_at`) -> (B, C)."""
     if active is None:
         return h.mean(dim=-1)
-    w = frames_at(active, h.shape[-1]).to(h.dtype)
-    w = torch.where(w.sum(-1, keepdim=True) > 0, w, torch.ones_like(w))
+    w = enough_active(frames_at(active, h.shape[-1]).to(h.dtype))
     return (h * w).sum(-1) / w.sum(-1)
+
+
+MIN_ACTIVE_STEPS = 4  # fewer active steps than this: statistics over every step (`active_instance_norm`)
+
+
+def enough_active(w: torch.Tensor) -> torch.Tensor:
+    """Frame weights (B, 1, T), 1 on active steps, or 1 everywhere for a clip with under `MIN_ACTIVE_STEPS`."""
+    return torch.where(w.sum(-1, keepdim=True) >= MIN_ACTIVE_STEPS, w, torch.ones_like(w))
 
 
 class AdaIN(nn.Module):
