@@ -515,6 +515,21 @@ def test_a_run_with_the_discriminator_resumes_exactly_and_a_relay_leg_takes_both
     assert saved.keys() == loaded.keys() and all(torch.equal(saved[k], loaded[k]) for k in saved)
     assert state.origin["discriminator_from"].endswith("discriminator.safetensors")
 
+    # the relay folder: stage 5's export in half precision with both players, from which the next leg starts
+    from vc_app.recipe import main as recipe
+
+    relay = tmp_path / "relay"
+    assert recipe(["export", "--checkpoint", str(first.checkpoint), "--out", str(relay), "--half",
+                   "--with-discriminator"]) == 0
+    state = build_state(config(tiny_features, **{**run, "run__init_from": str(relay)}),
+                        FeatureCache.open(tiny_features["train"]), Dist())
+    loaded = unwrap(state.discriminator).state_dict()
+    assert all(torch.equal(saved[k].half().float(), loaded[k]) for k in saved if saved[k].is_floating_point())
+    no_opponent = train(config(tiny_features, run__max_steps=1, run__save_every=1), tmp_path / "plain",
+                        log=quiet).checkpoint
+    assert recipe(["export", "--checkpoint", str(no_opponent), "--out", str(tmp_path / "x"),
+                   "--with-discriminator"]) != 0
+
 
 def test_a_checkpoint_without_the_discriminator_cannot_resume_a_run_with_it(tiny_features, tmp_path,
                                                                              restore_threads):

@@ -237,6 +237,20 @@ def stage_pairs(args: argparse.Namespace) -> None:
           f"parallel reference) -> {args.out}")
 
 
+def export_discriminator(checkpoint: Path, out: Path, half: bool) -> None:
+    """Copy the checkpoint's discriminator weights beside the exported bundle (a relay leg's opponent), or
+    refuse in one sentence when the checkpoint was trained without one."""
+    from safetensors.torch import load_file, save_file
+
+    from vc_app.train.checkpoints import DISCRIMINATOR_FILE
+
+    source = checkpoint / DISCRIMINATOR_FILE
+    if not source.is_file():
+        raise VcAppError(f"{checkpoint} has no {DISCRIMINATOR_FILE}: it was trained without the discriminator.")
+    weights = {k: v.half() if half and v.is_floating_point() else v for k, v in load_file(str(source)).items()}
+    save_file(weights, str(out / DISCRIMINATOR_FILE))
+
+
 def stage_export(args: argparse.Namespace) -> None:
     """Stage 5: the checkpoint as an inference bundle (with a model card), optionally pushed to the hub."""
     from vc_app.bundle import load_bundle, save_bundle
@@ -258,6 +272,8 @@ def stage_export(args: argparse.Namespace) -> None:
         card = relative_paths(card, Path(args.paths_relative_to))
         training = json.loads(relative_paths(json.dumps(training), Path(args.paths_relative_to)))
     save_bundle(bundle.model, bundle.mel, out, training=training, card=card, half=args.half)
+    if args.with_discriminator:
+        export_discriminator(checkpoint, out, half=args.half)
     print(f"exported {checkpoint} -> {out}")
     if args.push_to_hub:
         from huggingface_hub import HfApi
@@ -398,6 +414,8 @@ def get_parser() -> argparse.ArgumentParser:
                    "repeat for several evaluations")
     e.add_argument("--card", help="Markdown model card to use instead of the generated one")
     e.add_argument("--half", action="store_true", help="store float16 weights")
+    e.add_argument("--with-discriminator", action="store_true",
+                   help="also write the discriminator's weights (a relay folder: the next leg keeps its opponent)")
     e.add_argument("--push-to-hub", metavar="REPO", help="upload the bundle to this hub repo")
     e.set_defaults(func=stage_export)
     return parser
