@@ -570,18 +570,18 @@ def load_checkpoint(state: TrainState, ckpt: Path, rank: int = 0) -> None:
         torch.cuda.set_rng_state(own["cuda"])
     if state.scaler is not None and "scaler" in extra:
         state.scaler.load_state_dict(extra["scaler"])
-    if state.classifier is not None and state.cls_optimizer is not None:
-        if "classifier" not in extra:
-            raise VcAppError(f"{ckpt} was trained without the adversary; it cannot resume a run that has one.")
-        unwrap(state.classifier).load_state_dict(extra["classifier"])
-        state.cls_optimizer.load_state_dict(extra["cls_optimizer"])
-        _set_lr(state.cls_optimizer, state.cfg.adversary.lr)
-    if state.discriminator is not None and state.disc_optimizer is not None:
-        if "discriminator" not in extra:
-            raise VcAppError(f"{ckpt} was trained without the discriminator; it cannot resume a run that has one.")
-        unwrap(state.discriminator).load_state_dict(extra["discriminator"])
-        state.disc_optimizer.load_state_dict(extra["disc_optimizer"])
-        _set_lr(state.disc_optimizer, state.cfg.discriminator.lr)
+    opponents = [("the adversary", state.classifier, state.cls_optimizer, "classifier", "cls_optimizer",
+                  state.cfg.adversary.lr),
+                 ("the discriminator", state.discriminator, state.disc_optimizer, "discriminator", "disc_optimizer",
+                  state.cfg.discriminator.lr)]
+    for what, module, optimizer, key, optimizer_key, lr in opponents:
+        if module is None or optimizer is None:
+            continue
+        if key not in extra:
+            raise VcAppError(f"{ckpt} was trained without {what}; it cannot resume a run that has one.")
+        unwrap(module).load_state_dict(extra[key])
+        optimizer.load_state_dict(extra[optimizer_key])
+        _set_lr(optimizer, lr)
     state.step = int(extra["step"])
 
 
