@@ -525,6 +525,22 @@ def test_a_run_with_the_discriminator_resumes_exactly_and_a_relay_leg_takes_both
                         FeatureCache.open(tiny_features["train"]), Dist())
     loaded = unwrap(state.discriminator).state_dict()
     assert all(torch.equal(saved[k].half().float(), loaded[k]) for k in saved if saved[k].is_floating_point())
+    # the next leg goes on with the game: gan and fm at full weight from its first step (no warm-up alone,
+    # no ramp), and both fresh optimisers re-warm together over optim.warmup_steps
+    leg_run = {**run, "run__max_steps": 2, "run__save_every": 2, "discriminator__warmup_steps": 3,
+               "loss__gan_ramp_steps": 4, "optim__warmup_steps": 4, "run__init_from": str(relay)}
+    leg_cfg = config(tiny_features, **leg_run)
+    leg = train(leg_cfg, tmp_path / "leg", log=quiet)
+    rows = train_rows(tmp_path / "leg")
+    assert [rows[s]["weight_gan"] for s in (1, 2)] == [1, 1] and rows[1]["gan"] > 0
+    assert rows[2]["lr"] == pytest.approx(leg_cfg.optim.lr * 2 / 4)
+    extra = torch.load(leg.checkpoint / "train_state.pt", map_location="cpu", weights_only=True)
+    assert extra["disc_optimizer"]["param_groups"][0]["lr"] == pytest.approx(leg_cfg.discriminator.lr * 2 / 4)
+    # a fresh discriminator still warms up alone first
+    fresh_run = {k: v for k, v in leg_run.items() if k != "run__init_from"}
+    train(config(tiny_features, **fresh_run), tmp_path / "fresh", log=quiet)
+    assert [train_rows(tmp_path / "fresh")[s]["weight_gan"] for s in (1, 2)] == [0, 0]
+
     no_opponent = train(config(tiny_features, run__max_steps=1, run__save_every=1), tmp_path / "plain",
                         log=quiet).checkpoint
     assert recipe(["export", "--checkpoint", str(no_opponent), "--out", str(tmp_path / "x"),

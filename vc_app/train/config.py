@@ -64,7 +64,7 @@ class OptimConfig:
     lr_final_ratio: float = 0.1
     schedule_steps: int = 0        # > 0: the cosine spans these *total* steps from schedule_start instead, so the
     schedule_start: int = 0        # legs of a relay (each --init-from the last) follow one curve
-    warmup_steps: int = 0          # the rate ramps up linearly over this run's first steps (a fresh optimiser)
+    warmup_steps: int = 0          # both players' rates ramp up linearly over this run's first steps (fresh optimisers)
 
     def __post_init__(self) -> None:
         if self.lr_schedule not in ("constant", "cosine"):
@@ -107,7 +107,7 @@ class DiscriminatorConfig:
     conversions: bool = False       # also judge each clip converted to the next clip's voice (gan term only)
     lr: float = 2e-4
     betas: tuple[float, float] = (0.5, 0.9)
-    warmup_steps: int = 0           # this run's first steps train the discriminator alone
+    warmup_steps: int = 0           # this run's first steps train the discriminator alone (a fresh one only)
 
     def __post_init__(self) -> None:
         if self.norm not in ("spectral", "weight", "none"):

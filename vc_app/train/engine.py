@@ -383,6 +383,7 @@ def discriminator_step(state: TrainState, real: list, generated: list) -> dict[s
     _check_finite({"disc": loss}, state.step + 1)
     state.disc_optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    _set_lr(state.disc_optimizer, cfg.discriminator.lr * warmup_factor(cfg, state.step))
     state.disc_optimizer.step()
     return {"disc": float(loss.detach()), "d_real": float(real_scores[0].float().mean().detach()),
             "d_fake": float(fake_scores[0].float().mean().detach())}
@@ -438,7 +439,7 @@ def train_step(state: TrainState, batch: Batch) -> dict[str, float]:
         with autocast(cfg, mel.device):
             terms.update(generator_terms(state, real, generated))
     _check_finite(terms, state.step + 1)
-    weights = term_weights(cfg, state.total_step, state.step)
+    weights = term_weights(cfg, state.total_step, gan_ramp_step(state))
     total = cast(torch.Tensor, sum(weights[k] * terms[k].float() for k in terms))
     state.optimizer.zero_grad(set_to_none=True)
     if state.scaler is not None:
@@ -604,9 +605,21 @@ def scheduled_lr(cfg: TrainConfig, step: int, total_step: int | None = None) -> 
         else:
             progress = min(max(step / max(cfg.run.max_steps, 1), 0.0), 1.0)
         lr = o.lr * (o.lr_final_ratio + (1 - o.lr_final_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
-    if o.warmup_steps > 0:
-        lr *= min(1.0, (step + 1) / o.warmup_steps)
-    return lr
+    return lr * warmup_factor(cfg, step)
+
+
+def warmup_factor(cfg: TrainConfig, step: int) -> float:
+    """How far this run's step `step` (0-based) is through `optim.warmup_steps`: 1.0 after them. Both players'
+    fresh optimisers follow it (the discriminator's rate is `discriminator.lr` times this)."""
+    warmup = cfg.optim.warmup_steps
+    return min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
+
+
+def gan_ramp_step(state: TrainState) -> int | None:
+    """The run step that the discriminator's warm-up and the gan/fm ramp count from (`term_weights`), or None
+    when the game goes on: a relay leg whose discriminator came from the last leg starts with both terms at
+    their full weight, its two optimisers re-warming together, as an unbroken run would have gone on."""
+    return None if state.origin.get("discriminator_from") else state.step
 
 
 def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
