@@ -1,6 +1,6 @@
 """Live conversion's quality against the offline conversion of the same source, and what the look-ahead costs.
 
-    python bench/live_quality.py [--targets p226,p228,VCC2SF3,VCC2TM2] [--models 6,20,40,140]
+    python bench/live_quality.py [--targets p226,p228,VCC2SF3,VCC2TM2] [--models 6/128/0,6,20,140]
                                  [--vocoders griffinlim,hifigan:universal] [--threads 1] [--no-stream]
 
 Source: 33 s of real speech, CMU ARCTIC clb arctic_a0001-a0010 joined (clb is a cross-corpus held-out
@@ -16,7 +16,9 @@ TM2 M), `--target-clips` clips each. For every target and vocoder, the default m
              default is the stream's own mel; 140 frames is as far ahead as the model's convolutions see)
   L=N C=M    (`--models N/M`) the same with M frames of left context instead of the default 128: a window
              as long as L=140's (`--models 6/262`: 262 + 8 + 6 = 276 frames) tells the look-ahead's cost
-             from the window's (the norms' statistics); left context costs compute, not latency
+             from the window's; left context costs compute, not latency
+  L=N S=K    (`--models N/M/K`) the same with the norms' running statistics over K frames instead of the
+             default `stats_frames` (0: each window's own statistics, as before the running statistics)
 
 Measured with `vc-app evaluate`'s instruments: similarity of the whole output to the target's clips
 (Resemblyzer), WER of each sentence's stretch (PocketSphinx, pooled over sentences and targets), DNSMOS
@@ -134,10 +136,10 @@ class Judges:
         return f"{sim}{corpus_wer(errors):6.1%} {row.dnsmos[-1]:6.2f}"
 
 
-def outputs(converter, voice, source: torch.Tensor, models: list[tuple[int, int]], stream: bool = True):
+def outputs(converter, voice, source: torch.Tensor, models: list[tuple[int, int, int]], stream: bool = True):
     """Yield (name, output aligned with the source (N,), the look-ahead whose joins to check, latency in ms) for
     the offline conversion, the stream at the default sizes (unless not `stream`) and the model at each
-    (look-ahead, left context)."""
+    (look-ahead, left context, statistics frames)."""
     from vc_app.audio import active_rms, match_loudness
     from vc_app.config import StreamConfig
     from vc_app.streaming import LiveEngine, simulate, stream_mel
@@ -149,13 +151,14 @@ def outputs(converter, voice, source: torch.Tensor, models: list[tuple[int, int]
         lag = engine.latency_samples  # output sample n is what leaves the speaker at time n
         heard = simulate(engine, source, realtime=False)[lag:lag + n]
         yield "stream", match_loudness(heard, level), default.lookahead_frames, engine.latency * 1000
-    for la, context in models:
-        config = StreamConfig(lookahead_frames=la, context_frames=context)
+    for la, context, stats in models:
+        config = StreamConfig(lookahead_frames=la, context_frames=context, stats_frames=stats)
         mel = stream_mel(converter.stream(voice, config), source)
         with torch.inference_mode():
             wav = converter.vocoder(mel)[0].float().cpu()[:n]
         wav = torch.cat([wav, torch.zeros(n - wav.numel())])
-        name = f"model L={la}" + (f" C={context}" if context != default.context_frames else "")
+        name = (f"model L={la}" + (f" C={context}" if context != default.context_frames else "")
+                + (f" S={stats}" if stats != default.stats_frames else ""))
         latency = LiveEngine(converter.stream(voice, config), threaded=False).latency * 1000
         yield name, match_loudness(wav, level), la, latency
 
@@ -164,8 +167,8 @@ def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--targets", default=TARGETS, help="held-out speakers (folders under ../shared/data/speech)")
     parser.add_argument("--target-clips", type=int, default=3)
-    parser.add_argument("--models", default="6,20,40,140",
-                        help="the model-only rows: look-ahead frames, or look-ahead/left-context frames")
+    parser.add_argument("--models", default="6/128/0,6,20,140",
+                        help="the model-only rows: look-ahead frames[/left-context frames[/statistics frames]]")
     parser.add_argument("--no-stream", action="store_true", help="leave out the real stream's row")
     parser.add_argument("--vocoders", default="griffinlim,hifigan:universal")
     parser.add_argument("--threads", type=int, default=1)
@@ -187,8 +190,9 @@ def main() -> None:
     n = source.numel()
     judges = Judges(args.threads)
     default = StreamConfig()
-    models = [(int(m.split("/")[0]), int(m.split("/")[1]) if "/" in m else default.context_frames)
-              for m in args.models.split(",")]
+    sizes = [[int(v) for v in m.split("/")] for m in args.models.split(",")]
+    models = [(s[0], s[1] if len(s) > 1 else default.context_frames, s[2] if len(s) > 2 else default.stats_frames)
+              for s in sizes]
     block = default.block_frames * hop
     targets = args.targets.split(",")
     words = sum(len(p.split()) for p in PROMPTS)
@@ -197,7 +201,7 @@ def main() -> None:
           f"{words} words; unconverted: WER {wer}, DNSMOS {mos}")
     print(f"targets {', '.join(targets)} ({args.target_clips} clips each); model {base.bundle.name}; "
           f"default stream: block {default.block_frames}, context {default.context_frames}, "
-          f"look-ahead {default.lookahead_frames} frames")
+          f"look-ahead {default.lookahead_frames}, statistics {default.stats_frames} frames")
 
     for spec in args.vocoders.split(","):
         converter = VoiceConverter(base.bundle, load_vocoder(spec, base.mel_cfg), device="cpu")

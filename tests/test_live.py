@@ -71,6 +71,29 @@ def test_output_does_not_depend_on_how_input_is_cut(converter, voice, source):
     assert stream.latency == pytest.approx((8 + 6) * 256 / RATE)
 
 
+def test_running_statistics_bring_the_stream_closer_to_the_offline_conversion(converter, voice, source):
+    """The norms' statistics carried from window to window (`StreamConfig.stats_frames`) make the streamed mel
+    nearer the offline one than each window's own statistics do; 0 gives the window's own."""
+    from vc_app.mel import mel_spectrogram
+
+    stream = converter.stream(voice)
+    with torch.inference_mode():
+        offline = converter.model.convert(mel_spectrogram(source, converter.mel_cfg).unsqueeze(0), stream.speaker)
+    distance = {}
+    for frames in (0, StreamConfig().stats_frames):
+        streamed = stream_mel(converter.stream(voice, StreamConfig(stats_frames=frames)), source)
+        distance[frames] = float((streamed - offline[..., :streamed.shape[-1]]).abs()[..., 130:].mean())
+    assert distance[StreamConfig().stats_frames] < 0.97 * distance[0], distance
+
+    window = converter.stream(voice, StreamConfig(stats_frames=0))
+    assert window.running is None
+    converted, _ = window.convert_window(source[:window.window_samples])
+    with torch.inference_mode():
+        alone = converter.model.convert(mel_spectrogram(source[:window.window_samples], converter.mel_cfg)
+                                        .unsqueeze(0), window.speaker)
+    assert torch.equal(converted, alone)
+
+
 class _IdentityModel(torch.nn.Module):
     """Converts a mel into itself: what comes out of a window is what went in."""
 
@@ -78,7 +101,7 @@ class _IdentityModel(torch.nn.Module):
         super().__init__()
         self.unused = torch.nn.Parameter(torch.zeros(1))
 
-    def convert(self, mel: torch.Tensor, speaker: torch.Tensor) -> torch.Tensor:
+    def convert(self, mel: torch.Tensor, speaker: torch.Tensor, running=None) -> torch.Tensor:
         return mel
 
 

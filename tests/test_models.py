@@ -107,3 +107,48 @@ def test_dead_codes_are_reset():
 def test_speaker_classifier_shapes():
     clf = SpeakerClassifier(c_in=8, c_h=16, n_speakers=5)
     assert clf(torch.randn(3, 8, 11)).shape == (3, 5)
+
+
+def test_running_statistics_average_a_stream_of_windows_like_the_whole_signal():
+    """Full windows of one signal, folded in turn: the last window is normalised by the statistics of all of
+    them together (the cumulative phase), not by its own."""
+    from vc_app.models.blocks import RunningStats
+
+    torch.manual_seed(0)
+    windows = [torch.randn(1, 3, 20) * (1 + i) + i for i in range(4)]  # every window has other statistics
+    running, norm = RunningStats(frames=1000, block_frames=20, window_frames=20), InstanceNorm(3)
+    for w in windows:
+        running.start(20)
+        y = norm(w, running=running)
+    whole = torch.cat(windows, dim=-1)
+    mean, var = whole.mean(-1, keepdim=True), whole.var(-1, unbiased=False, keepdim=True)
+    torch.testing.assert_close(y, (windows[-1] - mean) / torch.sqrt(var + norm.eps), atol=1e-5, rtol=1e-5)
+    running.reset()
+    running.start(20)
+    torch.testing.assert_close(norm(windows[-1], running=running), norm(windows[-1]), atol=1e-5, rtol=1e-5)
+
+
+def test_running_statistics_follow_a_change_with_their_time_constant_and_skip_pauses():
+    """After the cumulative phase the average is exponential (a window weighs block / frames); windows
+    with too few active steps leave it alone; a short window at the stream's start weighs by its length."""
+    from vc_app.models.blocks import RunningStats
+
+    running, norm = RunningStats(frames=40, block_frames=10, window_frames=20), InstanceNorm(1)
+    level = lambda value: torch.full((1, 1, 20), float(value)) + torch.tensor([1.0, -1.0]).repeat(10)  # noqa: E731
+
+    def fold(x, active=None, frames=20):
+        running.start(frames)
+        norm(x, active, running=running)
+        return float(running.slots[0][0])
+
+    assert fold(level(0)) == pytest.approx(0)
+    assert [round(fold(level(0)), 6) for _ in range(3)] == [0, 0, 0]  # 4 windows: 4 * 10 = 40 frames
+    assert fold(level(8)) == pytest.approx(8 * 10 / 40)  # now exponential: weight 0.25
+    pause = torch.zeros(1, 1, 20, dtype=torch.bool)
+    pause[..., :3] = True  # 3 active steps: fewer than MIN_ACTIVE_STEPS
+    assert fold(level(100), pause) == pytest.approx(2)
+
+    running.reset()
+    fold(level(0), frames=2)
+    assert fold(level(4), frames=2) == pytest.approx(2)  # two short windows weigh alike
+    assert fold(level(10)) == pytest.approx(2 + (10 - 2) * 1 / 1.2)  # a full window weighs ten of them

@@ -142,7 +142,10 @@ class StreamConfig:
 
     Attributes:
         block_frames: frames converted per block (8: 92.9 ms).
-        context_frames: frames before the block recomputed with it; the window of the norms' statistics.
+        context_frames: frames before the block recomputed with it (what the convolutions see behind it).
+        stats_frames: the time constant of the norms' running statistics (`RunningStats`): each window's
+            statistics over time are averaged with the earlier windows', over the stream's first stats_frames
+            frames, then exponentially; 0: each window's own statistics.
         lookahead_frames: frames after the block the model and the vocoder see; they add to the latency.
         vocoder_context_frames: converted frames before the block the vocoder sees.
         crossfade_samples: samples over which a block fades into the next (at most the look-ahead's samples).
@@ -153,6 +156,7 @@ class StreamConfig:
 
     block_frames: int = 8
     context_frames: int = 128
+    stats_frames: int = 5000
     lookahead_frames: int = 6
     vocoder_context_frames: int = 8
     crossfade_samples: int = 256
@@ -161,8 +165,9 @@ class StreamConfig:
 
     def check(self, mel: MelConfig) -> None:
         """Refuse sizes that cannot work, in one sentence."""
-        if self.block_frames < 1 or self.context_frames < 0 or self.lookahead_frames < 0:
-            raise VcAppError("A live block needs at least one frame, and context and look-ahead cannot be negative.")
+        if self.block_frames < 1 or min(self.context_frames, self.lookahead_frames, self.stats_frames) < 0:
+            raise VcAppError("A live block needs at least one frame, and context, look-ahead and statistics "
+                             "frames cannot be negative.")
         if not 0 <= self.crossfade_samples <= min(self.lookahead_frames * mel.hop_length,
                                                   self.block_frames * mel.hop_length):
             raise VcAppError(f"The cross-fade ({self.crossfade_samples} samples) must fit in the look-ahead "

@@ -1,16 +1,17 @@
 """Live conversion: audio blocks in, converted blocks out, at a constant latency.
 
 `StreamingConverter` (what `VoiceConverter.stream(voice)` returns) converts one block of
-`StreamConfig.block_frames` mel frames at a time. The content encoder's instance norm and the decoder's
-AdaIN layers take statistics over time, and the model was trained on 128-frame segments, so every block
-is converted again with the `context_frames` before it (the statistics come from that window alone) and
-`lookahead_frames` after it (what the convolutions need to see ahead). The vocoder voices the block with
+`StreamConfig.block_frames` mel frames at a time. Every block is converted again with the
+`context_frames` before it and `lookahead_frames` after it (what the convolutions need to see ahead). The
+content encoder's instance norms and the decoder's AdaIN layers take statistics over time: offline over
+the whole clip, here over the window and the windows before it (`RunningStats`, time constant
+`stats_frames`), so a window's few words are not renormalised on their own. The vocoder voices the block with
 `vocoder_context_frames` of converted mel before it and the look-ahead after it; the vocoded samples past
 the block's end are kept and cross-faded (raised cosine, `crossfade_samples`) into the next block, so the
 blocks join without clicks. The speaker vector is computed once, before the stream starts.
 
     input samples ─┬─ history: the last context + block + look-ahead frames of input
-                   └ mel_spectrogram(history) → AdaINVC.convert (statistics over the window)
+                   └ mel_spectrogram(history) → AdaINVC.convert (running statistics over time)
                      → vocoder(block ± context) → cross-fade with the previous block's tail → output block
 
 Timeline: after block k has been pushed (input up to frame n = (k + 1) * block_frames), the block of
@@ -42,6 +43,7 @@ from vc_app.config import MelConfig, StreamConfig
 from vc_app.errors import VcAppError
 from vc_app.mel import mel_spectrogram
 from vc_app.models import AdaINVC
+from vc_app.models.blocks import RunningStats
 from vc_app.vocoders import Vocoder
 
 
@@ -75,6 +77,8 @@ class StreamingConverter:
         self.latency = self.latency_samples / self.sample_rate
         ramp = torch.arange(config.crossfade_samples, dtype=torch.float32) + 0.5
         self.fade_in = 0.5 - 0.5 * torch.cos(math.pi * ramp / max(config.crossfade_samples, 1))  # (crossfade,)
+        self.running = (RunningStats(config.stats_frames, config.block_frames, self.window_samples // self.hop)
+                        if config.stats_frames else None)
         self.reset()
 
     def reset(self) -> None:
@@ -83,6 +87,8 @@ class StreamingConverter:
         self.tail: torch.Tensor | None = None  # (crossfade,) the last block's vocoded samples past its end
         self.pending = torch.zeros(0)  # input short of a whole block
         self.queued = torch.zeros(self.block_samples)  # output not returned yet; one block of it is the latency
+        if self.running is not None:
+            self.running.reset()
 
     def push(self, block: torch.Tensor) -> torch.Tensor:
         """Feed input, get as many output samples back; whole blocks are converted as they fill.
@@ -110,13 +116,13 @@ class StreamingConverter:
             block: (block_samples,) the next input.
         Returns:
             (converted, end): the converted mel (1, n_mels, n) of the last n <= context + block + look-ahead
-            frames heard (statistics over this window alone), and the block's frames are [end - block_frames,
-            end) of it.
+            frames heard (statistics over time: this window's folded into the stream's running ones), and the
+            block's frames are [end - block_frames, end) of it.
         """
         self.history = torch.cat([self.history, block.float()])[-self.window_samples:]
         n = self.history.numel() // self.hop
         mel = mel_spectrogram(self.history.to(self.device), self.mel_cfg).unsqueeze(0)  # (1, n_mels, n)
-        return self.model.convert(mel, self.speaker), n - self.config.lookahead_frames
+        return self.model.convert(mel, self.speaker, self.running), n - self.config.lookahead_frames
 
     @torch.inference_mode()
     def process(self, block: torch.Tensor) -> torch.Tensor:

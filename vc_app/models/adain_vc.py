@@ -29,6 +29,7 @@ from vc_app.models.blocks import (
     ConvBlock,
     DenseBlock,
     InstanceNorm,
+    RunningStats,
     SameConv1d,
     activation,
     active_mean,
@@ -59,13 +60,13 @@ class ContentEncoder(nn.Module):
         self.mean = SameConv1d(cfg.c_h, cfg.c_content, kernel_size=1)
         self.log_var = SameConv1d(cfg.c_h, cfg.c_content, kernel_size=1) if cfg.bottleneck == "vae" else None
 
-    def forward(self, mel: torch.Tensor, active: torch.Tensor | None = None
+    def forward(self, mel: torch.Tensor, active: torch.Tensor | None = None, running: RunningStats | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """mel: (B, n_mels, T) scaled, active: None or (B, 1, T) bool (`active_frames`)
-        -> (mean, log_var or None), each (B, c_content, ceil(T / 8))."""
-        h = self.act(self.norm(self.in_conv(self.bank(self.input_norm(mel, active))), active))
+        """mel: (B, n_mels, T) scaled, active: None or (B, 1, T) bool (`active_frames`), running: a stream's
+        `RunningStats` -> (mean, log_var or None), each (B, c_content, ceil(T / 8))."""
+        h = self.act(self.norm(self.in_conv(self.bank(self.input_norm(mel, active, running))), active, running))
         for block in self.blocks:
-            h = block(h, active)
+            h = block(h, active, running)
         return self.mean(h), (self.log_var(h) if self.log_var is not None else None)
 
 
@@ -110,15 +111,16 @@ class DecoderBlock(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.upsample = upsample
 
-    def forward(self, x: torch.Tensor, speaker: torch.Tensor, active: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, speaker: torch.Tensor, active: torch.Tensor | None = None,
+                running: RunningStats | None = None) -> torch.Tensor:
         """x: (B, c_h, T), speaker: (B, c_cond), active: None or (B, 1, T0 >= T * upsample) bool frames for the
-        AdaIN statistics -> (B, c_h, T * upsample)."""
-        y = self.dropout(self.act(self.adain1(self.conv1(x), speaker, active)))
+        AdaIN statistics, running: a stream's `RunningStats` -> (B, c_h, T * upsample)."""
+        y = self.dropout(self.act(self.adain1(self.conv1(x), speaker, active, running)))
         y = self.conv2(y)
         if self.upsample > 1:
             y = pixel_shuffle_1d(y, self.upsample)
             x = F.interpolate(x, scale_factor=self.upsample, mode="nearest")
-        y = self.dropout(self.act(self.adain2(y, speaker, active)))
+        y = self.dropout(self.act(self.adain2(y, speaker, active, running)))
         return x + y
 
 
@@ -136,13 +138,14 @@ class Decoder(nn.Module):
         )
         self.out_conv = SameConv1d(cfg.c_h, cfg.n_mels, kernel_size=1)
 
-    def forward(self, content: torch.Tensor, speaker: torch.Tensor, active: torch.Tensor | None = None
-                ) -> torch.Tensor:
+    def forward(self, content: torch.Tensor, speaker: torch.Tensor, active: torch.Tensor | None = None,
+                running: RunningStats | None = None) -> torch.Tensor:
         """content: (B, c_content, T'), speaker: (B, c_speaker), active: None or (B, 1, T' * 8) bool
-        (`active_frames` of the content's source) -> (B, n_mels, T' * 8) scaled."""
-        h = self.act(self.norm(self.in_conv(content), active))
+        (`active_frames` of the content's source), running: a stream's `RunningStats`
+        -> (B, n_mels, T' * 8) scaled."""
+        h = self.act(self.norm(self.in_conv(content), active, running))
         for block in self.blocks:
-            h = block(h, speaker, active)
+            h = block(h, speaker, active, running)
         return self.out_conv(h)
 
 
@@ -225,9 +228,11 @@ class AdaINVC(nn.Module):
         """Deterministic content code. mel: (B, n_mels, T) raw -> (B, c_content, ceil(T / 8))."""
         return self._content(mel, self.active_frames(mel))
 
-    def _content(self, mel: torch.Tensor, active: torch.Tensor | None) -> torch.Tensor:
-        """`content` with the clip's `active_frames` given: mel (B, n_mels, T) raw, active None or (B, 1, T_pad)."""
-        mean, _ = self.content_encoder(self.scale(self._pad(mel)), active)
+    def _content(self, mel: torch.Tensor, active: torch.Tensor | None, running: RunningStats | None = None
+                 ) -> torch.Tensor:
+        """`content` with the clip's `active_frames` given: mel (B, n_mels, T) raw, active None or (B, 1, T_pad);
+        running: a stream's `RunningStats`."""
+        mean, _ = self.content_encoder(self.scale(self._pad(mel)), active, running)
         return self.guide(self.quantizer(mean).quantized if self.quantizer is not None else mean)
 
     def guide(self, z: torch.Tensor) -> torch.Tensor:
@@ -246,15 +251,23 @@ class AdaINVC(nn.Module):
         return torch.stack([self.speaker(m.unsqueeze(0))[0] for m in mels]).mean(dim=0)
 
     def decode(self, content: torch.Tensor, speaker: torch.Tensor, n_frames: int,
-               active: torch.Tensor | None = None) -> torch.Tensor:
+               active: torch.Tensor | None = None, running: RunningStats | None = None) -> torch.Tensor:
         """content: (B, c_content, T'), speaker: (B, c_speaker), active: the `active_frames` (B, 1, T' * 8) of the
-        content's source (None: statistics over every frame) -> raw log-mel (B, n_mels, n_frames)."""
-        return self.unscale(self.decoder(content, speaker, active))[..., :n_frames]
+        content's source (None: statistics over every frame), running: a stream's `RunningStats`
+        -> raw log-mel (B, n_mels, n_frames)."""
+        return self.unscale(self.decoder(content, speaker, active, running))[..., :n_frames]
 
-    def convert(self, source: torch.Tensor, speaker: torch.Tensor) -> torch.Tensor:
-        """source: (B, n_mels, T) raw, speaker: (B, c_speaker) -> converted raw log-mel (B, n_mels, T)."""
+    def convert(self, source: torch.Tensor, speaker: torch.Tensor, running: RunningStats | None = None
+                ) -> torch.Tensor:
+        """source: (B, n_mels, T) raw, speaker: (B, c_speaker) -> converted raw log-mel (B, n_mels, T).
+
+        running: a stream's statistics over time (`RunningStats`): this source is the stream's next window,
+        and the norms take their statistics from it and the windows before (None: from this source alone).
+        """
         active = self.active_frames(source)
-        return self.decode(self._content(source, active), speaker, source.shape[-1], active)
+        if running is not None:
+            running.start(source.shape[-1])
+        return self.decode(self._content(source, active, running), speaker, source.shape[-1], active, running)
 
     # -- training ----------------------------------------------------------------
     def forward(self, mel: torch.Tensor, content_mel: torch.Tensor | None = None,
