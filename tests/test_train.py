@@ -477,6 +477,27 @@ def test_discriminator_and_decoder_both_learn_on_a_fixed_batch_and_the_weight_is
         assert row["weight_gan"] == 1 and row["weight_fm"] == 2
 
 
+def test_a_discriminator_below_its_loss_floor_is_left_as_it_is(tiny_features, restore_threads):
+    """With `discriminator.loss_floor`, a batch on which the discriminator's loss is already below the floor
+    does not update it (logged as disc_skipped); above the floor it learns as before."""
+    from vc_app.features import FeatureCache
+    from vc_app.train.data import SegmentDataset, StepLoader
+    from vc_app.train.engine import Dist, build_state, train_step, unwrap
+
+    cache = FeatureCache.open(tiny_features["train"])
+    for floor, skipped in ((100.0, 1.0), (0.001, 0.0)):
+        cfg = config(tiny_features, **{**DISCRIMINATOR, "discriminator__loss_floor": floor})
+        batch = next(StepLoader(SegmentDataset(cache, cfg.data, cfg.mel, 0), 4, seed=0).batches(0))
+        state = build_state(cfg, cache, Dist())
+        # its weights (spectral norm's power-iteration vectors move with every forward pass)
+        before = {k: v.detach().clone() for k, v in unwrap(state.discriminator).named_parameters()}
+        rows = [train_step(state, batch) for _ in range(3)]
+        after = dict(unwrap(state.discriminator).named_parameters())
+        assert [r["disc_skipped"] for r in rows] == [skipped] * 3
+        unchanged = all(torch.equal(before[k], after[k]) for k in before)
+        assert unchanged == (skipped == 1.0)
+
+
 def test_the_discriminator_warms_up_alone_then_its_terms_ramp_in():
     from vc_app.train.config import load_config
     from vc_app.train.engine import term_weights

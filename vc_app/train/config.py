@@ -108,8 +108,12 @@ class DiscriminatorConfig:
     lr: float = 2e-4
     betas: tuple[float, float] = (0.5, 0.9)
     warmup_steps: int = 0           # this run's first steps train the discriminator alone (a fresh one only)
+    loss_floor: float = 0.0         # a batch on which the discriminator's loss is below this leaves it as it is:
+                                    # it cannot run away from the decoder (0: always updated)
 
     def __post_init__(self) -> None:
+        if self.loss_floor < 0:
+            raise ValueError("discriminator.loss_floor must be 0 or more")
         if self.norm not in ("spectral", "weight", "none"):
             raise ValueError(f"discriminator.norm must be spectral, weight or none, not {self.norm!r}")
         if self.objective not in ("lsgan", "hinge"):

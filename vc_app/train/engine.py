@@ -365,7 +365,9 @@ def _scores_loss(scores: torch.Tensor, real: bool, objective: str) -> torch.Tens
 
 def discriminator_step(state: TrainState, real: list, generated: list) -> dict[str, float]:
     """One update of the MelDiscriminator on detached mels (`judged_mels`): real ones should score real,
-    generated ones (and, when it is conditioned, real mels paired with another clip's voice) generated."""
+    generated ones (and, when it is conditioned, real mels paired with another clip's voice) generated.
+    A batch on which its loss is already below `discriminator.loss_floor` leaves it as it is (logged as
+    "disc_skipped" 1): a discriminator that wins by too much stops learning until the decoder catches up."""
     assert state.discriminator is not None and state.disc_optimizer is not None, "the discriminator is off"
     cfg = state.cfg
     objective = cfg.discriminator.objective
@@ -382,11 +384,26 @@ def discriminator_step(state: TrainState, real: list, generated: list) -> dict[s
     loss = cast(torch.Tensor, loss_real + loss_fake)
     _check_finite({"disc": loss}, state.step + 1)
     state.disc_optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    _set_lr(state.disc_optimizer, cfg.discriminator.lr * warmup_factor(cfg, state.step))
-    state.disc_optimizer.step()
-    return {"disc": float(loss.detach()), "d_real": float(real_scores[0].float().mean().detach()),
-            "d_fake": float(fake_scores[0].float().mean().detach())}
+    skipped = cfg.discriminator.loss_floor > 0 and _mean_over_ranks(loss) < cfg.discriminator.loss_floor
+    if not skipped:
+        loss.backward()
+        _set_lr(state.disc_optimizer, cfg.discriminator.lr * warmup_factor(cfg, state.step))
+        state.disc_optimizer.step()
+    metrics = {"disc": float(loss.detach()), "d_real": float(real_scores[0].float().mean().detach()),
+               "d_fake": float(fake_scores[0].float().mean().detach())}
+    if cfg.discriminator.loss_floor > 0:
+        metrics["disc_skipped"] = float(skipped)
+    return metrics
+
+
+def _mean_over_ranks(value: torch.Tensor) -> float:
+    """A scalar's mean over every process of the run (itself alone without torch.distributed), so that
+    every rank takes the same decision on it."""
+    value = value.detach().float().clone()
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.all_reduce(value)
+        value /= torch.distributed.get_world_size()
+    return float(value)
 
 
 def generator_terms(state: TrainState, real: list, generated: list) -> dict[str, torch.Tensor]:
