@@ -195,12 +195,16 @@ def _link_utts(shared: Path, own: Path) -> None:
 
 
 def stage_evaluate(args: argparse.Namespace) -> None:
-    """Stage 4: reconstruction and conversion losses on the held-out (unseen) speakers."""
+    """Stage 4: reconstruction and conversion losses on the held-out (unseen) speakers. PyTorch gets no more
+    threads than the idle cores (`apply_threads`): on a busy machine its default two stalled this stage
+    for minutes (measured: 4 min 46 s for the smoke line's 2 held-out speakers beside one busy process)."""
     from vc_app.bundle import load_bundle
+    from vc_app.commands.options import apply_threads
     from vc_app.features import FeatureCache
     from vc_app.train.checkpoints import resolve_checkpoint
     from vc_app.train.heldout import heldout_losses
 
+    apply_threads(None)
     checkpoint = resolve_checkpoint(args.checkpoint)
     bundle = load_bundle(checkpoint)
     metrics = heldout_losses(bundle.model, FeatureCache.open(args.features), n_pairs=args.n_pairs,
