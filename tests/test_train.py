@@ -498,6 +498,57 @@ def test_a_discriminator_below_its_loss_floor_is_left_as_it_is(tiny_features, re
         assert unchanged == (skipped == 1.0)
 
 
+def test_the_r1_penalty_keeps_the_discriminator_smooth_on_real_mels(tiny_features, restore_threads):
+    """With `discriminator.r1`, the discriminator's update adds gamma / 2 times the squared gradient norm of its
+    score on real mels: after the same steps on one fixed batch that norm is smaller than without it, the
+    penalty is logged on the steps it is computed (every `r1_every`-th), and it is absent when off."""
+    from vc_app.features import FeatureCache
+    from vc_app.train.data import SegmentDataset, StepLoader
+    from vc_app.train.engine import Dist, build_state, judged_mels, r1_penalty, train_step
+
+    cache = FeatureCache.open(tiny_features["train"])
+    sharpness, logged = {}, {}
+    for gamma, every in ((0.0, 1), (300.0, 2)):
+        cfg = config(tiny_features, **{**DISCRIMINATOR, "discriminator__norm": "none", "discriminator__r1": gamma,
+                                       "discriminator__r1_every": every, "discriminator__lr": 1e-2})
+        batch = next(StepLoader(SegmentDataset(cache, cfg.data, cfg.mel, 0), 4, seed=0).batches(0))
+        state = build_state(cfg, cache, Dist())
+        rows = [train_step(state, batch) for _ in range(20)]
+        logged[gamma] = ["r1" in r for r in rows]
+        out = state.core(batch.mel)
+        sharpness[gamma] = float(r1_penalty(state, judged_mels(state, out, batch.mel)[0]))
+    assert logged[0.0] == [False] * 20 and logged[300.0] == [False, True] * 10
+    assert sharpness[300.0] < 0.5 * sharpness[0.0], sharpness
+
+
+def test_each_terms_gradient_norm_is_logged_without_changing_the_step(tiny_features, restore_threads):
+    """`run.term_grads_every: N` logs every N-th step each weighted term's own gradient norm ("grad_norm_<term>"):
+    the step taken is the same as without it, the norms are those of the weighted terms (doubling a weight
+    doubles its norm, the others stay) and together they bound the total gradient's norm (triangle inequality)."""
+    from vc_app.features import FeatureCache
+    from vc_app.train.data import SegmentDataset, StepLoader
+    from vc_app.train.engine import Dist, build_state, train_step
+
+    cache = FeatureCache.open(tiny_features["train"])
+
+    def run(every: int, rec_weight: int, steps: int):
+        cfg = config(tiny_features, **{**DISCRIMINATOR, "run__term_grads_every": every,
+                                       "loss__weights": f"{{rec: {rec_weight}, kl: 1, gan: 1, fm: 2}}"})
+        batch = next(StepLoader(SegmentDataset(cache, cfg.data, cfg.mel, 0), 4, seed=0).batches(0))
+        torch.manual_seed(0)
+        state = build_state(cfg, cache, Dist())
+        return [train_step(state, batch) for _ in range(steps)], state.core.state_dict()
+
+    (off, off_weights), (on, on_weights) = run(0, 10, 2), run(2, 10, 2)
+    assert all(torch.equal(off_weights[k], on_weights[k]) for k in off_weights)
+    assert not any(k.startswith("grad_norm_") for row in off + on[:1] for k in row)
+    assert {"grad_norm_rec", "grad_norm_kl", "grad_norm_gan", "grad_norm_fm"} <= set(on[1])
+    assert on[1]["grad_norm"] <= sum(v for k, v in on[1].items() if k.startswith("grad_norm_")) * 1.001
+    single, double = run(1, 10, 1)[0][0], run(1, 20, 1)[0][0]
+    assert double["grad_norm_rec"] == pytest.approx(2 * single["grad_norm_rec"], rel=1e-3)
+    assert double["grad_norm_kl"] == pytest.approx(single["grad_norm_kl"], rel=1e-3)
+
+
 def test_the_discriminator_warms_up_alone_then_its_terms_ramp_in():
     from vc_app.train.config import load_config
     from vc_app.train.engine import term_weights

@@ -110,10 +110,18 @@ class DiscriminatorConfig:
     warmup_steps: int = 0           # this run's first steps train the discriminator alone (a fresh one only)
     loss_floor: float = 0.0         # a batch on which the discriminator's loss is below this leaves it as it is:
                                     # it cannot run away from the decoder (0: always updated)
+    r1: float = 0.0                 # gamma of the R1 penalty (Mescheder et al. 2018) on real mels: gamma / 2 times
+                                    # the squared norm of the gradient of each clip's mean patch score, which
+                                    # keeps the discriminator smooth where the data is (0: off)
+    r1_every: int = 1               # compute it on every N-th step only (N a divisor of run.log_every shows it
+                                    # in the log), weighted by N (lazy regularisation,
+                                    # StyleGAN2): the double backward pass costs about as much as the update
 
     def __post_init__(self) -> None:
         if self.loss_floor < 0:
             raise ValueError("discriminator.loss_floor must be 0 or more")
+        if self.r1 < 0 or self.r1_every < 1:
+            raise ValueError("discriminator.r1 must be 0 or more and discriminator.r1_every 1 or more")
         if self.norm not in ("spectral", "weight", "none"):
             raise ValueError(f"discriminator.norm must be spectral, weight or none, not {self.norm!r}")
         if self.objective not in ("lsgan", "hinge"):
@@ -131,12 +139,16 @@ class RunConfig:
     amp: str = "auto"  # auto (bf16 where native: AVX512-BF16/AMX CPUs, CUDA) | none | bf16 | fp16 (GPU only)
     threads: int = 0   # torch CPU threads (0 = torch default)
     init_from: str = ""  # a bundle (folder or hub id) whose weights start a fresh run; "" = random init
+    term_grads_every: int = 0  # > 0: every N-th step also logs each weighted term's gradient norm over the
+                               # model's weights ("grad_norm_rec", "grad_norm_gan", ...; one more backward per term)
 
     def __post_init__(self) -> None:
         if self.amp not in ("auto", "none", "bf16", "fp16"):
             raise ValueError(f"run.amp must be auto, none, bf16 or fp16, not {self.amp!r}")
         if min(self.log_every, self.valid_every, self.save_every, self.keep_last) < 1:
             raise ValueError("run.log_every, valid_every, save_every and keep_last must be at least 1")
+        if self.term_grads_every < 0:
+            raise ValueError("run.term_grads_every must be 0 (off) or more")
 
 
 @dataclass

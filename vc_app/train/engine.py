@@ -17,7 +17,8 @@ Objective (AdaIN-VC): loss = sum(weight[k] * term[k]) over the named terms
   gan          (discriminator on) the MelDiscriminator's verdict on the decoder's mels, pushed towards "real"
                (least squares or hinge); the discriminator itself trains in alternation (its loss: "disc")
   fm           (discriminator on) feature matching: L1 between the discriminator's hidden features of the
-               reconstruction and of the real mel; gan and fm ramp in after the discriminator's warm-up
+               reconstruction and of the real mel; gan and fm ramp in after the discriminator's warm-up;
+               with discriminator.r1 the discriminator's own loss adds the R1 penalty on real mels ("r1")
 The names are the keys of `loss.weights` in the config, of metrics.jsonl and of TensorBoard.
 
 On CPUs with native bfloat16 (AVX512-BF16 or AMX) and on CUDA, `run.amp: auto` (the default) computes
@@ -385,15 +386,38 @@ def discriminator_step(state: TrainState, real: list, generated: list) -> dict[s
     _check_finite({"disc": loss}, state.step + 1)
     state.disc_optimizer.zero_grad(set_to_none=True)
     skipped = cfg.discriminator.loss_floor > 0 and _mean_over_ranks(loss) < cfg.discriminator.loss_floor
+    metrics: dict[str, float] = {}
     if not skipped:
-        loss.backward()
+        update = loss
+        if cfg.discriminator.r1 > 0 and (state.step + 1) % cfg.discriminator.r1_every == 0:  # 1-based: logged
+            r1 = r1_penalty(state, real)
+            metrics["r1"] = float(r1.detach())
+            update = loss + cfg.discriminator.r1 / 2 * cfg.discriminator.r1_every * r1
+        update.backward()
         _set_lr(state.disc_optimizer, cfg.discriminator.lr * warmup_factor(cfg, state.step))
         state.disc_optimizer.step()
-    metrics = {"disc": float(loss.detach()), "d_real": float(real_scores[0].float().mean().detach()),
-               "d_fake": float(fake_scores[0].float().mean().detach())}
+    metrics.update({"disc": float(loss.detach()), "d_real": float(real_scores[0].float().mean().detach()),
+                    "d_fake": float(fake_scores[0].float().mean().detach())})
     if cfg.discriminator.loss_floor > 0:
         metrics["disc_skipped"] = float(skipped)
     return metrics
+
+
+def r1_penalty(state: TrainState, real: list) -> torch.Tensor:
+    """R1 (Mescheder et al. 2018): the squared norm of the gradient of each real clip's mean patch score with
+    respect to its mel, averaged over clips (`judged_mels`' real list). A discriminator whose score changes fast
+    where the data is hands the decoder gradients that swamp its L1 term (measured on the long run: EXPERIMENTS.md);
+    the penalty keeps it smooth there. Its graph is kept for the discriminator's backward pass."""
+    assert state.discriminator is not None, "the discriminator is off"
+    module = unwrap(state.discriminator)  # a second pass through a DDP wrapper would be its second forward
+    penalties = []
+    for mel, voice in real:
+        mel = mel.detach().requires_grad_(True)
+        with autocast(state.cfg, mel.device):
+            scores = module(mel, voice)[0]
+        grad, = torch.autograd.grad(scores.float().mean(dim=(1, 2, 3)).sum(), mel, create_graph=True)
+        penalties.append(grad.float().pow(2).sum(dim=(1, 2)).mean())
+    return cast(torch.Tensor, sum(penalties) / len(penalties))
 
 
 def _mean_over_ranks(value: torch.Tensor) -> float:
@@ -458,6 +482,9 @@ def train_step(state: TrainState, batch: Batch) -> dict[str, float]:
     _check_finite(terms, state.step + 1)
     weights = term_weights(cfg, state.total_step, gan_ramp_step(state))
     total = cast(torch.Tensor, sum(weights[k] * terms[k].float() for k in terms))
+    every = cfg.run.term_grads_every
+    if every and (state.step + 1) % every == 0:
+        metrics.update(term_gradient_norms(state, {k: weights[k] * terms[k].float() for k in terms}))
     state.optimizer.zero_grad(set_to_none=True)
     if state.scaler is not None:
         state.scaler.scale(total).backward()
@@ -479,6 +506,23 @@ def train_step(state: TrainState, batch: Batch) -> dict[str, float]:
     metrics.update({f"weight_{k}": w for k, w in weights.items()},
                    loss=float(total.detach()), grad_norm=float(grad_norm), lr=state.optimizer.param_groups[0]["lr"])
     return metrics
+
+
+def term_gradient_norms(state: TrainState, weighted: dict[str, torch.Tensor]) -> dict[str, float]:
+    """The norm of each weighted term's own gradient over the model's weights ("grad_norm_<term>"), before
+    clipping: which term steers the step. `optim.grad_clip` scales the sum, so a term whose gradient is
+    ten times the others' takes nearly all of each clipped step. One more backward pass per term; the
+    graph is kept for the step's own. With fp16 the terms are scaled as the step's loss is, then unscaled."""
+    params = [p for p in state.model.parameters() if p.requires_grad]
+    scale = state.scaler.get_scale() if state.scaler is not None else 1.0
+    norms = {}
+    for name, term in weighted.items():
+        if not term.requires_grad:
+            continue
+        grads = torch.autograd.grad(term * scale, params, retain_graph=True, allow_unused=True)
+        squares = sum((g.float() ** 2).sum() for g in grads if g is not None)
+        norms[f"grad_norm_{name}"] = float(torch.sqrt(torch.as_tensor(squares))) / scale
+    return norms
 
 
 @torch.no_grad()
