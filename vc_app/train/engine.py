@@ -748,11 +748,18 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, *, resume: bool = False,
     loss raises `TrainingDiverged` naming the term, keeping the last good checkpoint.
     """
     dist = setup_distributed()
+    finished = False
     try:
         with StopRequest() as stop:
-            return _train(cfg, Path(out_dir), resume, log, dist, stop)
+            result = _train(cfg, Path(out_dir), resume, log, dist, stop)
+        finished = True
+        return result
     finally:
         if dist.world > 1 and torch.distributed.is_initialized():
+            if finished:
+                # leave together: rank 0 is still writing the last checkpoint, and a rank that tears its gloo
+                # group down meanwhile was seen to abort ("terminate called without an active exception")
+                torch.distributed.barrier()
             torch.distributed.destroy_process_group()
 
 
