@@ -419,7 +419,9 @@ def test_corpus_weights_set_each_corpus_share_of_a_batch_whatever_its_speaker_co
 def test_a_relay_of_two_legs_keys_the_schedule_and_the_data_on_the_total_step(tiny_features, tmp_path, monkeypatch,
                                                                               sampler):
     """Leg 2 continues leg 1's weights (--init-from): its lr follows the same cosine over total steps (after a
-    re-warm), and it draws the batches an unbroken run would draw at those steps, not leg 1's again."""
+    re-warm), and it draws the batches an unbroken run would draw at those steps, not leg 1's again; resumed
+    half-way after the folder it started from was replaced (a relay folder is, every leg), it keeps its total
+    step."""
     from vc_app.train import engine
 
     seen: dict[str, list[float]] = {}
@@ -438,8 +440,11 @@ def test_a_relay_of_two_legs_keys_the_schedule_and_the_data_on_the_total_step(ti
     leg1 = engine.train(config(tiny_features, run__max_steps=4, run__save_every=4, **cosine), tmp_path / "l1",
                         log=quiet)
     monkeypatch.setattr(engine, "_guarded_step", recording("leg2"))
-    engine.train(config(tiny_features, run__max_steps=4, run__save_every=4, run__init_from=str(leg1.checkpoint),
-                        optim__warmup_steps=2, **cosine), tmp_path / "l2", log=quiet)
+    leg2 = dict(run__save_every=2, run__init_from=str(leg1.checkpoint), optim__warmup_steps=2, **cosine)
+    engine.train(config(tiny_features, run__max_steps=2, **leg2), tmp_path / "l2", log=quiet)
+    shutil.rmtree(leg1.checkpoint)  # the folder leg 2 started from now holds a later leg's weights (8 steps)
+    shutil.copytree(tmp_path / "one" / "checkpoints" / "step-00000008", leg1.checkpoint)
+    engine.train(config(tiny_features, run__max_steps=4, **leg2), tmp_path / "l2", resume=True, log=quiet)
     assert seen["leg1"] == seen["unbroken"][:4]
     assert seen["leg2"] == seen["unbroken"][4:]  # the data order continues, it does not restart
     unbroken = [train_rows(tmp_path / "one")[s]["lr"] for s in range(1, 9)]

@@ -587,7 +587,7 @@ def save_checkpoint(state: TrainState, folder: str | os.PathLike, data_summary: 
                 "config": config_to_dict(state.cfg), "speakers": state.speakers, **state.origin, **data_summary}
     save_bundle(state.core, state.cfg.mel, tmp, training=training)
     extra = {"step": state.step, "optimizer": state.optimizer.state_dict(), "rng": rng or [rng_state()],
-             "speakers": state.speakers}
+             "speakers": state.speakers, "origin": dict(state.origin)}
     if state.scaler is not None:
         extra["scaler"] = state.scaler.state_dict()
     if state.classifier is not None and state.cls_optimizer is not None:
@@ -645,6 +645,20 @@ def load_checkpoint(state: TrainState, ckpt: Path, rank: int = 0) -> None:
         optimizer.load_state_dict(extra[optimizer_key])
         _set_lr(optimizer, lr)
     state.step = int(extra["step"])
+    # where the run started (its bundle's total steps) is the checkpoint's, not what run.init_from names now: a
+    # relay folder is replaced at the end of every leg, and a leg resumed after that must keep its total step
+    state.origin = dict(extra["origin"]) if "origin" in extra else _recorded_origin(ckpt, state.origin)
+
+
+def _recorded_origin(ckpt: Path, fallback: dict) -> dict:
+    """A checkpoint from before train_state.pt kept the origin: its bundle's training record has it."""
+    record = json.loads((ckpt / "config.json").read_text()).get("training", {})
+    if "total_steps" not in record:
+        return fallback
+    if "init_from" not in record:
+        return {}
+    keys = ("init_from", "init_steps", "discriminator_from")
+    return {k: record[k] for k in keys if k in record} | {"init_steps": record["total_steps"] - record["steps"]}
 
 
 def scheduled_lr(cfg: TrainConfig, step: int, total_step: int | None = None) -> float:
