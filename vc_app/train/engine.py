@@ -481,10 +481,11 @@ def train_step(state: TrainState, batch: Batch) -> dict[str, float]:
             terms.update(generator_terms(state, real, generated))
     _check_finite(terms, state.step + 1)
     weights = term_weights(cfg, state.total_step, gan_ramp_step(state))
-    total = cast(torch.Tensor, sum(weights[k] * terms[k].float() for k in terms))
+    weighted = {k: weights[k] * terms[k].float() for k in terms}
+    total = cast(torch.Tensor, sum(weighted.values()))
     every = cfg.run.term_grads_every
     if every and (state.step + 1) % every == 0:
-        metrics.update(term_gradient_norms(state, {k: weights[k] * terms[k].float() for k in terms}))
+        metrics.update(term_gradient_norms(state, weighted))
     state.optimizer.zero_grad(set_to_none=True)
     if state.scaler is not None:
         state.scaler.scale(total).backward()
@@ -647,18 +648,13 @@ def load_checkpoint(state: TrainState, ckpt: Path, rank: int = 0) -> None:
     state.step = int(extra["step"])
     # where the run started (its bundle's total steps) is the checkpoint's, not what run.init_from names now: a
     # relay folder is replaced at the end of every leg, and a leg resumed after that must keep its total step
-    state.origin = dict(extra["origin"]) if "origin" in extra else _recorded_origin(ckpt, state.origin)
+    state.origin = dict(extra["origin"]) if "origin" in extra else _recorded_origin(ckpt)
 
 
-def _recorded_origin(ckpt: Path, fallback: dict) -> dict:
+def _recorded_origin(ckpt: Path) -> dict:
     """A checkpoint from before train_state.pt kept the origin: its bundle's training record has it."""
     record = json.loads((ckpt / "config.json").read_text()).get("training", {})
-    if "total_steps" not in record:
-        return fallback
-    if "init_from" not in record:
-        return {}
-    keys = ("init_from", "init_steps", "discriminator_from")
-    return {k: record[k] for k in keys if k in record} | {"init_steps": record["total_steps"] - record["steps"]}
+    return {k: record[k] for k in ("init_from", "init_steps", "discriminator_from") if k in record}
 
 
 def scheduled_lr(cfg: TrainConfig, step: int, total_step: int | None = None) -> float:
@@ -762,18 +758,16 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, *, resume: bool = False,
     loss raises `TrainingDiverged` naming the term, keeping the last good checkpoint.
     """
     dist = setup_distributed()
-    finished = False
     try:
         with StopRequest() as stop:
             result = _train(cfg, Path(out_dir), resume, log, dist, stop)
-        finished = True
+        if dist.world > 1:
+            # leave together: rank 0 is still writing the last checkpoint, and a rank that tears its gloo
+            # group down meanwhile was seen to abort ("terminate called without an active exception")
+            torch.distributed.barrier()
         return result
     finally:
         if dist.world > 1 and torch.distributed.is_initialized():
-            if finished:
-                # leave together: rank 0 is still writing the last checkpoint, and a rank that tears its gloo
-                # group down meanwhile was seen to abort ("terminate called without an active exception")
-                torch.distributed.barrier()
             torch.distributed.destroy_process_group()
 
 
