@@ -11,6 +11,11 @@ or a real one with --features. Three ways of timing:
   python bench/train_speed.py --official DIR        + the official step, interleaved in rounds
   python bench/train_speed.py --numerics 200        loss curves: default vs reference step (same seed)
                                                     against reference vs reference (another seed)
+  python bench/train_speed.py --recipe CONFIG       a training config's own step (e.g. the long run's
+                                                    recipes/folder/conf/adain_relay.yaml) beside the same
+                                                    step without its speaker-consistency term and without
+                                                    its discriminator: what each part costs, in samples
+                                                    per second per thread
 
 --official DIR is a checkout of github.com/jjery2243542/adaptive_voice_conversion (never vendored
 here): its `Solver.ae_step`, unmodified, trains its `AE` built from its config.yaml with our 80 mel
@@ -112,7 +117,8 @@ def synthetic_cache(folder: Path, n_utts: int = 240, n_mels: int = 80, seed: int
 class OurStep:
     """Our training step (`vc_app.train.engine.train_step`) on the default model, `amp` = run.amp."""
 
-    def __init__(self, cache: Path, batch: int, amp: str, augment: bool = False, seed: int = 1234):
+    def __init__(self, cache: Path, batch: int, amp: str, augment: bool = False, seed: int = 1234,
+                 config: str | None = None, changes: tuple[str, ...] = ()):
         from vc_app.features import FeatureCache
         from vc_app.train.config import load_config
         from vc_app.train.data import SegmentDataset, StepLoader
@@ -121,7 +127,7 @@ class OurStep:
         overrides = [f"data.train_features={cache}", f"data.batch_size={batch}", f"run.amp={amp}", f"seed={seed}"]
         if augment:
             overrides += ["data.warp_range=[0.85,1.18]", "data.gain_db=3.0"]
-        cfg = load_config(None, overrides)
+        cfg = load_config(config, overrides + list(changes))
         features = FeatureCache.open(cache)
         self.state = build_state(cfg, features, Dist())
         self.batches = StepLoader(SegmentDataset(features, cfg.data, cfg.mel, cfg.seed), batch,
@@ -209,6 +215,37 @@ def rounds(steps: dict, n_rounds: int, n_steps: int, warmup: int = 3) -> dict[st
 
 REFERENCE = "reference (float32)"
 
+# A recipe's step, then the same step with one part removed at a time. The game starts at once and the per-term
+# gradient norms (a diagnostic every N steps) are off, so every timed step is one of the run's steady state.
+STEADY = ("discriminator.warmup_steps=0", "loss.gan_ramp_steps=0", "run.term_grads_every=0")
+RECIPE_PARTS = {
+    "the recipe's step": (),
+    "without spk_cons": ("loss.weights.spk_cons=0",),
+    "without the discriminator and spk_cons": ("loss.weights.spk_cons=0", "discriminator.enabled=false"),
+}
+
+
+def recipe_steps(config: str, cache: Path, batch: int) -> dict[str, OurStep]:
+    """`config`'s own step (run.amp auto) and the same step without each costly part (`RECIPE_PARTS`)."""
+    return {name: OurStep(cache, batch, "auto", config=config, changes=STEADY + changes)
+            for name, changes in RECIPE_PARTS.items()}
+
+
+def recipe_report(steps: dict[str, OurStep], speed: dict[str, list[float]], batch: int, threads: int) -> None:
+    """Samples per second per thread of each variant, and what each removed part costs of the recipe's step."""
+    median = {name: float(np.median(v)) for name, v in speed.items()}
+    full = median["the recipe's step"]
+    print("| step | steps/s (median) | rounds | samples/s per thread | time against the recipe's step |")
+    print("|---|---|---|---|---|")
+    for name, values in speed.items():
+        print(f"| {name} | {median[name]:.2f} | {' '.join(f'{v:.2f}' for v in values)} | "
+              f"{median[name] * batch / threads:.1f} | {full / median[name]:.0%} |")
+    previous = full
+    for name, part in zip(list(RECIPE_PARTS)[1:], ("spk_cons", "the discriminator")):
+        cost = 1 / previous - 1 / median[name]
+        print(f"{part} costs {1000 * cost:.0f} ms of each step ({cost * full:.0%} of the recipe's step time)")
+        previous = median[name]
+
 
 def step_flops(cache: Path, batch: int) -> float:
     """Floating-point operations of one training step (convolutions and matmuls, forward and backward), counted
@@ -269,6 +306,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--numerics", type=int, metavar="N", help="compare the first N losses instead of timing")
     parser.add_argument("--pause-pattern", default="", help="pause matching processes while measuring")
     parser.add_argument("--augmented", action="store_true", help="also time the default step on augmented data")
+    parser.add_argument("--recipe", metavar="CONFIG", help="time this training config's step and its parts")
     return parser
 
 
@@ -283,6 +321,15 @@ def main() -> int:
         with paused(args.pause_pattern):
             if args.numerics:
                 numerics(cache, args.batch, args.numerics)
+                return 0
+            if args.recipe:
+                recipe = recipe_steps(args.recipe, cache, args.batch)
+                speed = rounds(recipe, args.rounds, args.steps)
+                full = recipe["the recipe's step"]
+                print(f"\n{args.recipe}: batch {args.batch} x {full.state.cfg.data.segment_frames} frames, "
+                      f"{torch.get_num_threads()} CPU thread(s), {args.rounds} rounds x {args.steps} steps, "
+                      f"interleaved, computing in {full.precision}\n")
+                recipe_report(recipe, speed, args.batch, torch.get_num_threads())
                 return 0
             steps = {"ours (default)": OurStep(cache, args.batch, "auto"),
                      f"ours {REFERENCE}": OurStep(cache, args.batch, "none")}
