@@ -148,11 +148,23 @@ def test_every_loss_term_reaches_tensorboard_under_its_config_name(tiny_features
     assert set(terms) == set(cfg.loss.weights) == {"rec", "kl", "adv"}
     for name in [*terms, "loss", "lr", "grad_norm", "steps_per_s", "data_wait", "cls", "cls_acc"]:
         assert f"train/{name}" in tags, name
-    for name in [*terms, "loss", "cls_acc"]:
+    for name in [*terms, "loss", "cls_acc", "alternation_rec", "alternation_conv"]:
         assert f"valid/{name}" in tags, name
     assert {"sample/source_mel", "sample/converted_mel"} <= set(events.Tags()["images"])
     assert "sample/converted" in events.Tags()["audio"]
     assert train_rows(tmp_path)[4].keys() >= set(terms)
+
+
+def test_frame_alternation_sees_frame_by_frame_patterns_not_smooth_change():
+    import torch
+
+    from vc_app.train.engine import frame_alternation
+
+    t = torch.arange(50, dtype=torch.float32)
+    smooth = (0.1 * t - 5.0).expand(2, 3, 50)  # a ramp: every frame is its neighbours' mean
+    alternating = smooth + torch.where(t % 2 == 0, 1.0, -1.0)  # +-1 on every other frame
+    assert torch.allclose(frame_alternation(smooth), torch.zeros(2), atol=1e-5)
+    assert torch.allclose(frame_alternation(alternating), torch.full((2,), 2.0))
 
 
 def test_vq_bottleneck_uses_many_codes(tiny_features, tmp_path):

@@ -526,17 +526,32 @@ def term_gradient_norms(state: TrainState, weighted: dict[str, torch.Tensor]) ->
     return norms
 
 
+def frame_alternation(mel: torch.Tensor) -> torch.Tensor:
+    """How far each frame departs from the mean of its two neighbours: mel (B, n_mels, T) raw log-mel -> (B,)
+    mean absolute departure (natural log units). Speech moves smoothly from frame to frame. A decoder pulled
+    towards a voice by the speaker-consistency term, on conversions that nothing else judges, learnt to write
+    patterns that alternate frame by frame (EXPERIMENTS.md, The long run); no L1 distance sees them."""
+    return (mel[..., 1:-1] - 0.5 * (mel[..., :-2] + mel[..., 2:])).abs().float().mean(dim=(1, 2))
+
+
 @torch.no_grad()
 def validate(state: TrainState, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, float]:
-    """Mean loss terms, weighted total and classifier accuracy over fixed validation batches, in eval mode."""
+    """Mean loss terms, weighted total and classifier accuracy over fixed validation batches, in eval mode;
+    and the frame alternation (`frame_alternation`) of the reconstructions and of the conversions (each clip to
+    the next clip's voice) as ratios to the real mels' ("alternation_rec", "alternation_conv": 1 reads as
+    smooth as speech)."""
     model, cfg = state.core, state.cfg
     weights = term_weights(cfg, max(0, state.total_step - 1))
     model.eval()
     sums: dict[str, float] = {}
     for mel, speaker in batches:
-        out = model(mel)
+        out = model(mel, conversions=True)
         terms = loss_terms(model, out, mel, cfg)
         vals = {**bottleneck_metrics(out), **{k: float(v) for k, v in terms.items()}}
+        assert out.converted is not None
+        real = frame_alternation(mel).mean()
+        vals["alternation_rec"] = float(frame_alternation(model.unscale(out.recon)).mean() / real)
+        vals["alternation_conv"] = float(frame_alternation(model.unscale(out.converted)).mean() / real)
         if state.classifier is not None:
             vals["adv"] = float(adversarial_term(state.classifier, out.content))
             known = speaker >= 0
