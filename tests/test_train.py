@@ -359,6 +359,36 @@ def test_speaker_consistency_and_perturbations_train_and_are_logged(tiny_feature
     assert all(0 <= rows[s]["spk_cons"] <= 2 and np.isfinite(rows[s]["loss"]) for s in (1, 2, 3))
 
 
+def test_speaker_consistency_reads_the_conversion_on_the_frames_asked_for(tiny_features, tmp_path):
+    """loss.spk_cons_frames: "converted" reads the conversion's voice on its own active frames (as a target clip
+    is read), "source" on the frames where the content's source speaks, so the decoder gains nothing from
+    writing a voice into the source's pauses."""
+    import torch
+
+    from vc_app.errors import VcAppError
+    from vc_app.models import AdaINVC
+    from vc_app.train.config import load_config
+    from vc_app.train.engine import train
+
+    from conftest import tiny_model_config
+
+    torch.manual_seed(0)
+    model = AdaINVC(tiny_model_config(norm_stats="active")).eval()
+    mel = torch.randn(3, 80, 64) * 0.5 - 4.0
+    mel[..., 24:40] = -11.0  # a pause in every source: more than 40 dB below its speech
+    assert not model.active_frames(mel)[..., 24:40].any()
+    for frames in ("converted", "source"):
+        out = model(mel, consistency=True, consistency_frames=frames)
+        raw = model.unscale(out.converted)
+        read_on = model.active_frames(mel) if frames == "source" else model.active_frames(raw)
+        assert torch.allclose(out.converted_speaker, model.speaker_encoder(out.converted, read_on), atol=1e-5)
+    with pytest.raises(VcAppError, match="loss.spk_cons_frames must be converted or source"):
+        load_config(None, ["loss.spk_cons_frames=pauses"])
+    train(config(tiny_features, run__max_steps=2, loss__weights="{rec: 10, kl: 1, spk_cons: 1}",
+                 loss__spk_cons_frames="source", model__norm_stats="active"), tmp_path, log=quiet)
+    assert all(0 <= train_rows(tmp_path)[s]["spk_cons"] <= 2 for s in (1, 2))
+
+
 def test_speaker_balanced_sampler_draws_speakers_uniformly_whatever_their_clip_counts():
     """data.sampler=speakers: a speaker with one clip is drawn as often as one with 200 (chi-square, fixed
     seed); within a speaker its clips are drawn uniformly; a batch depends on (seed, step, rank) alone."""

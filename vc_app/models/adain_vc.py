@@ -272,7 +272,7 @@ class AdaINVC(nn.Module):
     # -- training ----------------------------------------------------------------
     def forward(self, mel: torch.Tensor, content_mel: torch.Tensor | None = None,
                 speaker_mel: torch.Tensor | None = None, consistency: bool = False,
-                conversions: bool = False) -> AdaINVCOutput:
+                conversions: bool = False, consistency_frames: str = "converted") -> AdaINVCOutput:
         """Self-reconstruction for training; recon is in scaled units.
 
         Args:
@@ -284,6 +284,8 @@ class AdaINVC(nn.Module):
                 with the speaker encoder's weights detached (the speaker-consistency term trains the content
                 encoder and decoder only).
             conversions: also convert each clip to the next clip's voice (for a discriminator to judge).
+            consistency_frames: which frames of the conversion its voice is read on: "converted" (its own active
+                frames, as a target clip is read) or "source" (the content source's active frames).
         """
         n_frames = mel.shape[-1]
         content_mel = mel if content_mel is None else content_mel
@@ -306,7 +308,10 @@ class AdaINVC(nn.Module):
             converted = self.decoder(content, speaker.roll(1, 0), active)[..., :n_frames]
         if consistency and converted is not None:
             frozen = {name: p.detach() for name, p in self.speaker_encoder.named_parameters()}
-            read_back = self.active_frames(self.unscale(converted.detach()))  # as a target clip is read
+            if consistency_frames == "source":  # where the source speaks: the pauses carry no voice to pull
+                read_back = active
+            else:  # as a target clip is read
+                read_back = self.active_frames(self.unscale(converted.detach()))
             converted_speaker = torch.func.functional_call(self.speaker_encoder, frozen, (converted, read_back))
         return AdaINVCOutput(recon, mean, log_var, content, speaker, vq, converted_speaker, converted)
 

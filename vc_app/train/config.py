@@ -82,6 +82,13 @@ class LossConfig:
     adv_ramp_steps: int = 10000      # adv weight ramps linearly from 0 to weights["adv"]
     gan_ramp_steps: int = 1000       # gan and fm weights ramp from 0 over this run's steps after the discriminator's
                                      # warm-up (a fresh discriminator first learns to tell real from generated)
+    spk_cons_frames: str = "converted"  # the frames spk_cons reads the conversion's voice on: "converted" (those
+                                        # within 40 dB of its own loudest, as a target clip is read) or "source"
+                                        # (where the content's source speaks: pauses carry no voice to pull)
+
+    def __post_init__(self) -> None:
+        if self.spk_cons_frames not in ("converted", "source"):
+            raise ValueError(f"loss.spk_cons_frames must be converted or source, not {self.spk_cons_frames!r}")
 
 
 @dataclass

@@ -467,7 +467,8 @@ def train_step(state: TrainState, batch: Batch) -> dict[str, float]:
     consistency = cfg.loss.weights.get("spk_cons", 0) > 0
     conversions = state.discriminator is not None and cfg.discriminator.conversions
     with autocast(cfg, mel.device):
-        out = state.model(mel, batch.content_mel, batch.speaker_mel, consistency=consistency, conversions=conversions)
+        out = state.model(mel, batch.content_mel, batch.speaker_mel, consistency=consistency, conversions=conversions,
+                          consistency_frames=cfg.loss.spk_cons_frames)
         terms = loss_terms(state.core, out, mel, cfg)
     metrics = bottleneck_metrics(out)
     if state.classifier is not None:
