@@ -674,3 +674,35 @@ def test_a_checkpoint_without_the_discriminator_cannot_resume_a_run_with_it(tiny
     train(config(tiny_features, run__max_steps=2, run__save_every=2), tmp_path, log=quiet)
     with pytest.raises(VcAppError, match="without the discriminator"):
         train(config(tiny_features, run__max_steps=4, **DISCRIMINATOR), tmp_path, resume=True, log=quiet)
+
+
+def test_the_speaker_identifier_learns_the_training_voices_and_resumes_exactly(tiny_features, tmp_path,
+                                                                                 restore_threads):
+    """spk_id: on one fixed batch the SpeakerIdentifier's cross-entropy falls and its accuracy rises, its weight
+    ramps in over the run's first steps and enters the total as configured; its weights and optimiser are in the
+    checkpoint, so a resumed run logs the losses of an unbroken one."""
+    from vc_app.features import FeatureCache
+    from vc_app.train.data import SegmentDataset, StepLoader
+    from vc_app.train.engine import Dist, build_state, expected_terms, train, train_step
+
+    ident = {"loss__weights": "{rec: 10, kl: 1, spk_id: 0.5}", "loss__spk_id_ramp_steps": 4}
+    cfg = config(tiny_features, **ident)
+    assert expected_terms(cfg) == ["rec", "kl", "spk_id"]
+    cache = FeatureCache.open(tiny_features["train"])
+    batch = next(StepLoader(SegmentDataset(cache, cfg.data, cfg.mel, 0), 6, seed=0).batches(0))
+    state = build_state(cfg, cache, Dist())
+    rows = [train_step(state, batch) for _ in range(30)]
+    assert [rows[s]["weight_spk_id"] for s in (0, 1, 3, 10)] == [0.125, 0.25, 0.5, 0.5]
+    assert rows[-1]["spk_id"] < 0.5 * rows[0]["spk_id"] and rows[-1]["spk_id_acc"] > rows[0]["spk_id_acc"]
+    for row in rows:
+        total = 10 * row["rec"] + row["weight_kl"] * row["kl"] + row["weight_spk_id"] * row["spk_id"]
+        assert row["loss"] == pytest.approx(total, rel=1e-4)
+
+    run = dict(run__max_steps=6, run__save_every=3, run__valid_every=3, data__warp_range="[0.9, 1.1]", **ident)
+    train(config(tiny_features, **run), tmp_path / "full", log=quiet)
+    train(config(tiny_features, **{**run, "run__max_steps": 3}), tmp_path / "split", log=quiet)
+    train(config(tiny_features, **run), tmp_path / "split", resume=True, log=quiet)
+    a, b = train_rows(tmp_path / "full"), train_rows(tmp_path / "split")
+    for step in range(4, 7):
+        assert (b[step]["loss"], b[step]["spk_id"]) == (a[step]["loss"], a[step]["spk_id"]), step
+    assert "spk_id_acc" in train_rows(tmp_path / "full", "valid")[6]

@@ -26,3 +26,21 @@ class SpeakerClassifier(nn.Module):
     def forward(self, content: torch.Tensor) -> torch.Tensor:
         """content: (B, c_in, T') -> speaker logits (B, n_speakers)."""
         return self.out(self.convs(content).mean(dim=-1))
+
+
+class SpeakerIdentifier(nn.Module):
+    """Tells the training voices apart from the speaker encoder's vector: the term that teaches the speaker
+    encoder to separate the voices it hears (issue 33), as speaker-verification encoders are trained.
+
+    A linear softmax classifier, trained with the model on the same cross-entropy ("spk_id"): its gradient
+    reaches the speaker encoder through real segments only, so the decoder has no channel to game (the
+    speaker-consistency term's fault, EXPERIMENTS.md). It is never part of a shipped bundle.
+    """
+
+    def __init__(self, c_speaker: int, n_speakers: int):
+        super().__init__()
+        self.out = nn.Linear(c_speaker, n_speakers)
+
+    def forward(self, speaker: torch.Tensor) -> torch.Tensor:
+        """speaker: (B, c_speaker) vectors -> (B, n_speakers) logits over the training voices."""
+        return self.out(speaker)

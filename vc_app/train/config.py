@@ -85,6 +85,8 @@ class LossConfig:
     spk_cons_frames: str = "converted"  # the frames spk_cons reads the conversion's voice on: "converted" (those
                                         # within 40 dB of its own loudest, as a target clip is read) or "source"
                                         # (where the content's source speaks: pauses carry no voice to pull)
+    spk_id_ramp_steps: int = 1000    # spk_id ramps from 0 over this run's first steps while its SpeakerIdentifier
+                                     # is fresh (a random classifier's gradient would only shake the speaker encoder)
 
     def __post_init__(self) -> None:
         if self.spk_cons_frames not in ("converted", "source"):

@@ -11,6 +11,9 @@ Objective (AdaIN-VC): loss = sum(weight[k] * term[k]) over the named terms
   vq_commit    VQ commitment (bottleneck "vq"); vq_codebook too when the codebook is not EMA-updated
   adv          pushes the SpeakerClassifier's posterior on the content code to uniform (adversary on),
                weight ramped from 0; the classifier itself is trained in alternation (its loss: "cls")
+  spk_id       (when its weight is > 0) cross-entropy of a SpeakerIdentifier telling the training voices apart
+               from the speaker encoder's vector, trained with the model: the speaker encoder learns to separate
+               voices from real segments only; ramped from 0 over this run's first steps while it is fresh
   spk_cons     speaker consistency (when its weight is > 0): each clip is converted to the next clip's
                voice; 1 - cosine between that voice's speaker vector and the one the (detached) speaker
                encoder reads back from the conversion, both taken from the batch's mean speaker vector
@@ -48,7 +51,7 @@ from vc_app.bundle import save_bundle
 from vc_app.config import to_dict
 from vc_app.errors import VcAppError
 from vc_app.features import FeatureCache
-from vc_app.models import AdaINVC, MelDiscriminator, SpeakerClassifier
+from vc_app.models import AdaINVC, MelDiscriminator, SpeakerClassifier, SpeakerIdentifier
 from vc_app.models.adain_vc import AdaINVCOutput
 from vc_app.train.checkpoints import CKPT_PREFIX, DISCRIMINATOR_FILE, STATE_FILE, checkpoint_dirs
 from vc_app.train.config import TrainConfig, config_to_dict
@@ -82,6 +85,8 @@ class TrainState:
     discriminator: torch.nn.Module | None = None  # MelDiscriminator, or DDP around it
     disc_optimizer: torch.optim.Optimizer | None = None
     speakers: list[str] = field(default_factory=list)
+    identifier: torch.nn.Module | None = None   # SpeakerIdentifier (the spk_id term), or DDP around it
+    id_optimizer: torch.optim.Optimizer | None = None
     step: int = 0
     origin: dict = field(default_factory=dict)  # init_from_bundle's record when the run started from a bundle
 
@@ -152,9 +157,17 @@ def build_state(cfg: TrainConfig, cache: FeatureCache, dist: Dist) -> TrainState
             origin.update(init_discriminator(discriminator, cfg.run.init_from))
         discriminator = discriminator.to(dist.device)
         disc_opt = torch.optim.Adam(discriminator.parameters(), lr=d.lr, betas=(d.betas[0], d.betas[1]))
+    identifier: torch.nn.Module | None = None
+    id_opt: torch.optim.Optimizer | None = None
+    if "spk_id" in expected_terms(cfg):
+        identifier = SpeakerIdentifier(cfg.model.c_speaker, len(speakers)).to(dist.device)
+        id_opt = torch.optim.Adam(identifier.parameters(), lr=cfg.optim.lr, betas=(cfg.optim.betas[0],
+                                                                                    cfg.optim.betas[1]))
     if dist.world > 1:
         ids = [dist.local_rank] if dist.device.type == "cuda" else None
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        if identifier is not None:
+            identifier = torch.nn.parallel.DistributedDataParallel(identifier, device_ids=ids)
         if classifier is not None:
             classifier = torch.nn.parallel.DistributedDataParallel(classifier, device_ids=ids)
         if discriminator is not None:
@@ -166,7 +179,7 @@ def build_state(cfg: TrainConfig, cache: FeatureCache, dist: Dist) -> TrainState
     scaler = torch.amp.GradScaler("cuda") if cfg.run.amp == "fp16" and dist.device.type == "cuda" else None
     torch.manual_seed(cfg.seed + dist.rank)
     return TrainState(cfg, model, optimizer, classifier, cls_opt, scaler, discriminator, disc_opt, speakers,
-                      origin=origin)
+                      identifier, id_opt, origin=origin)
 
 
 def init_discriminator(discriminator: MelDiscriminator, spec: str) -> dict:
@@ -231,6 +244,8 @@ def expected_terms(cfg: TrainConfig) -> list[str]:
         terms.append("adv")
     if cfg.loss.weights.get("spk_cons", 0) > 0:
         terms.append("spk_cons")
+    if cfg.loss.weights.get("spk_id", 0) > 0:
+        terms.append("spk_id")
     if cfg.discriminator.enabled:
         terms += ["gan", "fm"]
     return terms
@@ -243,9 +258,11 @@ def _check_loss_weights(cfg: TrainConfig) -> None:
 
 
 # -- one step -------------------------------------------------------------------------
-def term_weights(cfg: TrainConfig, step: int, run_step: int | None = None) -> dict[str, float]:
-    """Each term's weight at total step `step`, with the kl annealing and the adv ramp applied, and the gan and fm
-    ramp at this run's step `run_step` (their full weight when None)."""
+def term_weights(cfg: TrainConfig, step: int, run_step: int | None = None,
+                 id_step: int | None = None) -> dict[str, float]:
+    """Each term's weight at total step `step`, with the kl annealing and the adv ramp applied, the gan and fm
+    ramp at this run's step `run_step` (their full weight when None), and the spk_id ramp at this run's step
+    `id_step` (its full weight when None)."""
     weights = {t: cfg.loss.weights[t] for t in expected_terms(cfg)}
     if "kl" in weights:
         weights["kl"] *= min(1.0, (step + 1) / max(1, cfg.loss.kl_anneal_steps))
@@ -257,6 +274,8 @@ def term_weights(cfg: TrainConfig, step: int, run_step: int | None = None) -> di
         for term in ("gan", "fm"):
             if term in weights:
                 weights[term] *= ramp
+    if id_step is not None and "spk_id" in weights:
+        weights["spk_id"] *= min(1.0, (id_step + 1) / max(1, cfg.loss.spk_id_ramp_steps))
     return weights
 
 
@@ -328,6 +347,14 @@ def adversarial_term(classifier: torch.nn.Module, content: torch.Tensor) -> torc
     params = {name: p.detach() for name, p in module.named_parameters()}
     logits = torch.func.functional_call(module, params, (content,))
     return -F.log_softmax(logits.float(), dim=-1).mean()
+
+
+def identification_term(identifier: torch.nn.Module, speaker: torch.Tensor,
+                        labels: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """The spk_id term: cross-entropy of the SpeakerIdentifier's logits on the speaker vectors (B, c_speaker), in
+    float32, against the training-voice indices `labels` (B,); and the share it gets right."""
+    logits = identifier(speaker.float())
+    return F.cross_entropy(logits, labels), float((logits.argmax(-1) == labels).float().mean())
 
 
 def classifier_step(state: TrainState, content: torch.Tensor, speaker: torch.Tensor) -> dict[str, float]:
@@ -480,14 +507,18 @@ def train_step(state: TrainState, batch: Batch) -> dict[str, float]:
         metrics.update(discriminator_step(state, real, generated))
         with autocast(cfg, mel.device):
             terms.update(generator_terms(state, real, generated))
+    if state.identifier is not None:
+        terms["spk_id"], metrics["spk_id_acc"] = identification_term(state.identifier, out.speaker, speaker)
     _check_finite(terms, state.step + 1)
-    weights = term_weights(cfg, state.total_step, gan_ramp_step(state))
+    weights = term_weights(cfg, state.total_step, gan_ramp_step(state), state.step)
     weighted = {k: weights[k] * terms[k].float() for k in terms}
     total = cast(torch.Tensor, sum(weighted.values()))
     every = cfg.run.term_grads_every
     if every and (state.step + 1) % every == 0:
         metrics.update(term_gradient_norms(state, weighted))
     state.optimizer.zero_grad(set_to_none=True)
+    if state.id_optimizer is not None:
+        state.id_optimizer.zero_grad(set_to_none=True)
     if state.scaler is not None:
         state.scaler.scale(total).backward()
         state.scaler.unscale_(state.optimizer)
@@ -495,14 +526,20 @@ def train_step(state: TrainState, batch: Batch) -> dict[str, float]:
         total.backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(state.model.parameters(), cfg.optim.grad_clip)
     _set_lr(state.optimizer, scheduled_lr(cfg, state.step, state.total_step))
+    if state.id_optimizer is not None:  # its gradient comes from the same backward pass, unclipped
+        _set_lr(state.id_optimizer, scheduled_lr(cfg, state.step, state.total_step))
     if state.scaler is not None:
         state.scaler.step(state.optimizer)  # skips the update when fp16 gradients overflowed
+        if state.id_optimizer is not None:
+            state.scaler.step(state.id_optimizer)
         state.scaler.update()
     elif not torch.isfinite(grad_norm):
         raise TrainingDiverged(f"The gradient norm became {float(grad_norm)} at step {state.step + 1} "
                                f"(loss terms {', '.join(f'{k}={float(v):.4g}' for k, v in terms.items())}).")
     else:
         state.optimizer.step()
+        if state.id_optimizer is not None:
+            state.id_optimizer.step()
     state.step += 1
     metrics.update({k: float(v.detach()) for k, v in terms.items()})
     metrics.update({f"weight_{k}": w for k, w in weights.items()},
@@ -553,9 +590,12 @@ def validate(state: TrainState, batches: list[tuple[torch.Tensor, torch.Tensor]]
         real = frame_alternation(mel).mean()
         vals["alternation_rec"] = float(frame_alternation(model.unscale(out.recon)).mean() / real)
         vals["alternation_conv"] = float(frame_alternation(model.unscale(out.converted)).mean() / real)
+        known = speaker >= 0
+        if state.identifier is not None and known.any():
+            term, accuracy = identification_term(unwrap(state.identifier), out.speaker[known], speaker[known])
+            vals["spk_id"], vals["spk_id_acc"] = float(term), accuracy
         if state.classifier is not None:
             vals["adv"] = float(adversarial_term(state.classifier, out.content))
-            known = speaker >= 0
             if known.any():
                 logits = unwrap(state.classifier)(out.content[known])
                 vals["cls_acc"] = float((logits.argmax(-1) == speaker[known]).float().mean())
@@ -610,6 +650,9 @@ def save_checkpoint(state: TrainState, folder: str | os.PathLike, data_summary: 
     if state.classifier is not None and state.cls_optimizer is not None:
         extra["classifier"] = unwrap(state.classifier).state_dict()
         extra["cls_optimizer"] = state.cls_optimizer.state_dict()
+    if state.identifier is not None and state.id_optimizer is not None:
+        extra["identifier"] = unwrap(state.identifier).state_dict()
+        extra["id_optimizer"] = state.id_optimizer.state_dict()
     if state.discriminator is not None and state.disc_optimizer is not None:
         opponent = unwrap(state.discriminator).state_dict()
         extra["discriminator"], extra["disc_optimizer"] = opponent, state.disc_optimizer.state_dict()
@@ -652,7 +695,9 @@ def load_checkpoint(state: TrainState, ckpt: Path, rank: int = 0) -> None:
     opponents = [("the adversary", state.classifier, state.cls_optimizer, "classifier", "cls_optimizer",
                   state.cfg.adversary.lr),
                  ("the discriminator", state.discriminator, state.disc_optimizer, "discriminator", "disc_optimizer",
-                  state.cfg.discriminator.lr)]
+                  state.cfg.discriminator.lr),
+                 ("the speaker identifier (spk_id)", state.identifier, state.id_optimizer, "identifier",
+                  "id_optimizer", state.cfg.optim.lr)]
     for what, module, optimizer, key, optimizer_key, lr in opponents:
         if module is None or optimizer is None:
             continue
