@@ -87,8 +87,12 @@ class LossConfig:
                                         # (where the content's source speaks: pauses carry no voice to pull)
     spk_id_ramp_steps: int = 1000    # spk_id ramps from 0 over this run's first steps while its SpeakerIdentifier
                                      # is fresh (a random classifier's gradient would only shake the speaker encoder)
+    spk_id_lr_ratio: float = 1.0     # the SpeakerIdentifier's learning rate as a multiple of the model's (a fresh
+                                     # linear classifier over hundreds of voices learns slowly at the model's rate)
 
     def __post_init__(self) -> None:
+        if self.spk_id_lr_ratio <= 0:
+            raise ValueError(f"loss.spk_id_lr_ratio must be above 0, not {self.spk_id_lr_ratio}")
         if self.spk_cons_frames not in ("converted", "source"):
             raise ValueError(f"loss.spk_cons_frames must be converted or source, not {self.spk_cons_frames!r}")
 

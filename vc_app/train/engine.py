@@ -161,8 +161,8 @@ def build_state(cfg: TrainConfig, cache: FeatureCache, dist: Dist) -> TrainState
     id_opt: torch.optim.Optimizer | None = None
     if "spk_id" in expected_terms(cfg):
         identifier = SpeakerIdentifier(cfg.model.c_speaker, len(speakers)).to(dist.device)
-        id_opt = torch.optim.Adam(identifier.parameters(), lr=cfg.optim.lr, betas=(cfg.optim.betas[0],
-                                                                                    cfg.optim.betas[1]))
+        id_opt = torch.optim.Adam(identifier.parameters(), lr=cfg.optim.lr * cfg.loss.spk_id_lr_ratio,
+                                  betas=(cfg.optim.betas[0], cfg.optim.betas[1]))
     if dist.world > 1:
         ids = [dist.local_rank] if dist.device.type == "cuda" else None
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
@@ -527,7 +527,7 @@ def train_step(state: TrainState, batch: Batch) -> dict[str, float]:
     grad_norm = torch.nn.utils.clip_grad_norm_(state.model.parameters(), cfg.optim.grad_clip)
     _set_lr(state.optimizer, scheduled_lr(cfg, state.step, state.total_step))
     if state.id_optimizer is not None:  # its gradient comes from the same backward pass, unclipped
-        _set_lr(state.id_optimizer, scheduled_lr(cfg, state.step, state.total_step))
+        _set_lr(state.id_optimizer, scheduled_lr(cfg, state.step, state.total_step) * cfg.loss.spk_id_lr_ratio)
     if state.scaler is not None:
         state.scaler.step(state.optimizer)  # skips the update when fp16 gradients overflowed
         if state.id_optimizer is not None:
@@ -697,7 +697,7 @@ def load_checkpoint(state: TrainState, ckpt: Path, rank: int = 0) -> None:
                  ("the discriminator", state.discriminator, state.disc_optimizer, "discriminator", "disc_optimizer",
                   state.cfg.discriminator.lr),
                  ("the speaker identifier (spk_id)", state.identifier, state.id_optimizer, "identifier",
-                  "id_optimizer", state.cfg.optim.lr)]
+                  "id_optimizer", state.cfg.optim.lr * state.cfg.loss.spk_id_lr_ratio)]
     for what, module, optimizer, key, optimizer_key, lr in opponents:
         if module is None or optimizer is None:
             continue
