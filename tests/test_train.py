@@ -680,7 +680,8 @@ def test_the_speaker_identifier_learns_the_training_voices_and_resumes_exactly(t
                                                                                  restore_threads):
     """spk_id: on one fixed batch the SpeakerIdentifier's cross-entropy falls and its accuracy rises, its weight
     ramps in over the run's first steps and enters the total as configured; its weights and optimiser are in the
-    checkpoint, so a resumed run logs the losses of an unbroken one."""
+    checkpoint, so a resumed run logs the losses of an unbroken one, and a run started from the checkpoint's
+    folder (a relay's next leg) takes the identifier with it."""
     from vc_app.features import FeatureCache
     from vc_app.train.data import SegmentDataset, StepLoader
     from vc_app.train.engine import Dist, build_state, expected_terms, train, train_step
@@ -706,3 +707,17 @@ def test_the_speaker_identifier_learns_the_training_voices_and_resumes_exactly(t
     for step in range(4, 7):
         assert (b[step]["loss"], b[step]["spk_id"]) == (a[step]["loss"], a[step]["spk_id"]), step
     assert "spk_id_acc" in train_rows(tmp_path / "full", "valid")[6]
+
+    # a relay leg started from the checkpoint folder keeps the identifier (same voices), at full weight at once
+    from safetensors.torch import load_file
+
+    from vc_app.train.engine import unwrap
+
+    ckpt = tmp_path / "full" / "checkpoints" / "step-00000006"
+    saved = load_file(str(ckpt / "speaker_identifier.safetensors"))
+    leg = {**run, "run__max_steps": 2, "run__init_from": str(ckpt)}
+    state = build_state(config(tiny_features, **leg), cache, Dist())
+    loaded = unwrap(state.identifier).state_dict()
+    assert saved.keys() == loaded.keys() and all(torch.equal(saved[k], loaded[k]) for k in saved)
+    train(config(tiny_features, **leg), tmp_path / "leg", log=quiet)
+    assert train_rows(tmp_path / "leg")[1]["weight_spk_id"] == 0.5

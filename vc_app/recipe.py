@@ -242,17 +242,21 @@ def stage_pairs(args: argparse.Namespace) -> None:
 
 
 def export_discriminator(checkpoint: Path, out: Path, half: bool) -> None:
-    """Copy the checkpoint's discriminator weights beside the exported bundle (a relay leg's opponent), or
-    refuse in one sentence when the checkpoint was trained without one."""
+    """Copy the checkpoint's discriminator weights beside the exported bundle (a relay leg's opponent), and its
+    speaker identifier's when it has one (the spk_id term), or refuse in one sentence when the checkpoint was
+    trained without a discriminator."""
     from safetensors.torch import load_file, save_file
 
-    from vc_app.train.checkpoints import DISCRIMINATOR_FILE
+    from vc_app.train.checkpoints import DISCRIMINATOR_FILE, IDENTIFIER_FILE
 
     source = checkpoint / DISCRIMINATOR_FILE
     if not source.is_file():
         raise VcAppError(f"{checkpoint} has no {DISCRIMINATOR_FILE}: it was trained without the discriminator.")
-    weights = {k: v.half() if half and v.is_floating_point() else v for k, v in load_file(str(source)).items()}
-    save_file(weights, str(out / DISCRIMINATOR_FILE))
+    for name in (DISCRIMINATOR_FILE, IDENTIFIER_FILE):  # the speaker identifier too, when the run had spk_id
+        if (checkpoint / name).is_file():
+            weights = load_file(str(checkpoint / name))
+            save_file({k: v.half() if half and v.is_floating_point() else v for k, v in weights.items()},
+                      str(out / name))
 
 
 def stage_export(args: argparse.Namespace) -> None:
@@ -419,7 +423,8 @@ def get_parser() -> argparse.ArgumentParser:
     e.add_argument("--card", help="Markdown model card to use instead of the generated one")
     e.add_argument("--half", action="store_true", help="store float16 weights")
     e.add_argument("--with-discriminator", action="store_true",
-                   help="also write the discriminator's weights (a relay folder: the next leg keeps its opponent)")
+                   help="also write the discriminator's weights, and the speaker identifier's when the run had one "
+                   "(a relay folder: the next leg keeps them)")
     e.add_argument("--push-to-hub", metavar="REPO", help="upload the bundle to this hub repo")
     e.set_defaults(func=stage_export)
     return parser

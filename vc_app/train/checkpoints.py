@@ -13,6 +13,7 @@ from vc_app.errors import VcAppError
 
 STATE_FILE = "train_state.pt"
 DISCRIMINATOR_FILE = "discriminator.safetensors"  # the mel discriminator's weights, beside a checkpoint's model
+IDENTIFIER_FILE = "speaker_identifier.safetensors"  # the SpeakerIdentifier's (the spk_id term), beside it too
 CKPT_PREFIX = "step-"
 
 

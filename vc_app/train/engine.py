@@ -13,7 +13,8 @@ Objective (AdaIN-VC): loss = sum(weight[k] * term[k]) over the named terms
                weight ramped from 0; the classifier itself is trained in alternation (its loss: "cls")
   spk_id       (when its weight is > 0) cross-entropy of a SpeakerIdentifier telling the training voices apart
                from the speaker encoder's vector, trained with the model: the speaker encoder learns to separate
-               voices from real segments only; ramped from 0 over this run's first steps while it is fresh
+               voices from real segments only; ramped from 0 over this run's first steps while it is fresh (a
+               relay leg takes the last leg's from its folder, as it takes the discriminator)
   spk_cons     speaker consistency (when its weight is > 0): each clip is converted to the next clip's
                voice; 1 - cosine between that voice's speaker vector and the one the (detached) speaker
                encoder reads back from the conversion, both taken from the batch's mean speaker vector
@@ -53,7 +54,7 @@ from vc_app.errors import VcAppError
 from vc_app.features import FeatureCache
 from vc_app.models import AdaINVC, MelDiscriminator, SpeakerClassifier, SpeakerIdentifier
 from vc_app.models.adain_vc import AdaINVCOutput
-from vc_app.train.checkpoints import CKPT_PREFIX, DISCRIMINATOR_FILE, STATE_FILE, checkpoint_dirs
+from vc_app.train.checkpoints import CKPT_PREFIX, DISCRIMINATOR_FILE, IDENTIFIER_FILE, STATE_FILE, checkpoint_dirs
 from vc_app.train.config import TrainConfig, config_to_dict
 from vc_app.train.data import Batch, SegmentDataset, StepLoader
 
@@ -160,7 +161,10 @@ def build_state(cfg: TrainConfig, cache: FeatureCache, dist: Dist) -> TrainState
     identifier: torch.nn.Module | None = None
     id_opt: torch.optim.Optimizer | None = None
     if "spk_id" in expected_terms(cfg):
-        identifier = SpeakerIdentifier(cfg.model.c_speaker, len(speakers)).to(dist.device)
+        identifier = SpeakerIdentifier(cfg.model.c_speaker, len(speakers))
+        if cfg.run.init_from:
+            origin.update(init_identifier(identifier, cfg.run.init_from, speakers))
+        identifier = identifier.to(dist.device)
         id_opt = torch.optim.Adam(identifier.parameters(), lr=cfg.optim.lr * cfg.loss.spk_id_lr_ratio,
                                   betas=(cfg.optim.betas[0], cfg.optim.betas[1]))
     if dist.world > 1:
@@ -199,6 +203,30 @@ def init_discriminator(discriminator: MelDiscriminator, spec: str) -> dict:
     except RuntimeError as err:
         raise VcAppError(f"{path} does not fit the configured discriminator ({str(err).splitlines()[0]}).") from None
     return {"discriminator_from": str(path)}
+
+
+def init_identifier(identifier: SpeakerIdentifier, spec: str, speakers: list[str]) -> dict:
+    """Load `spec`/speaker_identifier.safetensors (a relay folder, or a checkpoint) into `identifier` when `spec`
+    has one and was trained on the same voices in the same order (its training record's "speakers"); a fresh
+    identifier otherwise (another set of voices is another classifier).
+
+    Returns:
+        what to record in the training summary (nothing for a fresh identifier).
+    """
+    from safetensors.torch import load_file
+
+    path = Path(spec) / IDENTIFIER_FILE
+    if not path.is_file():
+        return {}
+    record = json.loads((Path(spec) / "config.json").read_text()).get("training", {})
+    if record.get("speakers") != speakers:
+        return {}
+    try:
+        identifier.load_state_dict({k: v.float() for k, v in load_file(str(path)).items()}, strict=True)
+    except RuntimeError as err:
+        raise VcAppError(f"{path} does not fit the configured speaker identifier ({str(err).splitlines()[0]}).") \
+            from None
+    return {"identifier_from": str(path)}
 
 
 WEIGHTLESS_MODEL_KEYS = ("norm_stats", "active_db")  # a run may start from weights trained with other values
@@ -510,7 +538,8 @@ def train_step(state: TrainState, batch: Batch) -> dict[str, float]:
     if state.identifier is not None:
         terms["spk_id"], metrics["spk_id_acc"] = identification_term(state.identifier, out.speaker, speaker)
     _check_finite(terms, state.step + 1)
-    weights = term_weights(cfg, state.total_step, gan_ramp_step(state), state.step)
+    weights = term_weights(cfg, state.total_step, gan_ramp_step(state),
+                           None if state.origin.get("identifier_from") else state.step)
     weighted = {k: weights[k] * terms[k].float() for k in terms}
     total = cast(torch.Tensor, sum(weighted.values()))
     every = cfg.run.term_grads_every
@@ -653,6 +682,7 @@ def save_checkpoint(state: TrainState, folder: str | os.PathLike, data_summary: 
     if state.identifier is not None and state.id_optimizer is not None:
         extra["identifier"] = unwrap(state.identifier).state_dict()
         extra["id_optimizer"] = state.id_optimizer.state_dict()
+        save_file({k: v.contiguous() for k, v in extra["identifier"].items()}, str(tmp / IDENTIFIER_FILE))
     if state.discriminator is not None and state.disc_optimizer is not None:
         opponent = unwrap(state.discriminator).state_dict()
         extra["discriminator"], extra["disc_optimizer"] = opponent, state.disc_optimizer.state_dict()
@@ -715,7 +745,7 @@ def load_checkpoint(state: TrainState, ckpt: Path, rank: int = 0) -> None:
 def _recorded_origin(ckpt: Path) -> dict:
     """A checkpoint from before train_state.pt kept the origin: its bundle's training record has it."""
     record = json.loads((ckpt / "config.json").read_text()).get("training", {})
-    return {k: record[k] for k in ("init_from", "init_steps", "discriminator_from") if k in record}
+    return {k: record[k] for k in ("init_from", "init_steps", "discriminator_from", "identifier_from") if k in record}
 
 
 def scheduled_lr(cfg: TrainConfig, step: int, total_step: int | None = None) -> float:
