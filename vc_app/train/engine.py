@@ -680,9 +680,9 @@ def save_checkpoint(state: TrainState, folder: str | os.PathLike, data_summary: 
         extra["classifier"] = unwrap(state.classifier).state_dict()
         extra["cls_optimizer"] = state.cls_optimizer.state_dict()
     if state.identifier is not None and state.id_optimizer is not None:
-        extra["identifier"] = unwrap(state.identifier).state_dict()
-        extra["id_optimizer"] = state.id_optimizer.state_dict()
-        save_file({k: v.contiguous() for k, v in extra["identifier"].items()}, str(tmp / IDENTIFIER_FILE))
+        identifier = unwrap(state.identifier).state_dict()
+        extra["identifier"], extra["id_optimizer"] = identifier, state.id_optimizer.state_dict()
+        save_file({k: v.contiguous() for k, v in identifier.items()}, str(tmp / IDENTIFIER_FILE))
     if state.discriminator is not None and state.disc_optimizer is not None:
         opponent = unwrap(state.discriminator).state_dict()
         extra["discriminator"], extra["disc_optimizer"] = opponent, state.disc_optimizer.state_dict()
