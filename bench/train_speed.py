@@ -217,7 +217,7 @@ REFERENCE = "reference (float32)"
 
 # A recipe's step, then the same step with one part removed at a time. The game starts at once and the per-term
 # gradient norms (a diagnostic every N steps) are off, so every timed step is one of the run's steady state.
-STEADY = ("discriminator.warmup_steps=0", "loss.gan_ramp_steps=0", "run.term_grads_every=0")
+STEADY = ("discriminator.warmup_steps=0", "loss.gan_ramp_steps=0", "loss.spk_id_ramp_steps=0", "run.term_grads_every=0")
 RECIPE_PARTS = {
     "the recipe's step": (),
     "without spk_cons": ("loss.weights.spk_cons=0",),
