@@ -193,16 +193,22 @@ def init_discriminator(discriminator: MelDiscriminator, spec: str) -> dict:
     Returns:
         what to record in the training summary (nothing for a fresh discriminator).
     """
-    from safetensors.torch import load_file
-
     path = Path(spec) / DISCRIMINATOR_FILE
     if not path.is_file():
         return {}
-    try:
-        discriminator.load_state_dict({k: v.float() for k, v in load_file(str(path)).items()}, strict=True)
-    except RuntimeError as err:
-        raise VcAppError(f"{path} does not fit the configured discriminator ({str(err).splitlines()[0]}).") from None
+    _load_player(discriminator, path, "discriminator")
     return {"discriminator_from": str(path)}
+
+
+def _load_player(module: torch.nn.Module, path: Path, what: str) -> None:
+    """Load the safetensors file `path` (float16 in a relay folder) into `module` strictly, as float32; a file
+    that does not fit is one sentence naming `what` it should have been."""
+    from safetensors.torch import load_file
+
+    try:
+        module.load_state_dict({k: v.float() for k, v in load_file(str(path)).items()}, strict=True)
+    except RuntimeError as err:
+        raise VcAppError(f"{path} does not fit the configured {what} ({str(err).splitlines()[0]}).") from None
 
 
 def init_identifier(identifier: SpeakerIdentifier, spec: str, speakers: list[str]) -> dict:
@@ -213,19 +219,13 @@ def init_identifier(identifier: SpeakerIdentifier, spec: str, speakers: list[str
     Returns:
         what to record in the training summary (nothing for a fresh identifier).
     """
-    from safetensors.torch import load_file
-
     path = Path(spec) / IDENTIFIER_FILE
     if not path.is_file():
         return {}
     record = json.loads((Path(spec) / "config.json").read_text()).get("training", {})
     if record.get("speakers") != speakers:
         return {}
-    try:
-        identifier.load_state_dict({k: v.float() for k, v in load_file(str(path)).items()}, strict=True)
-    except RuntimeError as err:
-        raise VcAppError(f"{path} does not fit the configured speaker identifier ({str(err).splitlines()[0]}).") \
-            from None
+    _load_player(identifier, path, "speaker identifier")
     return {"identifier_from": str(path)}
 
 
@@ -538,8 +538,7 @@ def train_step(state: TrainState, batch: Batch) -> dict[str, float]:
     if state.identifier is not None:
         terms["spk_id"], metrics["spk_id_acc"] = identification_term(state.identifier, out.speaker, speaker)
     _check_finite(terms, state.step + 1)
-    weights = term_weights(cfg, state.total_step, gan_ramp_step(state),
-                           None if state.origin.get("identifier_from") else state.step)
+    weights = term_weights(cfg, state.total_step, gan_ramp_step(state), identifier_ramp_step(state))
     weighted = {k: weights[k] * terms[k].float() for k in terms}
     total = cast(torch.Tensor, sum(weighted.values()))
     every = cfg.run.term_grads_every
@@ -554,9 +553,10 @@ def train_step(state: TrainState, batch: Batch) -> dict[str, float]:
     else:
         total.backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(state.model.parameters(), cfg.optim.grad_clip)
-    _set_lr(state.optimizer, scheduled_lr(cfg, state.step, state.total_step))
+    lr = scheduled_lr(cfg, state.step, state.total_step)
+    _set_lr(state.optimizer, lr)
     if state.id_optimizer is not None:  # its gradient comes from the same backward pass, unclipped
-        _set_lr(state.id_optimizer, scheduled_lr(cfg, state.step, state.total_step) * cfg.loss.spk_id_lr_ratio)
+        _set_lr(state.id_optimizer, lr * cfg.loss.spk_id_lr_ratio)
     if state.scaler is not None:
         state.scaler.step(state.optimizer)  # skips the update when fp16 gradients overflowed
         if state.id_optimizer is not None:
@@ -782,6 +782,12 @@ def gan_ramp_step(state: TrainState) -> int | None:
     when the game goes on: a relay leg whose discriminator came from the last leg starts with both terms at
     their full weight, its two optimisers re-warming together, as an unbroken run would have gone on."""
     return None if state.origin.get("discriminator_from") else state.step
+
+
+def identifier_ramp_step(state: TrainState) -> int | None:
+    """The run step the spk_id ramp counts from (`term_weights`), or None (full weight) when the SpeakerIdentifier
+    came from the last leg's folder, as `gan_ramp_step` does for the discriminator."""
+    return None if state.origin.get("identifier_from") else state.step
 
 
 def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
