@@ -1,4 +1,5 @@
-"""Training-data augmentation: new voices from few speakers, information perturbation, another segment.
+"""Training-data augmentation: new voices from few speakers, information perturbation, another segment, a noise
+floor on the speaker input.
 
 Each transform works on log-mels and must keep content and timing: frames stay frames, the
 spectral envelope moves. Checked on a synthetic harmonic signal whose formant we know.
@@ -150,9 +151,50 @@ def test_a_fresh_warp_per_item_is_the_same_for_the_target_and_the_speaker_input(
             assert torch.equal(speaker_mel, mel)  # ... by the same factor for both
 
 
+def test_a_noise_floor_sits_at_its_level_under_the_loudest_frame_and_leaves_the_speech():
+    from vc_app.config import MelConfig
+    from vc_app.models.adain_vc import frame_levels_db
+    from vc_app.train.data import add_noise_floor, band_centres
+
+    mel = harmonic_mel()  # its last third is digital silence
+    centres = band_centres(MelConfig())
+    silent = slice(mel.shape[1] * 2 // 3 + 6, None)  # past the window that still hears the tone
+    for level in (-50.0, -30.0):
+        for tilt in (-12.0, 0.0, 12.0):
+            noisy = add_noise_floor(mel, level, tilt, centres, np.random.default_rng(1))
+            levels = frame_levels_db(torch.from_numpy(noisy)[None])[0].numpy()
+            assert noisy.shape == mel.shape and noisy.dtype == np.float32
+            assert abs(levels[silent].mean() - level) < 1.0  # the pauses now sit at the floor
+            assert np.all(noisy >= mel - 1e-5)  # power is only added
+            voiced = mel[:, : mel.shape[1] // 2]
+            assert np.abs(noisy[:, : mel.shape[1] // 2] - voiced)[voiced > voiced.max() - 2].max() < 0.01
+    # the tilt: the top band's floor is `tilt` dB above the bottom band's (in the mean, over the silence)
+    tilted = add_noise_floor(mel, -40.0, 12.0, centres, np.random.default_rng(2))[:, silent]
+    rise_db = 20 / np.log(10) * (tilted[-1].mean() - tilted[0].mean())
+    assert abs(rise_db - 12.0) < 1.5
+
+
+def test_the_noise_floor_reaches_the_speaker_input_alone_and_changes_no_other_draw(cache):
+    cfg = dict(pseudo_speakers=3, warp_range=(0.85, 1.18), tilt_db=3.0, gain_db=3.0)
+    for segment in ("same", "other"):
+        plain = dataset(cache, speaker_segment=segment, **cfg)
+        noisy = dataset(cache, speaker_segment=segment, speaker_noise_db=(-20.0, -20.0), speaker_noise_tilt_db=0.0,
+                        **cfg)
+        for i in range(len(plain)):
+            mel, _, speaker_mel, speaker = plain[(1, i)]
+            mel2, content2, speaker_mel2, speaker2 = noisy[(1, i)]
+            assert torch.equal(mel, mel2) and torch.equal(content2, mel2) and speaker == speaker2
+            assert not torch.equal(speaker_mel2, mel2)
+            # the same segment with noise added in power, on average 20 dB under its loudest frame's
+            power, noisy_power = torch.exp(2 * speaker_mel.double()), torch.exp(2 * speaker_mel2.double())
+            assert torch.all(noisy_power >= power * (1 - 1e-5))
+            added_db = 10 * torch.log10((noisy_power - power).mean() / power.mean(0).max())
+            assert abs(float(added_db) + 20.0) < 0.5
+
+
 def test_augmented_items_are_reproducible_for_exact_resume(cache):
     cfg = dict(pseudo_speakers=3, warp_range=(0.85, 1.18), tilt_db=3.0, gain_db=3.0,
-               content_warp_range=(0.8, 1.25), speaker_segment="other")
+               content_warp_range=(0.8, 1.25), speaker_segment="other", speaker_noise_db=(-50.0, -25.0))
     a, b = dataset(cache, **cfg)[(2, 4)], dataset(cache, **cfg)[(2, 4)]
     for x, y in zip(a[:3], b[:3]):
         assert torch.equal(x, y)
@@ -167,3 +209,5 @@ def test_bad_augmentation_settings_are_refused():
         load_config(None, ["data.speaker_segment=another"])
     with pytest.raises(VcAppError, match="content_warp_range must be two positive factors"):
         load_config(None, ["data.content_warp_range=[1.2, 0.8]"])
+    with pytest.raises(VcAppError, match="speaker_noise_db must be two levels in dB"):
+        load_config(None, ["data.speaker_noise_db=[-25, -50]"])

@@ -31,6 +31,9 @@ class DataConfig:
     tilt_db: float = 0.0                           # pseudo-speaker spectral tilt range, +/- dB at the top band
     content_warp_range: tuple[float, float] = (1.0, 1.0)  # information perturbation of the content input (1, 1 = off)
     speaker_segment: str = "same"                  # "other": the speaker encoder reads another clip of the same voice
+    speaker_noise_db: tuple[float, float] = (0.0, 0.0)  # the speaker encoder's input alone gets a noise floor drawn in
+                                                   # this range, dB under its loudest frame (0, 0 = off)
+    speaker_noise_tilt_db: float = 12.0            # that floor's spectral tilt, drawn within +/- this at the top band
     sampler: str = "clips"                         # "clips": every clip once an epoch; "speakers": each batch draws
                                                    # speakers uniformly, then one clip of each (speaker-balanced)
     corpus_weights: dict[str, float] = field(default_factory=dict)  # with sampler speakers: each batch slot draws
@@ -51,6 +54,11 @@ class DataConfig:
                 raise ValueError(f"data.{name} must be two positive factors, low <= high, not {[low, high]}")
         if self.pseudo_speakers < 0:
             raise ValueError("data.pseudo_speakers must be 0 or more")
+        low, high = self.speaker_noise_db
+        if not low <= high <= 0:
+            raise ValueError(f"data.speaker_noise_db must be two levels in dB, low <= high <= 0, not {[low, high]}")
+        if self.speaker_noise_tilt_db < 0:
+            raise ValueError("data.speaker_noise_tilt_db must be 0 or more")
 
 
 @dataclass

@@ -20,6 +20,12 @@ untouched):
 - *another segment*: with `speaker_segment: other` the speaker encoder reads a
   segment of another clip of the same voice, so the speaker vector can only
   carry what the clips of a voice share.
+- *a noise floor on the speaker input* (`speaker_noise_db`, `add_noise_floor`):
+  the speaker encoder's input alone gets stationary noise at a random level and
+  tilt, so the recording's noise floor seen there no longer predicts the
+  target's, and the decoder learns to take the pauses' level from the content.
+  Without it a conversion copies the target clip's floor into the source's
+  pauses (EXPERIMENTS.md, the long run).
 """
 
 from __future__ import annotations
@@ -60,6 +66,24 @@ def warp_mel(mel: np.ndarray, factor: float, centres: np.ndarray) -> np.ndarray:
     lo = hi - 1
     w = ((source - centres[lo]) / (centres[hi] - centres[lo]))[:, None]
     return ((1 - w) * mel[lo] + w * mel[hi]).astype(np.float32)
+
+
+NOISE_FLUCTUATION_SHAPE = 4.0  # a noise band's power per frame ~ Gamma(k, 1/k): mean 1, a mel band's few bins' spread
+
+
+def add_noise_floor(mel: np.ndarray, level_db: float, tilt_db: float, centres: np.ndarray,
+                    rng: np.random.Generator) -> np.ndarray:
+    """Add stationary noise to a log-mel, in power: the noise's mean band power is `level_db` under the loudest
+    frame's, tilted linearly to `tilt_db` at the top band, and fluctuates from frame to frame.
+
+    mel: (n_mels, T) natural-log mel amplitude -> (n_mels, T) float32.
+    """
+    power = np.exp(2.0 * mel.astype(np.float64))
+    reference = power.mean(axis=0).max()  # the loudest frame's mean band power
+    profile = 10.0 ** ((centres / centres[-1]) * tilt_db / 10.0)
+    band_power = reference * 10.0 ** (level_db / 10.0) * profile / profile.mean()
+    fluctuation = rng.gamma(NOISE_FLUCTUATION_SHAPE, 1.0 / NOISE_FLUCTUATION_SHAPE, size=mel.shape)
+    return (0.5 * np.log(power + band_power[:, None] * fluctuation)).astype(np.float32)
 
 
 def log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
@@ -122,6 +146,8 @@ class SegmentDataset(Dataset):
                 others = self.by_speaker[speaker]
                 other = int(self.items[others[int(rng.integers(0, len(others)))]])
                 speaker_mel = self._gain(self._apply_voice(self._segment(other, rng), voice), rng)
+            if self.cfg.speaker_noise_db != (0.0, 0.0):  # drawn last: the other draws stay a run's without it
+                speaker_mel = self._noise_floor(mel if speaker_mel is None else speaker_mel, rng)
         mel_t = torch.from_numpy(mel)
         return (mel_t, mel_t if content is None else torch.from_numpy(content),
                 mel_t if speaker_mel is None else torch.from_numpy(speaker_mel), speaker)
@@ -149,6 +175,13 @@ class SegmentDataset(Dataset):
         if self.cfg.gain_db > 0:
             mel = mel + np.float32(rng.uniform(-self.cfg.gain_db, self.cfg.gain_db) / 20 * np.log(10))
         return mel
+
+    def _noise_floor(self, mel: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """The speaker encoder's input `mel` (n_mels, T) with a noise floor at a level drawn in `speaker_noise_db`
+        and a tilt within +/- `speaker_noise_tilt_db`."""
+        low, high = self.cfg.speaker_noise_db
+        tilt = self.cfg.speaker_noise_tilt_db
+        return add_noise_floor(mel, rng.uniform(low, high), rng.uniform(-tilt, tilt), self.centres, rng)
 
     def _perturb(self, mel: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
         """The content encoder's input: `mel` warped by a random factor (information perturbation), or None."""
