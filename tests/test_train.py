@@ -389,6 +389,48 @@ def test_speaker_consistency_reads_the_conversion_on_the_frames_asked_for(tiny_f
     assert all(0 <= train_rows(tmp_path)[s]["spk_cons"] <= 2 for s in (1, 2))
 
 
+def test_the_pause_term_measures_a_conversions_rise_in_the_sources_pauses_and_lowers_it(tiny_features, tmp_path,
+                                                                                          restore_threads):
+    """`pause_rise_db` is the evaluation's pause level frame by frame (the output's level minus the source's on
+    the source's pauses, each relative to its loudest frame); the `pause` term hinges it per 10 dB, trains on a
+    fixed batch until the conversions' pauses fall, enters the total with its weight, and is logged on
+    validation as `pause_conv` whatever its weight."""
+    from vc_app.evaluate.levels import FLOOR_DB
+    from vc_app.features import FeatureCache
+    from vc_app.models import AdaINVC
+    from vc_app.models.adain_vc import frame_levels_db
+    from vc_app.train.data import SegmentDataset, StepLoader
+    from vc_app.train.engine import Dist, build_state, expected_terms, pause_frames, pause_rise_db, train, train_step
+
+    from conftest import tiny_model_config
+
+    model = AdaINVC(tiny_model_config())
+    source = torch.zeros(1, 80, 64)
+    source[..., 24:40] = -11.0  # a pause, 95 dB under the speech: counted at the -80 dB floor
+    output = source.clone()
+    output[..., 24:40] = -3.0  # 26 dB under the speech
+    rise = pause_rise_db(model, model.scale(output), source)
+    assert torch.equal(pause_frames(source)[0], torch.arange(64).ge(24) & torch.arange(64).lt(40))
+    expected = float(frame_levels_db(output)[0, 30]) - FLOOR_DB
+    assert expected == pytest.approx(54, rel=0.01)  # -26 dB against the floor's -80
+    assert rise[0, 24:40].tolist() == pytest.approx([expected] * 16, abs=1e-3)
+    assert rise[0, :24].abs().max() == 0 and rise[0, 40:].abs().max() == 0
+
+    cfg = config(tiny_features, loss__weights="{rec: 10, kl: 1, pause: 2}", model__norm_stats="active")
+    assert expected_terms(cfg) == ["rec", "kl", "pause"]
+    cache = FeatureCache.open(tiny_features["train"])
+    batch = next(StepLoader(SegmentDataset(cache, cfg.data, cfg.mel, 0), 4, seed=0).batches(0))
+    batch.mel[..., 40:80] = batch.content_mel[..., 40:80] = batch.speaker_mel[..., 40:80] = -11.0  # pauses
+    state = build_state(cfg, cache, Dist())
+    rows = [train_step(state, batch) for _ in range(30)]
+    assert rows[0]["pause"] > 0.5 and np.mean([r["pause"] for r in rows[-5:]]) < 0.5 * rows[0]["pause"]
+    for row in rows:
+        total = 10 * row["rec"] + row["weight_kl"] * row["kl"] + 2 * row["pause"]
+        assert row["loss"] == pytest.approx(total, rel=1e-4)
+    train(config(tiny_features, run__max_steps=2, run__valid_every=2), tmp_path, log=quiet)
+    assert np.isfinite(train_rows(tmp_path, "valid")[2]["pause_conv"])
+
+
 def test_speaker_balanced_sampler_draws_speakers_uniformly_whatever_their_clip_counts():
     """data.sampler=speakers: a speaker with one clip is drawn as often as one with 200 (chi-square, fixed
     seed); within a speaker its clips are drawn uniformly; a batch depends on (seed, step, rank) alone."""

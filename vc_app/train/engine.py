@@ -18,6 +18,9 @@ Objective (AdaIN-VC): loss = sum(weight[k] * term[k]) over the named terms
   spk_cons     speaker consistency (when its weight is > 0): each clip is converted to the next clip's
                voice; 1 - cosine between that voice's speaker vector and the one the (detached) speaker
                encoder reads back from the conversion, both taken from the batch's mean speaker vector
+  pause        (when its weight is > 0) each clip is converted to the next clip's voice; on the frames where the
+               clip pauses (>= 40 dB under its loudest), how far the conversion's level rises above the clip's, each
+               relative to its own loudest frame (`vc_app.evaluate.levels`' pause level, hinged at 0, per 10 dB)
   gan          (discriminator on) the MelDiscriminator's verdict on the decoder's mels, pushed towards "real"
                (least squares or hinge); the discriminator itself trains in alternation (its loss: "disc")
   fm           (discriminator on) feature matching: L1 between the discriminator's hidden features of the
@@ -51,9 +54,10 @@ import torch.nn.functional as F
 from vc_app.bundle import save_bundle
 from vc_app.config import to_dict
 from vc_app.errors import VcAppError
+from vc_app.evaluate.levels import FLOOR_DB, PAUSE_BELOW_DB
 from vc_app.features import FeatureCache
 from vc_app.models import AdaINVC, MelDiscriminator, SpeakerClassifier, SpeakerIdentifier
-from vc_app.models.adain_vc import AdaINVCOutput
+from vc_app.models.adain_vc import AdaINVCOutput, frame_levels_db
 from vc_app.train.checkpoints import CKPT_PREFIX, DISCRIMINATOR_FILE, IDENTIFIER_FILE, STATE_FILE, checkpoint_dirs
 from vc_app.train.config import TrainConfig, config_to_dict
 from vc_app.train.data import Batch, SegmentDataset, StepLoader
@@ -274,6 +278,8 @@ def expected_terms(cfg: TrainConfig) -> list[str]:
         terms.append("spk_cons")
     if cfg.loss.weights.get("spk_id", 0) > 0:
         terms.append("spk_id")
+    if cfg.loss.weights.get("pause", 0) > 0:
+        terms.append("pause")
     if cfg.discriminator.enabled:
         terms += ["gan", "fm"]
     return terms
@@ -355,7 +361,24 @@ def loss_terms(model: AdaINVC, out: AdaINVCOutput, mel: torch.Tensor, cfg: Train
         wanted = out.speaker.roll(1, 0).detach().float() - average
         got = out.converted_speaker.float() - average
         terms["spk_cons"] = (1 - F.cosine_similarity(got, wanted, dim=-1)).mean()
+    if out.converted is not None and cfg.loss.weights.get("pause", 0) > 0:
+        rise = F.relu(pause_rise_db(model, out.converted, mel))
+        terms["pause"] = rise.sum() / pause_frames(mel).sum().clamp(min=1) / 10
     return terms
+
+
+def pause_frames(mel: torch.Tensor) -> torch.Tensor:
+    """mel (B, n_mels, T) raw -> (B, T) bool: the frames at least `PAUSE_BELOW_DB` under the clip's loudest."""
+    return frame_levels_db(mel.float()) <= -PAUSE_BELOW_DB
+
+
+def pause_rise_db(model: AdaINVC, converted: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
+    """How much louder a conversion is than its source where the source pauses: converted (B, n_mels, T) scaled,
+    mel (B, n_mels, T) raw source -> (B, T) dB, the conversion's frame level minus the source's (each relative to
+    its own loudest frame, floored at `FLOOR_DB`) on the source's `pause_frames`, 0 elsewhere."""
+    source = frame_levels_db(mel.float()).clamp(min=FLOOR_DB)
+    output = frame_levels_db(model.unscale(converted.float())).clamp(min=FLOOR_DB)
+    return (output - source) * pause_frames(mel)
 
 
 def bottleneck_metrics(out: AdaINVCOutput) -> dict[str, float]:
@@ -520,7 +543,8 @@ def train_step(state: TrainState, batch: Batch) -> dict[str, float]:
     cfg = state.cfg
     mel, speaker = batch.mel, batch.speaker
     consistency = cfg.loss.weights.get("spk_cons", 0) > 0
-    conversions = state.discriminator is not None and cfg.discriminator.conversions
+    conversions = (state.discriminator is not None and cfg.discriminator.conversions) or cfg.loss.weights.get(
+        "pause", 0) > 0
     with autocast(cfg, mel.device):
         out = state.model(mel, batch.content_mel, batch.speaker_mel, consistency=consistency, conversions=conversions,
                           consistency_frames=cfg.loss.spk_cons_frames)
@@ -606,7 +630,8 @@ def validate(state: TrainState, batches: list[tuple[torch.Tensor, torch.Tensor]]
     """Mean loss terms, weighted total and classifier accuracy over fixed validation batches, in eval mode;
     and the frame alternation (`frame_alternation`) of the reconstructions and of the conversions (each clip to
     the next clip's voice) as ratios to the real mels' ("alternation_rec", "alternation_conv": 1 reads as
-    smooth as speech)."""
+    smooth as speech), and how far the conversions rise above their sources in the sources' pauses
+    ("pause_conv", dB, `pause_rise_db` over every pause frame of the batches)."""
     model, cfg = state.core, state.cfg
     weights = term_weights(cfg, max(0, state.total_step - 1))
     model.eval()
@@ -619,6 +644,8 @@ def validate(state: TrainState, batches: list[tuple[torch.Tensor, torch.Tensor]]
         real = frame_alternation(mel).mean()
         vals["alternation_rec"] = float(frame_alternation(model.unscale(out.recon)).mean() / real)
         vals["alternation_conv"] = float(frame_alternation(model.unscale(out.converted)).mean() / real)
+        rise = pause_rise_db(model, out.converted, mel)
+        vals["pause_conv"] = float(rise.sum() / pause_frames(mel).sum().clamp(min=1))
         known = speaker >= 0
         if state.identifier is not None and known.any():
             term, accuracy = identification_term(unwrap(state.identifier), out.speaker[known], speaker[known])
