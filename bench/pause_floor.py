@@ -16,6 +16,11 @@ Each row changes one thing at inference, on the same weights:
 - AdaIN's shift (beta) removed on the pause frames, to see how much of the floor it lays there;
 - the padding `AdaINVC._pad` adds after the last frame (edge replication) replaced by reflection or by
   silence (the mel of digital silence).
+
+Then the model's own path (its `norm_stats`) with the target clips' recording changed: a stationary noise floor
+50 or 30 dB under a target clip's loudest frame added to its mel alone (`vc_app.train.data.add_noise_floor`,
+no tilt). If the conversions' pauses rise with it, the speaker vector carries the target recording's floor
+into the source's pauses (`data.speaker_noise_db` is meant to train that away; docs/training.md).
 """
 
 from __future__ import annotations
@@ -171,6 +176,13 @@ def main() -> None:
         convs = [measure(m, run.convert(m, run.speaker(untrimmed[speaker_of[s]])), mel_cfg) for s, m in sources.items()]
         print(f"| today, target clips untrimmed | {_mean(selfs, 0):+.1f} | {_mean(selfs, 1):+.1f} | "
               f"{_mean(selfs, 2):.3f} | {_mean(convs, 0):+.1f} | {_mean(convs, 1):+.1f} |")
+        own = f"its own path (norm_stats {model.cfg.norm_stats})"
+        for floor in (None, -50.0, -30.0):
+            chosen = targets if floor is None else {k: _with_floor(t, floor, mel_cfg) for k, t in targets.items()}
+            convs = [measure(m, model.convert(m, model.speaker(chosen[speaker_of[s]])), mel_cfg)
+                     for s, m in sources.items()]
+            name = own if floor is None else f"{own}, a {floor:g} dB noise floor added to the target clips"
+            print(f"| {name} | | | | {_mean(convs, 0):+.1f} | {_mean(convs, 1):+.1f} |")
         same = torch.equal(active_model.convert(sources[SOURCES[0]], active_model.speaker(sources[SOURCES[0]])),
                            Intervention(model, active_model, ROWS["all three = norm_stats active"],
                                         mel_cfg.log_floor).convert(
@@ -191,6 +203,17 @@ def main() -> None:
         print(f"| {src} | {_floor(m):.1f} | {tgt} | {_floor(untrimmed[speaker_of[src]]):.1f} | "
               f"{per_pair['today (norm_stats all)'][i][0]:+.1f} | "
               f"{per_pair['all three = norm_stats active'][i][0]:+.1f} |")
+
+
+def _with_floor(mel: torch.Tensor, level_db: float, mel_cfg) -> torch.Tensor:
+    """(1, n_mels, T) raw log-mel with stationary noise `level_db` under its loudest frame (the same draw each run)."""
+    import numpy as np
+
+    from vc_app.mel import band_centres
+    from vc_app.train.data import add_noise_floor
+
+    noisy = add_noise_floor(mel[0].numpy(), level_db, 0.0, band_centres(mel_cfg), np.random.default_rng(0))
+    return torch.from_numpy(noisy).unsqueeze(0)
 
 
 def _floor(mel: torch.Tensor) -> float:

@@ -501,29 +501,3 @@ def test_compare_runs_pairs_two_evaluations_on_the_same_pairs(tmp_path):
     from compare_runs import mcnemar_p
     assert mcnemar_p(0, 6) == pytest.approx(2 / 64) and mcnemar_p(3, 3) == 1.0
 
-
-def test_pause_probe_measures_pauses_and_a_target_floor_on_the_models_mels(tiny_bundle, speech_clips, tmp_path):
-    """recipes/common/pause_probe.py: the pause level of a mel against itself is 0, a floor lifts it; the tool
-    prints each variant for the pairs of a pairs file."""
-    import numpy as np
-    import torch
-
-    sys.path.insert(0, str(REPO / "recipes" / "common"))
-    from pause_probe import mel_pause_level
-
-    source = torch.full((80, 200), -11.0)
-    source[:, 40:160] = 0.0  # speech, with 40 frames of silence at each end
-    assert mel_pause_level(source, source) == pytest.approx(0.0, abs=1e-6)
-    lifted = source.clone()
-    lifted[:, :40] = lifted[:, 160:] = -4.0  # pauses at -34.7 dB, the source's at -95.5 counted as -80
-    assert mel_pause_level(source, lifted) == pytest.approx(80 - 80 / np.log(10), abs=0.01)
-    assert np.isnan(mel_pause_level(torch.zeros(80, 50), torch.zeros(80, 50)))  # no pauses to speak of
-
-    pairs = tmp_path / "pairs.csv"
-    pairs.write_text(f"source,target\n{speech_clips['source']},{speech_clips['target']}|{speech_clips['target2']}\n")
-    said = subprocess.run([sys.executable, str(REPO / "recipes" / "common" / "pause_probe.py"), "--checkpoint",
-                           str(tiny_bundle), "--pairs", str(pairs), "--floors", "-30"],
-                          capture_output=True, text=True, check=True, cwd=REPO).stdout
-    names = [line[:24].strip() for line in said.splitlines()]
-    assert names == ["self", "conversion", "target floor -30 dB"]
-    assert all(re.search(r"1 pairs  pause level [+-]\s*[\d.]+ dB$", line) for line in said.splitlines())
