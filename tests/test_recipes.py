@@ -479,14 +479,16 @@ def test_compare_runs_pairs_two_evaluations_on_the_same_pairs(tmp_path):
     """recipes/common/compare_runs.py: B - A per pair with a bootstrap interval that excludes 0 for a real gain,
     McNemar on the discordant pairs, and pairs that failed in either run left out."""
     rng = __import__("numpy").random.default_rng(0)
-    header = "source,target,sim_to_target,sim_to_source,closer_to_target,dnsmos_p808,error\n"
+    header = "source,target,sim_to_target,sim_to_source,closer_to_target,dnsmos_p808,pause_level,error\n"
     rows_a, rows_b = [header], [header]
     for i in range(60):
         base = rng.normal(0.1, 0.05)
-        for rows, gain in ((rows_a, 0.0), (rows_b, 0.03)):
+        for rows, gain, pause in ((rows_a, 0.0, 10.0), (rows_b, 0.03, 7.0)):
             margin = base + gain + rng.normal(0, 0.005)
-            rows.append(f"s{i}.wav,t{i}.wav,{0.7 + margin / 2:.5f},{0.7 - margin / 2:.5f},{int(margin > 0)},3.2,\n")
-    rows_b.append("bad.wav,t.wav,,,,,could not read\n")
+            pause_cell = "" if i % 3 == 0 else "nan" if i % 3 == 1 and gain else f"{pause + rng.normal(0, 1):.2f}"
+            rows.append(f"s{i}.wav,t{i}.wav,{0.7 + margin / 2:.5f},{0.7 - margin / 2:.5f},{int(margin > 0)},3.2,"
+                        f"{pause_cell},\n")
+    rows_b.append("bad.wav,t.wav,,,,,,could not read\n")
     (tmp_path / "a.csv").write_text("".join(rows_a))
     (tmp_path / "b.csv").write_text("".join(rows_b))
     script = REPO / "recipes" / "common" / "compare_runs.py"
@@ -497,6 +499,11 @@ def test_compare_runs_pairs_two_evaluations_on_the_same_pairs(tmp_path):
     diff, low, high = map(float, found.groups())
     assert 0.025 < diff < 0.035 and 0 < low < diff < high
     assert "DNSMOS B - A +0.000" in said
+    # pause levels where both runs measured one (20 of the 60: the others are empty or nan in either)
+    found = re.search(r"pause level B - A ([+-][\d.]+) dB \(95 % CI ([+-][\d.]+) to ([+-][\d.]+), (\d+) pairs\)", said)
+    diff, low, high, pairs = map(float, found.groups())
+    assert pairs == 20 and low < diff < high < 0 and diff == pytest.approx(-3, abs=1)
+    assert "tail level" not in said
     sys.path.insert(0, str(REPO / "recipes" / "common"))
     from compare_runs import mcnemar_p
     assert mcnemar_p(0, 6) == pytest.approx(2 / 64) and mcnemar_p(3, 3) == 1.0

@@ -4,7 +4,8 @@
 
 Pairs are matched on (source, target); a pair that failed in either run is left out and counted. For the
 similarity margin (similarity to the target minus to the source, Resemblyzer) and DNSMOS P.808 it prints
-the mean of B - A per pair with a 95 % bootstrap interval, and for "closer to the target" the pairs each
+the mean of B - A per pair with a 95 % bootstrap interval (and for the pause and tail levels, dB, where both
+runs measured them: clips with too few pause or tail frames have none), and for "closer to the target" the pairs each
 run gets right and an exact McNemar test on those only one of them gets right. Short runs are judged on
 the same pairs because a difference of 0.01 in margin is far below the spread between pairs (about 0.05).
 """
@@ -59,11 +60,18 @@ def compare(a: dict, b: dict, resamples: int = 5000, seed: int = 0) -> dict:
     out.update(closer_a=int(closer_a.sum()), closer_b=int(closer_b.sum()),
                only_a=int((closer_a & ~closer_b).sum()), only_b=int((closer_b & ~closer_a).sum()))
     out["mcnemar_p"] = mcnemar_p(out["only_a"], out["only_b"])
-    with_mos = [k for k in keys if a[k].get("dnsmos_p808") and b[k].get("dnsmos_p808")]
-    if with_mos:
-        mos = np.array([float(b[k]["dnsmos_p808"]) - float(a[k]["dnsmos_p808"]) for k in with_mos])
-        out.update(dnsmos_diff=float(mos.mean()), dnsmos_ci=bootstrap_interval(mos, resamples, seed))
+    for column, name in (("dnsmos_p808", "dnsmos"), ("pause_level", "pause"), ("tail_level", "tail")):
+        both = [k for k in keys if _number(a[k].get(column)) and _number(b[k].get(column))]
+        if both:
+            diff = np.array([float(b[k][column]) - float(a[k][column]) for k in both])
+            out.update({f"{name}_diff": float(diff.mean()), f"{name}_ci": bootstrap_interval(diff, resamples, seed),
+                        f"{name}_pairs": len(both)})
     return out
+
+
+def _number(text: str | None) -> bool:
+    """Whether a per_pair.csv cell holds a measured number (not empty, not nan)."""
+    return bool(text) and not math.isnan(float(text))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,7 +91,10 @@ def main(argv: list[str] | None = None) -> int:
           f"B - A {r['margin_diff']:+.4f} (95 % CI {low:+.4f} to {high:+.4f}); closer {r['closer_a']} -> "
           f"{r['closer_b']} (only A {r['only_a']}, only B {r['only_b']}, McNemar p {r['mcnemar_p']:.2f})"
           + (f"; DNSMOS B - A {r['dnsmos_diff']:+.3f} (95 % CI {r['dnsmos_ci'][0]:+.3f} to {r['dnsmos_ci'][1]:+.3f})"
-             if "dnsmos_diff" in r else ""))
+             if "dnsmos_diff" in r else "")
+          + "".join(f"; {label} B - A {r[name + '_diff']:+.1f} dB (95 % CI {r[name + '_ci'][0]:+.1f} to "
+                    f"{r[name + '_ci'][1]:+.1f}, {r[name + '_pairs']} pairs)"
+                    for name, label in (("pause", "pause level"), ("tail", "tail level")) if name + "_diff" in r))
     return 0
 
 
