@@ -8,6 +8,7 @@ writes one checkpoint set; Ctrl-C saves; every loss term is logged under its con
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -392,9 +393,9 @@ def test_speaker_consistency_reads_the_conversion_on_the_frames_asked_for(tiny_f
 def test_the_pause_term_measures_a_conversions_rise_in_the_sources_pauses_and_lowers_it(tiny_features, tmp_path,
                                                                                           restore_threads):
     """`pause_rise_db` is the evaluation's pause level frame by frame (the output's level minus the source's on
-    the source's pauses, each relative to its loudest frame); the `pause` term hinges it per 10 dB, trains on a
-    fixed batch until the conversions' pauses fall, enters the total with its weight, and is logged on
-    validation as `pause_conv` whatever its weight."""
+    the source's pauses, each relative to its loudest frame); the `pause` term hinges it per 10 dB (or takes its
+    absolute value, `loss.pause_rise_only` false), trains on a fixed batch until the conversions' pauses fall,
+    enters the total with its weight, and is logged on validation as `pause_conv` whatever its weight."""
     from vc_app.evaluate.levels import FLOOR_DB
     from vc_app.features import FeatureCache
     from vc_app.models import AdaINVC
@@ -427,6 +428,18 @@ def test_the_pause_term_measures_a_conversions_rise_in_the_sources_pauses_and_lo
     for row in rows:
         total = 10 * row["rec"] + row["weight_kl"] * row["kl"] + 2 * row["pause"]
         assert row["loss"] == pytest.approx(total, rel=1e-4)
+    # counted both ways, a conversion quieter than its source in the pauses costs as much as a louder one
+    from vc_app.train.engine import loss_terms
+
+    source = torch.zeros(2, 80, 64)
+    source[..., 24:40] = -6.0  # pauses 52 dB under the speech
+    out = model.eval()(source, conversions=True)
+    quieter = source.clone()
+    quieter[..., 24:40] = -8.0  # 69.5 dB under
+    out.converted = model.scale(quieter)
+    for rise_only, expected in ((True, 0.0), (False, 40 / math.log(10) / 10)):
+        cfg = config(tiny_features, loss__weights="{rec: 10, kl: 1, pause: 2}", loss__pause_rise_only=rise_only)
+        assert float(loss_terms(model, out, source, cfg)["pause"]) == pytest.approx(expected, abs=1e-3)
     train(config(tiny_features, run__max_steps=2, run__valid_every=2), tmp_path, log=quiet)
     assert np.isfinite(train_rows(tmp_path, "valid")[2]["pause_conv"])
 

@@ -97,6 +97,8 @@ class LossConfig:
                                      # is fresh (a random classifier's gradient would only shake the speaker encoder)
     spk_id_lr_ratio: float = 1.0     # the SpeakerIdentifier's learning rate as a multiple of the model's (a fresh
                                      # linear classifier over hundreds of voices learns slowly at the model's rate)
+    pause_rise_only: bool = True     # the pause term counts only a rise above the source's pauses (false: any
+                                     # departure, up or down, so a conversion keeps its source's pause level)
 
     def __post_init__(self) -> None:
         if self.spk_id_lr_ratio <= 0:

@@ -20,7 +20,8 @@ Objective (AdaIN-VC): loss = sum(weight[k] * term[k]) over the named terms
                encoder reads back from the conversion, both taken from the batch's mean speaker vector
   pause        (when its weight is > 0) each clip is converted to the next clip's voice; on the frames where the
                clip pauses (>= 40 dB under its loudest), how far the conversion's level rises above the clip's, each
-               relative to its own loudest frame (`vc_app.evaluate.levels`' pause level, hinged at 0, per 10 dB)
+               relative to its own loudest frame (`vc_app.evaluate.levels`' pause level, hinged at 0, per 10 dB;
+               with loss.pause_rise_only false, its absolute value: a fall counts as much as a rise)
   gan          (discriminator on) the MelDiscriminator's verdict on the decoder's mels, pushed towards "real"
                (least squares or hinge); the discriminator itself trains in alternation (its loss: "disc")
   fm           (discriminator on) feature matching: L1 between the discriminator's hidden features of the
@@ -362,7 +363,8 @@ def loss_terms(model: AdaINVC, out: AdaINVCOutput, mel: torch.Tensor, cfg: Train
         got = out.converted_speaker.float() - average
         terms["spk_cons"] = (1 - F.cosine_similarity(got, wanted, dim=-1)).mean()
     if out.converted is not None and cfg.loss.weights.get("pause", 0) > 0:
-        rise = F.relu(pause_rise_db(model, out.converted, mel))
+        rise = pause_rise_db(model, out.converted, mel)
+        rise = F.relu(rise) if cfg.loss.pause_rise_only else rise.abs()
         terms["pause"] = rise.sum() / pause_frames(mel).sum().clamp(min=1) / 10
     return terms
 
