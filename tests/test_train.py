@@ -394,8 +394,9 @@ def test_the_pause_term_measures_a_conversions_rise_in_the_sources_pauses_and_lo
                                                                                           restore_threads):
     """`pause_rise_db` is the evaluation's pause level frame by frame (the output's level minus the source's on
     the source's pauses, each relative to its loudest frame); the `pause` term hinges it per 10 dB (or takes its
-    absolute value, `loss.pause_rise_only` false), trains on a fixed batch until the conversions' pauses fall,
-    enters the total with its weight, and is logged on validation as `pause_conv` whatever its weight."""
+    absolute value, `loss.pause_rise_only` false), frame by frame or per clip (`loss.pause_per_clip`), trains on
+    a fixed batch until the conversions' pauses fall, enters the total with its weight, and is logged on
+    validation as `pause_conv` whatever its weight."""
     from vc_app.evaluate.levels import FLOOR_DB
     from vc_app.features import FeatureCache
     from vc_app.models import AdaINVC
@@ -437,9 +438,15 @@ def test_the_pause_term_measures_a_conversions_rise_in_the_sources_pauses_and_lo
     quieter = source.clone()
     quieter[..., 24:40] = -8.0  # 69.5 dB under
     out.converted = model.scale(quieter)
-    for rise_only, expected in ((True, 0.0), (False, 40 / math.log(10) / 10)):
-        cfg = config(tiny_features, loss__weights="{rec: 10, kl: 1, pause: 2}", loss__pause_rise_only=rise_only)
-        assert float(loss_terms(model, out, source, cfg)["pause"]) == pytest.approx(expected, abs=1e-3)
+    step = 40 / math.log(10)  # 2 nepers: 17.4 dB
+    quieter[0, :, 32:40] = -4.0  # the first clip's pause: half 17.4 dB under the source's, half 17.4 dB over
+    out.converted = model.scale(quieter)
+    # per frame: the 8 louder frames of 32 (hinged) or all 32 (both ways); per clip: the first clip's mean is 0
+    for per_clip, rise_only, expected in ((False, True, step / 4), (False, False, step), (True, True, 0.0),
+                                          (True, False, step / 2)):
+        cfg = config(tiny_features, loss__weights="{rec: 10, kl: 1, pause: 2}", loss__pause_rise_only=rise_only,
+                     loss__pause_per_clip=per_clip)
+        assert float(loss_terms(model, out, source, cfg)["pause"]) == pytest.approx(expected / 10, abs=1e-3)
     train(config(tiny_features, run__max_steps=2, run__valid_every=2), tmp_path, log=quiet)
     assert np.isfinite(train_rows(tmp_path, "valid")[2]["pause_conv"])
 

@@ -99,6 +99,8 @@ class LossConfig:
                                      # linear classifier over hundreds of voices learns slowly at the model's rate)
     pause_rise_only: bool = True     # the pause term counts only a rise above the source's pauses (false: any
                                      # departure, up or down, so a conversion keeps its source's pause level)
+    pause_per_clip: bool = False     # the pause term reads each clip's mean over its pause frames (the evaluation's
+                                     # pause level), not each frame's: the frames of a pause may differ among them
 
     def __post_init__(self) -> None:
         if self.spk_id_lr_ratio <= 0:

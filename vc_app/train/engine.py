@@ -21,7 +21,8 @@ Objective (AdaIN-VC): loss = sum(weight[k] * term[k]) over the named terms
   pause        (when its weight is > 0) each clip is converted to the next clip's voice; on the frames where the
                clip pauses (>= 40 dB under its loudest), how far the conversion's level rises above the clip's, each
                relative to its own loudest frame (`vc_app.evaluate.levels`' pause level, hinged at 0, per 10 dB;
-               with loss.pause_rise_only false, its absolute value: a fall counts as much as a rise)
+               with loss.pause_rise_only false, its absolute value: a fall counts as much as a rise; with
+               loss.pause_per_clip, of each clip's mean over its pause frames instead of each frame's)
   gan          (discriminator on) the MelDiscriminator's verdict on the decoder's mels, pushed towards "real"
                (least squares or hinge); the discriminator itself trains in alternation (its loss: "disc")
   fm           (discriminator on) feature matching: L1 between the discriminator's hidden features of the
@@ -363,9 +364,11 @@ def loss_terms(model: AdaINVC, out: AdaINVCOutput, mel: torch.Tensor, cfg: Train
         got = out.converted_speaker.float() - average
         terms["spk_cons"] = (1 - F.cosine_similarity(got, wanted, dim=-1)).mean()
     if out.converted is not None and cfg.loss.weights.get("pause", 0) > 0:
-        rise = pause_rise_db(model, out.converted, mel)
+        rise, frames = pause_rise_db(model, out.converted, mel), pause_frames(mel).sum(dim=-1)
+        if cfg.loss.pause_per_clip:  # each clip's mean over its pause frames, as the evaluation averages
+            rise, frames = (rise.sum(dim=-1) / frames.clamp(min=1))[frames > 0], (frames > 0).sum()
         rise = F.relu(rise) if cfg.loss.pause_rise_only else rise.abs()
-        terms["pause"] = rise.sum() / pause_frames(mel).sum().clamp(min=1) / 10
+        terms["pause"] = rise.sum() / frames.sum().clamp(min=1) / 10
     return terms
 
 
