@@ -625,7 +625,7 @@ def test_the_r1_penalty_keeps_the_discriminator_smooth_on_real_mels(tiny_feature
         rows = [train_step(state, batch) for _ in range(20)]
         logged[gamma] = ["r1" in r for r in rows]
         out = state.core(batch.mel)
-        sharpness[gamma] = float(r1_penalty(state, judged_mels(state, out, batch.mel)[0]))
+        sharpness[gamma] = float(r1_penalty(state, judged_mels(state, out, batch.mel)[0]).detach())
     assert logged[0.0] == [False] * 20 and logged[300.0] == [False, True] * 10
     assert sharpness[300.0] < 0.5 * sharpness[0.0], sharpness
 
