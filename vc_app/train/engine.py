@@ -548,8 +548,8 @@ def train_step(state: TrainState, batch: Batch) -> dict[str, float]:
     cfg = state.cfg
     mel, speaker = batch.mel, batch.speaker
     consistency = cfg.loss.weights.get("spk_cons", 0) > 0
-    conversions = (state.discriminator is not None and cfg.discriminator.conversions) or cfg.loss.weights.get(
-        "pause", 0) > 0
+    judged = state.discriminator is not None and cfg.discriminator.conversions
+    conversions = judged or cfg.loss.weights.get("pause", 0) > 0  # the discriminator or the pause term reads them
     with autocast(cfg, mel.device):
         out = state.model(mel, batch.content_mel, batch.speaker_mel, consistency=consistency, conversions=conversions,
                           consistency_frames=cfg.loss.spk_cons_frames)
