@@ -411,7 +411,8 @@ def test_the_pause_term_measures_a_conversions_rise_in_the_sources_pauses_and_lo
     source[..., 24:40] = -11.0  # a pause, 95 dB under the speech: counted at the -80 dB floor
     output = source.clone()
     output[..., 24:40] = -3.0  # 26 dB under the speech
-    rise = pause_rise_db(model, model.scale(output), source)
+    rise, pauses = pause_rise_db(model, model.scale(output), source)
+    assert torch.equal(pauses, pause_frames(source))
     assert torch.equal(pause_frames(source)[0], torch.arange(64).ge(24) & torch.arange(64).lt(40))
     expected = float(frame_levels_db(output)[0, 30]) - FLOOR_DB
     assert expected == pytest.approx(54, rel=0.01)  # -26 dB against the floor's -80

@@ -364,7 +364,8 @@ def loss_terms(model: AdaINVC, out: AdaINVCOutput, mel: torch.Tensor, cfg: Train
         got = out.converted_speaker.float() - average
         terms["spk_cons"] = (1 - F.cosine_similarity(got, wanted, dim=-1)).mean()
     if out.converted is not None and cfg.loss.weights.get("pause", 0) > 0:
-        rise, frames = pause_rise_db(model, out.converted, mel), pause_frames(mel).sum(dim=-1)
+        rise, pauses = pause_rise_db(model, out.converted, mel)
+        frames = pauses.sum(dim=-1)
         if cfg.loss.pause_per_clip:  # each clip's mean over its pause frames, as the evaluation averages
             rise, frames = (rise.sum(dim=-1) / frames.clamp(min=1))[frames > 0], (frames > 0).sum()
         rise = F.relu(rise) if cfg.loss.pause_rise_only else rise.abs()
@@ -377,13 +378,15 @@ def pause_frames(mel: torch.Tensor) -> torch.Tensor:
     return frame_levels_db(mel.float()) <= -PAUSE_BELOW_DB
 
 
-def pause_rise_db(model: AdaINVC, converted: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
+def pause_rise_db(model: AdaINVC, converted: torch.Tensor, mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """How much louder a conversion is than its source where the source pauses: converted (B, n_mels, T) scaled,
-    mel (B, n_mels, T) raw source -> (B, T) dB, the conversion's frame level minus the source's (each relative to
-    its own loudest frame, floored at `FLOOR_DB`) on the source's `pause_frames`, 0 elsewhere."""
-    source = frame_levels_db(mel.float()).clamp(min=FLOOR_DB)
+    mel (B, n_mels, T) raw source -> ((B, T) dB, the conversion's frame level minus the source's (each relative to
+    its own loudest frame, floored at `FLOOR_DB`) on the source's pause frames, 0 elsewhere; (B, T) bool, those
+    frames (`pause_frames`)), the source's levels computed once."""
+    source = frame_levels_db(mel.float())
+    pauses = source <= -PAUSE_BELOW_DB
     output = frame_levels_db(model.unscale(converted.float())).clamp(min=FLOOR_DB)
-    return (output - source) * pause_frames(mel)
+    return (output - source.clamp(min=FLOOR_DB)) * pauses, pauses
 
 
 def bottleneck_metrics(out: AdaINVCOutput) -> dict[str, float]:
@@ -649,8 +652,8 @@ def validate(state: TrainState, batches: list[tuple[torch.Tensor, torch.Tensor]]
         real = frame_alternation(mel).mean()
         vals["alternation_rec"] = float(frame_alternation(model.unscale(out.recon)).mean() / real)
         vals["alternation_conv"] = float(frame_alternation(model.unscale(out.converted)).mean() / real)
-        rise = pause_rise_db(model, out.converted, mel)
-        vals["pause_conv"] = float(rise.sum() / pause_frames(mel).sum().clamp(min=1))
+        rise, pauses = pause_rise_db(model, out.converted, mel)
+        vals["pause_conv"] = float(rise.sum() / pauses.sum().clamp(min=1))
         known = speaker >= 0
         if state.identifier is not None and known.any():
             term, accuracy = identification_term(unwrap(state.identifier), out.speaker[known], speaker[known])
