@@ -13,9 +13,9 @@ or a real one with --features. Three ways of timing:
                                                     against reference vs reference (another seed)
   python bench/train_speed.py --recipe CONFIG       a training config's own step (e.g. the long run's
                                                     recipes/folder/conf/adain_relay.yaml) beside the same
-                                                    step without its speaker-consistency term and without
-                                                    its discriminator: what each part costs, in samples
-                                                    per second per thread
+                                                    step without its conversion terms (spk_cons, pause)
+                                                    and without its discriminator: what each part costs,
+                                                    in samples per second per thread
 
 --official DIR is a checkout of github.com/jjery2243542/adaptive_voice_conversion (never vendored
 here): its `Solver.ae_step`, unmodified, trains its `AE` built from its config.yaml with our 80 mel
@@ -218,10 +218,12 @@ REFERENCE = "reference (float32)"
 # A recipe's step, then the same step with one part removed at a time. The game starts at once and the per-term
 # gradient norms (a diagnostic every N steps) are off, so every timed step is one of the run's steady state.
 STEADY = ("discriminator.warmup_steps=0", "loss.gan_ramp_steps=0", "loss.spk_id_ramp_steps=0", "run.term_grads_every=0")
+# The conversion terms (spk_cons, pause) share one conversion of the batch, so they are removed together.
+NO_CONVERSION = ("loss.weights.spk_cons=0", "loss.weights.pause=0")
 RECIPE_PARTS = {
     "the recipe's step": (),
-    "without spk_cons": ("loss.weights.spk_cons=0",),
-    "without the discriminator and spk_cons": ("loss.weights.spk_cons=0", "discriminator.enabled=false"),
+    "without the conversion terms": NO_CONVERSION,
+    "without the discriminator and the conversion terms": NO_CONVERSION + ("discriminator.enabled=false",),
 }
 
 
@@ -241,7 +243,7 @@ def recipe_report(steps: dict[str, OurStep], speed: dict[str, list[float]], batc
         print(f"| {name} | {median[name]:.2f} | {' '.join(f'{v:.2f}' for v in values)} | "
               f"{median[name] * batch / threads:.1f} | {full / median[name]:.0%} |")
     previous = full
-    for name, part in zip(list(RECIPE_PARTS)[1:], ("spk_cons", "the discriminator")):
+    for name, part in zip(list(RECIPE_PARTS)[1:], ("the conversion (for spk_cons and pause)", "the discriminator")):
         cost = 1 / previous - 1 / median[name]
         print(f"{part} costs {1000 * cost:.0f} ms of each step ({cost * full:.0%} of the recipe's step time)")
         previous = median[name]
