@@ -402,7 +402,7 @@ def test_the_pause_term_measures_a_conversions_rise_in_the_sources_pauses_and_lo
     from vc_app.models import AdaINVC
     from vc_app.models.adain_vc import frame_levels_db
     from vc_app.train.data import SegmentDataset, StepLoader
-    from vc_app.train.engine import Dist, build_state, expected_terms, pause_frames, pause_rise_db, train, train_step
+    from vc_app.train.engine import Dist, build_state, expected_terms, pause_rise_db, train, train_step
 
     from conftest import tiny_model_config
 
@@ -412,8 +412,7 @@ def test_the_pause_term_measures_a_conversions_rise_in_the_sources_pauses_and_lo
     output = source.clone()
     output[..., 24:40] = -3.0  # 26 dB under the speech
     rise, pauses = pause_rise_db(model, model.scale(output), source)
-    assert torch.equal(pauses, pause_frames(source))
-    assert torch.equal(pause_frames(source)[0], torch.arange(64).ge(24) & torch.arange(64).lt(40))
+    assert torch.equal(pauses[0], torch.arange(64).ge(24) & torch.arange(64).lt(40))
     expected = float(frame_levels_db(output)[0, 30]) - FLOOR_DB
     assert expected == pytest.approx(54, rel=0.01)  # -26 dB against the floor's -80
     assert rise[0, 24:40].tolist() == pytest.approx([expected] * 16, abs=1e-3)
@@ -737,6 +736,32 @@ def test_a_checkpoint_without_the_discriminator_cannot_resume_a_run_with_it(tiny
     train(config(tiny_features, run__max_steps=2, run__save_every=2), tmp_path, log=quiet)
     with pytest.raises(VcAppError, match="without the discriminator"):
         train(config(tiny_features, run__max_steps=4, **DISCRIMINATOR), tmp_path, resume=True, log=quiet)
+
+
+def test_an_opponent_blind_to_the_voice_starts_one_that_sees_it_with_the_same_scores(tmp_path):
+    """discriminator.speaker from a relay whose discriminator was unconditioned: everything but the projection
+    is loaded, the projection starts at zero (the first scores are the loaded opponent's, for any voice); the
+    reverse does not fit and is one sentence."""
+    from safetensors.torch import save_file
+
+    from vc_app.errors import VcAppError
+    from vc_app.models import MelDiscriminator
+    from vc_app.train.checkpoints import DISCRIMINATOR_FILE
+    from vc_app.train.engine import init_discriminator
+
+    torch.manual_seed(0)
+    blind = MelDiscriminator(8, 3).eval()
+    save_file({k: v.half().contiguous() for k, v in blind.state_dict().items()}, str(tmp_path / DISCRIMINATOR_FILE))
+    init_discriminator(blind, str(tmp_path))  # the float16 round trip, as the conditioned one gets it
+    seeing = MelDiscriminator(8, 3, c_speaker=16).eval()
+    assert init_discriminator(seeing, str(tmp_path)) == {"discriminator_from": str(tmp_path / DISCRIMINATOR_FILE)}
+    assert seeing.project is not None and not seeing.project.weight.any()
+    mel, voice = torch.randn(2, 80, 64), torch.randn(2, 16)
+    with torch.no_grad():
+        assert torch.equal(seeing(mel, voice)[0], blind(mel)[0])
+    save_file({k: v.contiguous() for k, v in seeing.state_dict().items()}, str(tmp_path / DISCRIMINATOR_FILE))
+    with pytest.raises(VcAppError, match="does not fit the configured discriminator"):
+        init_discriminator(MelDiscriminator(8, 3), str(tmp_path))
 
 
 def test_the_speaker_identifier_learns_the_training_voices_and_resumes_exactly(tiny_features, tmp_path,

@@ -195,6 +195,8 @@ def build_state(cfg: TrainConfig, cache: FeatureCache, dist: Dist) -> TrainState
 def init_discriminator(discriminator: MelDiscriminator, spec: str) -> dict:
     """Load `spec`/discriminator.safetensors (a relay folder, or a checkpoint: the last leg's opponent) into
     `discriminator` strictly, when `spec` is a folder that has one; a fresh discriminator otherwise.
+    An opponent that did not see the speaker vector may start one that does (`discriminator.speaker`): its
+    projection starts at zero, so the first scores are the loaded opponent's and the conditioning is learnt.
 
     Returns:
         what to record in the training summary (nothing for a fresh discriminator).
@@ -202,17 +204,24 @@ def init_discriminator(discriminator: MelDiscriminator, spec: str) -> dict:
     path = Path(spec) / DISCRIMINATOR_FILE
     if not path.is_file():
         return {}
-    _load_player(discriminator, path, "discriminator")
+    fill: dict[str, torch.Tensor] = {}
+    if discriminator.project is not None:
+        fill["project.weight"] = torch.zeros_like(discriminator.project.weight)
+    _load_player(discriminator, path, "discriminator", fill)
     return {"discriminator_from": str(path)}
 
 
-def _load_player(module: torch.nn.Module, path: Path, what: str) -> None:
+def _load_player(module: torch.nn.Module, path: Path, what: str,
+                 fill: dict[str, torch.Tensor] | None = None) -> None:
     """Load the safetensors file `path` (float16 in a relay folder) into `module` strictly, as float32; a file
-    that does not fit is one sentence naming `what` it should have been."""
+    that does not fit is one sentence naming `what` it should have been. `fill`: tensors for the keys the file
+    may lack (taken only where it does)."""
     from safetensors.torch import load_file
 
+    state = {k: v.float() for k, v in load_file(str(path)).items()}
+    state = {**(fill or {}), **state}
     try:
-        module.load_state_dict({k: v.float() for k, v in load_file(str(path)).items()}, strict=True)
+        module.load_state_dict(state, strict=True)
     except RuntimeError as err:
         raise VcAppError(f"{path} does not fit the configured {what} ({str(err).splitlines()[0]}).") from None
 
@@ -373,16 +382,11 @@ def loss_terms(model: AdaINVC, out: AdaINVCOutput, mel: torch.Tensor, cfg: Train
     return terms
 
 
-def pause_frames(mel: torch.Tensor) -> torch.Tensor:
-    """mel (B, n_mels, T) raw -> (B, T) bool: the frames at least `PAUSE_BELOW_DB` under the clip's loudest."""
-    return frame_levels_db(mel.float()) <= -PAUSE_BELOW_DB
-
-
 def pause_rise_db(model: AdaINVC, converted: torch.Tensor, mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """How much louder a conversion is than its source where the source pauses: converted (B, n_mels, T) scaled,
     mel (B, n_mels, T) raw source -> ((B, T) dB, the conversion's frame level minus the source's (each relative to
     its own loudest frame, floored at `FLOOR_DB`) on the source's pause frames, 0 elsewhere; (B, T) bool, those
-    frames (`pause_frames`)), the source's levels computed once."""
+    frames: at least `PAUSE_BELOW_DB` under the source's loudest)."""
     source = frame_levels_db(mel.float())
     pauses = source <= -PAUSE_BELOW_DB
     output = frame_levels_db(model.unscale(converted.float())).clamp(min=FLOOR_DB)
